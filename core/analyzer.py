@@ -1,0 +1,114 @@
+"""``AgeCam``: the whole pipeline prepared once, then called per frame or per image."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.age_model import AgeModel
+from core.annotator import AgeAnnotator, AnnotatorConfig
+from core.crop import CropConfig, crop_faces
+from core.detections import Detections
+from core.detector import DetectorConfig, FaceDetector
+from core.estimator import AgeEstimator, EstimatorConfig
+from core.smoothing import AgeSmoother, SmootherConfig
+from core.tracker import FaceTracker, TrackerConfig
+
+
+@dataclass
+class AgeCamConfig:
+    """Configuration of every stage; ``model`` is a shipped name, a path, or None (default)."""
+
+    model: str | None = None
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    crop: CropConfig | None = None  # None: calibrated for the detector's range
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    smoother: SmootherConfig = field(default_factory=SmootherConfig)
+    annotator: AnnotatorConfig = field(default_factory=AnnotatorConfig)
+
+
+class StageTimer:
+    """Wall-clock seconds spent per named stage, one entry per call."""
+
+    def __init__(self):
+        self.samples: dict[str, list[float]] = defaultdict(list)
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.samples[name].append(time.perf_counter() - start)
+
+
+class AgeCam:
+    """Detect, track and age every face of a stream of frames.
+
+    Example::
+
+        cam = AgeCam(AgeCamConfig(model="cnn"))
+        faces = cam.get(frame)            # Detections with tracker_id and age
+        shown = cam.annotate(frame, faces)
+        stills = cam.get_image(image)     # no tracking: every face estimated once
+    """
+
+    def __init__(self, config: AgeCamConfig = AgeCamConfig(), model: AgeModel | None = None):
+        self.config = config
+        self.model = model or AgeModel.load(config.model)
+        crop = config.crop or CropConfig.for_detector_range(config.detector.range)
+        self.detector = FaceDetector(config.detector)
+        self.estimator = AgeEstimator(self.model, config.estimator, crop)
+        self.annotator = AgeAnnotator(config.annotator)
+        self.timer = StageTimer()
+        # One throw-away detection loads MediaPipe's graph now rather than on the first frame.
+        self.detector.detect(np.zeros((64, 64, 3), np.uint8))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracks (start of a new video)."""
+        self.tracker = FaceTracker(self.config.tracker)
+        self.smoother = AgeSmoother(self.config.smoother)
+        self.estimator._last_estimate.clear()
+        self.frame_index = 0
+
+    def get(self, frame_bgr: np.ndarray) -> Detections:
+        """Faces of the next frame of a stream, with stable ids and smoothed ages."""
+        with self.timer.stage("detect"):
+            detections = self.detector.detect(frame_bgr, self.frame_index)
+        with self.timer.stage("track"):
+            self.tracker.update_with_detections(detections)
+        with self.timer.stage("infer"):
+            self.estimator.update_with_detections(frame_bgr, detections)
+        with self.timer.stage("smooth"):
+            self.smoother.update_with_detections(detections)
+        self.frame_index += 1
+        return detections
+
+    def get_image(self, image_bgr: np.ndarray) -> Detections:
+        """Faces of a still image, each estimated once; ids are 1..N in detection order."""
+        detections = self.detector.detect(image_bgr)
+        detections.tracker_id[:] = np.arange(1, len(detections) + 1)
+        faces = crop_faces(image_bgr, detections, self.estimator.crop)
+        detections.raw_age[:] = self.model.predict(faces)
+        detections.age[:] = detections.raw_age
+        return detections
+
+    def annotate(self, frame_bgr: np.ndarray, detections: Detections, fps: float | None = None) -> np.ndarray:
+        """A copy of the frame with boxes, ids and ages drawn."""
+        with self.timer.stage("draw"):
+            return self.annotator.annotate(frame_bgr, detections, fps)
+
+    def close(self) -> None:
+        self.detector.close()
+
+    def __enter__(self) -> "AgeCam":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

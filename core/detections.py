@@ -1,0 +1,75 @@
+"""The one small dataclass of faces that flows through every stage of the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+
+def _empty(shape, dtype, fill=0):
+    return np.full(shape, fill, dtype=dtype)
+
+
+@dataclass
+class Detections:
+    """Faces found in one frame; every array has one row per face.
+
+    - ``xyxy``: boxes in pixels ``(x1, y1, x2, y2)``, float32 ``(N, 4)``
+    - ``confidence``: detector scores, float32 ``(N,)``
+    - ``keypoints``: six MediaPipe landmarks in pixels (right eye, left eye, nose tip, mouth,
+      right ear, left ear), float32 ``(N, 6, 2)``
+    - ``tracker_id``: stable id per face across frames, ``-1`` before tracking, int64 ``(N,)``
+    - ``raw_age``: the model's estimate made on this frame, NaN where none was made
+    - ``age``: the age to show (smoothed over the track), NaN while unknown
+
+    Example:
+
+    >>> d = Detections(xyxy=np.array([[10, 20, 50, 70]], np.float32))
+    >>> len(d), d.xywh.tolist()
+    (1, [[10.0, 20.0, 40.0, 50.0]])
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    tracker_id: np.ndarray | None = None
+    raw_age: np.ndarray | None = None
+    age: np.ndarray | None = None
+    frame_index: int = field(default=0, compare=False)
+
+    def __post_init__(self):
+        self.xyxy = np.asarray(self.xyxy, np.float32).reshape(-1, 4)
+        n = len(self.xyxy)
+        defaults = {
+            "confidence": ((n,), np.float32, 1.0),
+            "keypoints": ((n, 6, 2), np.float32, np.nan),
+            "tracker_id": ((n,), np.int64, -1),
+            "raw_age": ((n,), np.float32, np.nan),
+            "age": ((n,), np.float32, np.nan),
+        }
+        for name, (shape, dtype, fill) in defaults.items():
+            value = getattr(self, name)
+            value = _empty(shape, dtype, fill) if value is None else np.asarray(value, dtype).reshape(shape)
+            setattr(self, name, value)
+
+    @classmethod
+    def empty(cls, frame_index: int = 0) -> "Detections":
+        return cls(xyxy=np.zeros((0, 4), np.float32), frame_index=frame_index)
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index) -> "Detections":
+        """A subset by boolean mask, integer array or slice."""
+        if isinstance(index, (int, np.integer)):
+            index = [index]
+        arrays = {f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "frame_index"}
+        return Detections(**arrays, frame_index=self.frame_index)
+
+    @property
+    def xywh(self) -> np.ndarray:
+        """Boxes as ``(x, y, width, height)`` in pixels."""
+        out = self.xyxy.copy()
+        out[:, 2:] -= out[:, :2]
+        return out

@@ -1,0 +1,60 @@
+"""The age stage: decide which faces need a fresh estimate, crop them, infer in one batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.age_model import AgeModel
+from core.crop import CropConfig, crop_faces
+from core.detections import Detections
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """``refresh_every``: re-estimate a track's age every k frames (1 = every frame).
+
+    New tracks are estimated on their first frame; refreshes are staggered by track id so
+    several faces do not all need inference on the same frame.
+    """
+
+    refresh_every: int = 3
+
+
+class AgeEstimator:
+    """Fill ``detections.raw_age`` for the faces due an estimate on this frame.
+
+    Example::
+
+        estimator = AgeEstimator(AgeModel.load("cnn"))
+        detections = estimator.update_with_detections(frame, detections)
+    """
+
+    def __init__(self, model: AgeModel, config: EstimatorConfig = EstimatorConfig(),
+                 crop: CropConfig = CropConfig()):
+        self.model, self.config, self.crop = model, config, crop
+        self._last_estimate: dict[int, int] = {}
+        self.inferences = 0  # faces sent to the model so far
+
+    def due(self, detections: Detections, frame_index: int) -> np.ndarray:
+        """Boolean mask of faces to estimate on this frame."""
+        k = max(1, self.config.refresh_every)
+        ids = detections.tracker_id
+        new = np.array([int(t) < 0 or int(t) not in self._last_estimate for t in ids], bool)
+        # (frame + id) % k staggers the refreshes of different tracks over the k frames.
+        return new | ((frame_index + ids) % k == 0)
+
+    def update_with_detections(self, frame_bgr: np.ndarray, detections: Detections) -> Detections:
+        """Estimate the due faces (all in one batch) and set their ``raw_age``; return detections."""
+        mask = self.due(detections, detections.frame_index)
+        if not mask.any():
+            return detections
+        subset = detections[mask]
+        ages = self.model.predict(crop_faces(frame_bgr, subset, self.crop))
+        detections.raw_age[np.flatnonzero(mask)] = ages
+        self.inferences += len(ages)
+        for track_id in subset.tracker_id:
+            if track_id >= 0:
+                self._last_estimate[int(track_id)] = detections.frame_index
+        return detections

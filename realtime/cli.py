@@ -1,0 +1,295 @@
+"""The ``agecam`` command line: video, webcam, image, train, evaluate."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from realtime.quiet import native_stderr_silenced, quiet_environment
+
+log = logging.getLogger("agecam")
+
+
+
+class Failure(click.ClickException):
+    """A user-facing failure: one line on stderr, exit status 1."""
+
+    def show(self, file=None):
+        click.echo(f"agecam: error: {self.message}", err=True)
+
+
+def _known_errors():
+    """Exception types that mean bad input, not a bug: shown as one line, no traceback."""
+    from core.age_model import ModelError
+    from realtime.sources import SourceError
+    from training.data import DataError
+
+    return (ModelError, SourceError, DataError, FileNotFoundError, ValueError, OSError)
+
+
+def _guarded(action):
+    """Run ``action()`` turning expected errors into one-line failures and Ctrl-C into exit 130."""
+    try:
+        return action()
+    except KeyboardInterrupt:
+        click.echo("agecam: interrupted", err=True)
+        sys.exit(130)
+    except _known_errors() as error:
+        raise Failure(str(error) or type(error).__name__) from None
+
+
+def _setup_logging(verbose: int) -> None:
+    if verbose < 2:  # -vv lets the native libraries' own logs through
+        quiet_environment()
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(max(level, logging.ERROR))
+
+
+model_option = click.option("--model", "model", default=None, metavar="NAME|PATH",
+                            help="Shipped model name (cnn, resnet50) or a .keras file; default: the shipped default.")
+
+
+def _pipeline_options(func):
+    func = click.option("--range", "detector_range", type=click.Choice(["short", "full"]), default="full",
+                        show_default=True, help="Detector range: full (faces of any size, up to ~5 m) or short (close-up webcam, faster).")(func)
+    func = click.option("--confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                        help="Minimum face detection confidence.")(func)
+    return model_option(func)
+
+
+def _quiet() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context and context.obj and context.obj.get("quiet"))
+
+
+def _make_cam(model, detector_range, confidence, refresh_every=3, show_fps=False):
+    from core.analyzer import AgeCam, AgeCamConfig
+    from core.annotator import AnnotatorConfig
+    from core.detector import DetectorConfig
+    from core.estimator import EstimatorConfig
+
+    config = AgeCamConfig(model=model, detector=DetectorConfig(detector_range, confidence),
+                          estimator=EstimatorConfig(refresh_every), annotator=AnnotatorConfig(show_fps=show_fps))
+    with native_stderr_silenced(_quiet()):
+        return AgeCam(config)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def main(context: click.Context, verbose: int) -> None:
+    """agecam: real-time apparent-age estimation for every face in cameras, videos and images."""
+    _setup_logging(verbose)
+    context.obj = {"quiet": verbose < 2}
+
+
+@main.command()
+@click.argument("source")
+@_pipeline_options
+@click.option("--no-window", is_flag=True, help="Run headless (no OpenCV window).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video (.mp4, .avi).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write one row per face per frame.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done.")
+@click.option("--show-fps", is_flag=True, help="Draw the processing rate on the frames.")
+@click.option("--refresh-every", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Re-estimate each face's age every k frames.")
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
+def video(source, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
+          refresh_every, max_frames):
+    """Estimate ages in SOURCE: a video file, a camera index (0) or a stream URL.
+
+    In the window: q or Esc quits, space pauses, s saves a snapshot.
+    """
+    _run_video(source, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
+               refresh_every, max_frames)
+
+
+@main.command()
+@click.option("--camera", type=click.IntRange(0), default=0, show_default=True, help="Camera index.")
+@_pipeline_options
+@click.option("--no-window", is_flag=True, help="Run headless (no OpenCV window).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write one row per face per frame.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done.")
+@click.option("--show-fps", is_flag=True, help="Draw the processing rate on the frames.")
+def webcam(camera, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps):
+    """Estimate ages live on a camera (the camera shortcut of 'video')."""
+    _run_video(str(camera), model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
+               3, None)
+
+
+def _run_video(source, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
+               refresh_every, max_frames):
+    from realtime.runner import RunConfig, display_available, run
+    from realtime.sources import VideoSource, describe_source
+
+    kind, target = describe_source(source)
+    for out in (output, csv_path):
+        if out is not None and kind == "file" and Path(target).resolve() == out.resolve():
+            raise Failure(f"output {out} is the input video; choose another name")
+    if not no_window and not display_available():
+        raise Failure("no display to open a window on; add --no-window (with -o/--csv/--json for output)")
+
+    def action():
+        with _make_cam(model, detector_range, confidence, refresh_every, show_fps) as cam, VideoSource(source) as src:
+            config = RunConfig(show_window=not no_window, output=output, csv=csv_path, max_frames=max_frames)
+            return run(cam, src, config)
+
+    summary = _guarded(action)
+    if as_json:
+        click.echo(json.dumps(summary.as_json()))
+    else:
+        click.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "
+                   f"{len(summary.tracks)} faces tracked", err=True)
+    if summary.interrupted:
+        click.echo(f"agecam: interrupted after {summary.frames} frames; outputs hold the frames processed", err=True)
+        sys.exit(130)
+    if summary.failure:
+        raise Failure(f"{summary.failure}; outputs hold the {summary.frames} frames processed")
+    if summary.frames == 0:
+        raise Failure(f"no frame was read from {source}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True,
+              help="Folder for the generated clip and the annotated result.")
+@model_option
+def demo(out, model):
+    """Make a short clip from a public-domain photo, annotate it, print the ages."""
+    import cv2
+
+    from realtime.synthetic import SceneConfig, astronaut_face, write_scene
+
+    out.mkdir(parents=True, exist_ok=True)
+    face = astronaut_face()
+    clip = write_scene(out / "astronaut.mp4", [face, cv2.flip(face, 1)], SceneConfig(frames=60))
+    annotated = out / "astronaut_annotated.mp4"
+    click.echo(f"generated {clip}; annotating it into {annotated}", err=True)
+    _run_video(str(clip), model, "full", 0.5, True, annotated, None, True, False, 3, None)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_pipeline_options
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write annotated copies into this folder (created if needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print faces and ages as JSON.")
+def image(paths, model, detector_range, confidence, output_dir, as_json):
+    """Estimate the age of every face in still images."""
+    from training.data import read_image
+
+    cam = _guarded(lambda: _make_cam(model, detector_range, confidence))
+    results, failures = [], 0
+    if output_dir is not None:
+        _guarded(lambda: output_dir.mkdir(parents=True, exist_ok=True))
+    for path in paths:
+        picture = read_image(path) if path.is_file() else None
+        if picture is None:
+            reason = "file not found" if not path.exists() else "not a readable image"
+            click.echo(f"agecam: error: {path}: {reason}", err=True)
+            failures += 1
+            continue
+        from core.preprocess import to_bgr
+
+        picture = to_bgr(picture)
+        faces = _guarded(lambda: cam.get_image(picture))
+        results.append({"path": str(path), "faces": [
+            {"box": [round(float(v), 1) for v in box], "score": round(float(score), 3), "age": round(float(age), 1)}
+            for box, score, age in zip(faces.xywh, faces.confidence, faces.age)]})
+        if output_dir is not None:
+            _write_annotated(cam.annotate(picture, faces), path, output_dir)
+        if not as_json:
+            ages = ", ".join(f"{f['age']:.0f}" for f in results[-1]["faces"]) or "no face found"
+            click.echo(f"{path}: {ages}")
+    cam.close()
+    if as_json:
+        click.echo(json.dumps(results))
+    if failures:
+        sys.exit(1)
+
+
+def _write_annotated(picture, source: Path, output_dir: Path) -> None:
+    import cv2
+
+    target = output_dir / source.name
+    if target.resolve() == source.resolve():  # never overwrite the user's original
+        target = output_dir / f"{source.stem}_agecam{source.suffix}"
+    if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp", ".bmp"):
+        target = target.with_suffix(".png")
+    tmp = target.with_name(f".{target.stem}.partial{target.suffix}")
+    if not cv2.imwrite(str(tmp), picture):
+        raise Failure(f"cannot write {target}")
+    os.replace(tmp, target)
+
+
+@main.command()
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder of UTKFace-named crops.")
+@click.option("--arch", type=click.Choice(["cnn", "resnet50"]), default="cnn", show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--img-size", type=click.IntRange(32, 512), default=None, help="Input side in pixels [cnn 96, resnet50 128].")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None, help="Peak learning rate [cnn 2e-3, resnet50 1e-3].")
+@click.option("--weights", default="none", show_default=True, metavar="imagenet|none|PATH",
+              help="ResNet50 initialisation; imagenet falls back to none when the weights cannot be had.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output stem [models/ARCH].")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Split manifest CSV [training/splits/<data folder>.csv].")
+@click.option("--assets", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the figures [assets/].")
+@click.option("--patience", type=click.IntRange(1), default=10, show_default=True, help="Early-stopping patience (epochs).")
+@click.option("--resume", is_flag=True, help="Continue a killed run from its last completed epoch.")
+@click.option("--strategy", type=click.Choice(["none", "mirrored"]), default="none", show_default=True,
+              help="mirrored: tf.distribute over all GPUs (TensorFlow backend).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N images (quick trials).")
+def train(data, arch, epochs, batch_size, img_size, lr, weights, out, manifest, assets, patience, resume, strategy, limit):
+    """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
+    from training.train import TrainConfig, train as run_training
+
+    defaults = {"cnn": (96, 2e-3), "resnet50": (128, 1e-3)}[arch]
+    options = dict(data=data, arch=arch, out=out or Path("models") / arch, epochs=epochs, batch_size=batch_size,
+                   img_size=img_size or defaults[0], lr=lr or defaults[1], weights=weights, patience=patience,
+                   manifest=manifest, resume=resume, strategy=strategy, limit=limit)
+    if assets is not None:
+        options["assets"] = assets
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    card = _guarded(lambda: run_training(TrainConfig(**options)))
+    test = card["metrics"]["test"]
+    click.echo(f"{card['file']}: test MAE {test['mae']:.2f}, MSE {test['mse']:.1f}, RMSE {test['rmse']:.2f} "
+               f"(n={test['n']})")
+
+
+@main.command()
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder of UTKFace-named crops.")
+@model_option
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
+              help="Only the images of this split of the manifest (default: every image in the folder).")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Split manifest [training/splits/<data folder>.csv].")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(data, model, split, manifest, as_json):
+    """Evaluate a model on UTKFace-named face crops: n, MAE, MSE, RMSE, MAE per age band."""
+    from training.evaluate import EvaluateConfig, evaluate as run_evaluation
+    from training.train import REPO_ROOT
+
+    if split and manifest is None:
+        manifest = REPO_ROOT / "training" / "splits" / f"{Path(data).resolve().name}.csv"
+    result, report = _guarded(lambda: run_evaluation(EvaluateConfig(data=data, model=model, split=split,
+                                                                     manifest=manifest)))
+    if as_json:
+        click.echo(json.dumps({k: result[k] for k in ("n", "mae", "mse", "rmse", "by_age")}))
+        return
+    click.echo(f"n={result['n']}  MAE={result['mae']:.2f}  MSE={result['mse']:.1f}  RMSE={result['rmse']:.2f}")
+    for band, m in result["by_age"].items():
+        click.echo(f"  {band:>6}: MAE {m['mae']:5.2f}  (n={m['n']})")
+    if report.skipped:
+        click.echo(f"skipped: {report.summary()}", err=True)
+
+
+if __name__ == "__main__":
+    main()

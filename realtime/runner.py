@@ -1,0 +1,146 @@
+"""Run the age pipeline over a video source: window, annotated video, CSV and a summary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.analyzer import AgeCam
+from realtime.sinks import CsvSink, VideoSink
+from realtime.sources import VideoSource
+
+log = logging.getLogger(__name__)
+
+WINDOW = "agecam"
+KEY_QUIT = {ord("q"), ord("Q"), 27}  # q or Esc
+KEY_PAUSE, KEY_SNAPSHOT = ord(" "), ord("s")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to do with each processed frame."""
+
+    show_window: bool = True
+    output: Path | None = None
+    csv: Path | None = None
+    snapshot_dir: Path = Path(".")
+    max_frames: int | None = None
+
+
+@dataclass
+class RunSummary:
+    frames: int
+    seconds: float
+    tracks: list[dict]
+    interrupted: bool = False
+    stopped_by_user: bool = False
+    failure: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_json(self) -> dict:
+        return {"frames": self.frames, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
+                "tracks": self.tracks}
+
+
+def display_available() -> bool:
+    """Whether an OpenCV window can open (an X display on Linux; always elsewhere)."""
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class _TrackLog:
+    """Displayed ages per track, for the summary."""
+
+    def __init__(self):
+        self.ages: dict[int, list[float]] = defaultdict(list)
+        self.frames: dict[int, int] = defaultdict(int)
+
+    def add(self, detections) -> None:
+        for track_id, age in zip(detections.tracker_id, detections.age):
+            self.frames[int(track_id)] += 1
+            if np.isfinite(age):
+                self.ages[int(track_id)].append(float(age))
+
+    def summary(self) -> list[dict]:
+        return [{"id": t, "frames": n, "age": round(float(np.median(self.ages[t])), 1) if self.ages[t] else None}
+                for t, n in sorted(self.frames.items())]
+
+
+def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
+    """Process ``source`` frame by frame until it ends, the user quits or Ctrl-C.
+
+    Outputs are finalised in every case, holding exactly the frames processed.
+    """
+    tracks = _TrackLog()
+    frames, started, fps_shown = 0, time.perf_counter(), None
+    interrupted = stopped = False
+    with _optional(VideoSink, config.output, source.fps, (source.width, source.height)) as video, \
+            _optional(CsvSink, config.csv) as table:
+        try:
+            for frame in source:
+                tick = time.perf_counter()
+                detections = cam.get(frame.image)
+                tracks.add(detections)
+                needs_picture = video is not None or config.show_window
+                shown = cam.annotate(frame.image, detections, fps_shown) if needs_picture else None
+                if video is not None:
+                    with cam.timer.stage("encode"):
+                        video.write(shown)
+                if table is not None:
+                    table.write(frame.index, frame.index / source.fps, detections)
+                frames += 1
+                elapsed = time.perf_counter() - tick
+                fps_shown = 1 / elapsed if fps_shown is None else 0.9 * fps_shown + 0.1 / max(elapsed, 1e-6)
+                if config.show_window and _show(shown, frame.index, config.snapshot_dir):
+                    stopped = True
+                    break
+                if config.max_frames and frames >= config.max_frames:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if config.show_window:
+                cv2.destroyAllWindows()
+    return RunSummary(frames, time.perf_counter() - started, tracks.summary(), interrupted, stopped, source.failed)
+
+
+def _show(image: np.ndarray, frame_index: int, snapshot_dir: Path) -> bool:
+    """Show a frame and handle keys; True when the user asked to quit."""
+    cv2.imshow(WINDOW, image)
+    key = cv2.waitKey(1) & 0xFF
+    while True:
+        if key in KEY_QUIT:
+            return True
+        if key == KEY_SNAPSHOT:
+            path = Path(snapshot_dir) / f"agecam-snapshot-{frame_index:06d}.png"
+            cv2.imwrite(str(path), image)
+            log.warning("snapshot saved to %s", path)
+        if key != KEY_PAUSE:
+            return False
+        key = cv2.waitKey(0) & 0xFF  # paused: wait for the next key
+        if key == KEY_PAUSE:
+            return False
+
+
+class _optional:
+    """``with _optional(Sink, path, ...)``: the sink when a path is given, else None."""
+
+    def __init__(self, factory, path, *args):
+        self._sink = factory(path, *args) if path is not None else None
+
+    def __enter__(self):
+        return self._sink
+
+    def __exit__(self, *exc):
+        if self._sink is not None:
+            self._sink.close()

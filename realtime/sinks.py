@@ -1,0 +1,101 @@
+"""Outputs that are either complete or absent: annotated video and per-face CSV."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age")
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+def _temporary_name(path: Path) -> Path:
+    # Same folder (so the final rename is atomic) and same suffix (so the writer picks the format).
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+
+
+class VideoSink:
+    """Write frames to a video that appears under its name only once finalised.
+
+    Frames go to a hidden temporary file; leaving the ``with`` block (normally, on error or on
+    Ctrl-C) closes it and renames it into place if any frame was written, else removes it.
+
+    Example::
+
+        with VideoSink("out.mp4", fps=30, size=(640, 480)) as sink:
+            sink.write(frame)
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in FOURCC:
+            raise ValueError(f"unsupported video type {self.path.suffix or '(none)'}; use one of {', '.join(FOURCC)}")
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"output folder not found: {self.path.parent}")
+        self.fps, self.size, self.frames = fps, size, 0
+        self._tmp = _temporary_name(self.path)
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*FOURCC[self.path.suffix.lower()]),
+                                       fps, size)
+        if not self._writer.isOpened():
+            self._tmp.unlink(missing_ok=True)
+            raise OSError(f"cannot write video {self.path}")
+
+    def write(self, frame: np.ndarray) -> None:
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size)
+        self._writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        if self.frames:
+            os.replace(self._tmp, self.path)
+            log.info("wrote %s (%d frames)", self.path, self.frames)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class CsvSink:
+    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age``), written atomically."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"output folder not found: {self.path.parent}")
+        self._tmp = _temporary_name(self.path)
+        self._handle = open(self._tmp, "w", newline="")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(CSV_COLUMNS)
+
+    def write(self, frame_index: int, time_s: float, detections) -> None:
+        for (x, y, w, h), track_id, age in zip(detections.xywh, detections.tracker_id, detections.age):
+            self._writer.writerow([frame_index, f"{time_s:.3f}", int(track_id), f"{x:.1f}", f"{y:.1f}",
+                                   f"{w:.1f}", f"{h:.1f}", f"{age:.1f}" if np.isfinite(age) else ""])
+
+    def close(self) -> None:
+        if self._handle.closed:
+            return
+        self._handle.close()
+        os.replace(self._tmp, self.path)
+
+    def __enter__(self) -> "CsvSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,135 @@
+"""Frame sources: a video file, a camera index or a stream URL, behind one interface."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+URL_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class SourceError(Exception):
+    """A source that cannot be opened or read."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame with its index and capture time (``time.perf_counter``)."""
+
+    index: int
+    image: np.ndarray
+    captured_at: float
+
+
+def describe_source(source: str) -> tuple[str, str | int]:
+    """Classify SOURCE as ``("camera", index)``, ``("url", url)`` or ``("file", path)``."""
+    text = str(source).strip()
+    if text.isdigit():
+        return "camera", int(text)
+    if text.lower().startswith(URL_SCHEMES):
+        return "url", text
+    return "file", text
+
+
+class VideoSource:
+    """Frames from a file, camera or URL; cameras and URLs are read in a background thread.
+
+    A live source is read by its own thread into a one-frame buffer, so processing never
+    blocks capture and always gets the newest frame (older ones are dropped). A file is read
+    in order with no frame dropped, so an output video has the input's frame count.
+
+    Example::
+
+        with VideoSource("clip.mp4") as source:
+            for frame in source:
+                process(frame.image)
+    """
+
+    def __init__(self, source: str):
+        self.kind, self.target = describe_source(source)
+        if self.kind == "file" and not Path(self.target).is_file():
+            raise SourceError(f"video file not found: {self.target}")
+        self._capture = cv2.VideoCapture(self.target)
+        if not self._capture.isOpened():
+            what = {"camera": "camera", "url": "stream", "file": "video file (not a video?)"}[self.kind]
+            raise SourceError(f"cannot open {what}: {source}")
+        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
+        if not 1.0 <= self.fps <= 240.0:
+            self.fps = 30.0
+        self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.kind == "file" else 0
+        self.failed: str | None = None  # why the stream stopped early, if it did
+        self._live = self.kind != "file"
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        first = self._read_raw()
+        if first is None:
+            self._capture.release()
+            raise SourceError(f"no frame could be read from {source} (not a video, or empty)")
+        self.width, self.height = first.shape[1], first.shape[0]
+        self._first: np.ndarray | None = first
+        if self._live:
+            self._thread = threading.Thread(target=self._capture_loop, name="agecam-capture", daemon=True)
+            self._thread.start()
+
+    def _read_raw(self) -> np.ndarray | None:
+        ok, image = self._capture.read()
+        return image if ok and image is not None and image.size else None
+
+    def _capture_loop(self) -> None:
+        while not self._stop.is_set():
+            image = self._read_raw()
+            if image is None:
+                self.failed = "the stream ended or broke"
+                self._put(None)
+                return
+            self._put(Frame(-1, image, time.perf_counter()))
+
+    def _put(self, item) -> None:
+        try:
+            self._queue.get_nowait()  # drop the stale frame: live display wants the newest
+        except queue.Empty:
+            pass
+        self._queue.put(item)
+
+    def __iter__(self):
+        index = 0
+        if self._first is not None:
+            yield Frame(index, self._first, time.perf_counter())
+            self._first, index = None, 1
+        while True:
+            if self._live:
+                item = self._queue.get()
+                if item is None:
+                    return
+                image, captured_at = item.image, item.captured_at
+            else:
+                image = self._read_raw()
+                if image is None:
+                    if self.frame_count and index < self.frame_count - 1:
+                        self.failed = f"the video broke off after frame {index} of {self.frame_count}"
+                    return
+                captured_at = time.perf_counter()
+            yield Frame(index, image, captured_at)
+            index += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._capture.release()
+
+    def __enter__(self) -> "VideoSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

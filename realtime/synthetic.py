@@ -1,0 +1,82 @@
+"""Synthetic scenes: faces moving over a background, for the demo, tests and benchmarks.
+
+The project may ship no face photo but scikit-image's public-domain ``astronaut``; tests add
+UTKFace crops read from ``../shared`` at run time. Every scene is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from realtime.sinks import VideoSink
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """Frame size, clip length, face size and motion of a synthetic scene."""
+
+    width: int = 640
+    height: int = 480
+    frames: int = 90
+    fps: float = 30.0
+    face_size: int = 130
+    seed: int = 0
+
+
+def astronaut_face() -> np.ndarray:
+    """Eileen Collins' head from scikit-image's public-domain ``astronaut`` photo (BGR)."""
+    from skimage import data
+
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    return image[30:250, 115:335].copy()  # head with some hair and neck around the face
+
+
+def _background(config: SceneConfig, rng: np.random.Generator) -> np.ndarray:
+    ys, xs = np.mgrid[0 : config.height, 0 : config.width].astype(np.float32)
+    base = rng.uniform(60, 200, size=3)
+    tilt = rng.uniform(-0.1, 0.1, size=3)
+    frame = np.stack([base[c] + tilt[c] * (xs + ys) / 4 for c in range(3)], axis=2)
+    frame += rng.normal(0, 4, frame.shape)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def face_paths(count: int, config: SceneConfig, rng: np.random.Generator) -> np.ndarray:
+    """Top-left corners ``(frames, count, 2)`` of faces gliding on separate Lissajous paths."""
+    size = config.face_size
+    t = np.arange(config.frames)[:, None] / config.fps
+    span_x, span_y = config.width - size, config.height - size
+    lanes = (np.arange(count) + 0.5) / count  # spread faces across the frame so they seldom overlap
+    speed = rng.uniform(0.15, 0.3, size=count)
+    phase = rng.uniform(0, 2 * np.pi, size=count)
+    x = span_x * lanes + 0.3 * span_x / count * np.sin(2 * np.pi * speed * t + phase)
+    y = span_y * (0.5 + 0.35 * np.sin(2 * np.pi * speed * 0.7 * t + phase * 1.3))
+    return np.clip(np.stack([x, y], axis=2), 0, [span_x, span_y]).astype(int)
+
+
+def render_scene(faces: list[np.ndarray], config: SceneConfig = SceneConfig()):
+    """Yield ``(frame, boxes)`` for each frame; boxes are the pasted faces' xyxy, one per face."""
+    rng = np.random.default_rng(config.seed)
+    background = _background(config, rng)
+    tiles = [cv2.resize(face, (config.face_size, config.face_size), interpolation=cv2.INTER_AREA) for face in faces]
+    paths = face_paths(len(tiles), config, rng)
+    size = config.face_size
+    for corners in paths:
+        frame = background.copy()
+        boxes = []
+        for tile, (x, y) in zip(tiles, corners):
+            frame[y : y + size, x : x + size] = tile
+            boxes.append((x, y, x + size, y + size))
+        yield frame, np.asarray(boxes, np.float32)
+
+
+def write_scene(path: str | os.PathLike, faces: list[np.ndarray], config: SceneConfig = SceneConfig()) -> Path:
+    """Render a scene to a video file and return its path."""
+    with VideoSink(path, config.fps, (config.width, config.height)) as sink:
+        for frame, _ in render_scene(faces, config):
+            sink.write(frame)
+    return Path(path)

@@ -1,0 +1,66 @@
+"""Training batches with CPU augmentation, as a backend-neutral ``keras.utils.PyDataset``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import keras
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random changes applied to each training face."""
+
+    flip: bool = True
+    max_shift: float = 0.06  # fraction of the side
+    scale_range: tuple[float, float] = (0.92, 1.08)
+    max_rotation_deg: float = 10.0
+    brightness: float = 0.15  # fraction of 255 added or removed
+    contrast_range: tuple[float, float] = (0.8, 1.2)
+
+
+def augment_face(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """One randomly flipped, shifted, scaled, rotated and re-lit copy of a uint8 face."""
+    size = image.shape[0]
+    if config.flip and rng.random() < 0.5:
+        image = image[:, ::-1]
+    angle = rng.uniform(-config.max_rotation_deg, config.max_rotation_deg)
+    scale = rng.uniform(*config.scale_range)
+    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    matrix[:, 2] += rng.uniform(-config.max_shift, config.max_shift, size=2) * size
+    # Reflecting the border avoids black wedges the model would never see at inference.
+    out = cv2.warpAffine(np.ascontiguousarray(image), matrix, (size, size), borderMode=cv2.BORDER_REFLECT_101)
+    out = out.astype(np.float32)
+    mean = out.mean()
+    out = (out - mean) * rng.uniform(*config.contrast_range) + mean
+    out += rng.uniform(-config.brightness, config.brightness) * 255.0
+    return np.clip(out, 0.0, 255.0)
+
+
+class AugmentedFaces(keras.utils.PyDataset):
+    """Shuffled, augmented ``(images float32, ages)`` batches from in-memory uint8 faces."""
+
+    def __init__(self, images, ages, batch_size, seed=0, config=AugmentConfig(), **kwargs):
+        super().__init__(**kwargs)
+        self.images, self.ages = images, np.asarray(ages, np.float32)
+        self.batch_size, self.config = batch_size, config
+        self.epoch, self.seed = 0, seed
+        self._order = self._shuffled()
+
+    def _shuffled(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.images) / self.batch_size))
+
+    def __getitem__(self, index):
+        ids = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        batch = np.stack([augment_face(self.images[i], rng, self.config) for i in ids])
+        return batch, self.ages[ids]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._shuffled()

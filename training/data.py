@@ -1,0 +1,132 @@
+"""UTKFace: parse labels from file names, read images, report what was skipped.
+
+UTKFace names its files ``[age]_[gender]_[race]_[date&time].jpg(.chip.jpg)``. A few published
+names miss a field; those, ages outside the valid range and unreadable images are skipped and
+counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.preprocess import preprocess_face
+
+log = logging.getLogger(__name__)
+
+MIN_AGE, MAX_AGE = 0, 116
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+_NAME = re.compile(r"^(\d+)_([01])_([0-4])_(\d+)\.[A-Za-z]+(?:\.chip\.jpg)?$")
+
+
+class DataError(Exception):
+    """The data folder cannot be used at all (missing, empty, no parsable names)."""
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One labelled UTKFace image."""
+
+    path: Path
+    age: int
+    gender: int
+    race: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass
+class ScanReport:
+    """What a folder scan found: usable records and skip counts by reason."""
+
+    records: list[FaceRecord] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.records)} labelled images"]
+        parts += [f"{n} skipped ({reason})" for reason, n in sorted(self.skipped.items())]
+        return ", ".join(parts)
+
+
+def parse_name(name: str) -> tuple[int, int, int] | None:
+    """Return ``(age, gender, race)`` from a UTKFace file name, or None when it is malformed.
+
+    >>> parse_name("26_1_2_20170116174525125.jpg.chip.jpg")
+    (26, 1, 2)
+    >>> parse_name("61_1_20170109142408075.jpg.chip.jpg") is None
+    True
+    """
+    match = _NAME.match(name)
+    if not match:
+        return None
+    age, gender, race = (int(match.group(i)) for i in (1, 2, 3))
+    return age, gender, race
+
+
+def scan_folder(folder: str | Path) -> ScanReport:
+    """List the labelled images of ``folder`` (not recursive), sorted by name.
+
+    Raises :class:`DataError` when the folder is missing or holds no parsable name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder not found: {folder}")
+    report = ScanReport()
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or not path.name.lower().endswith(IMAGE_SUFFIXES):
+            continue
+        parsed = parse_name(path.name)
+        if parsed is None:
+            report.skipped["malformed name"] += 1
+            continue
+        age, gender, race = parsed
+        if not MIN_AGE <= age <= MAX_AGE:
+            report.skipped["age out of range"] += 1
+            continue
+        report.records.append(FaceRecord(path, age, gender, race))
+    if not report.records:
+        raise DataError(f"no UTKFace-named images in {folder} ({report.summary()})")
+    return report
+
+
+def read_image(path: str | Path) -> np.ndarray | None:
+    """Read an image as BGR uint8 (gray and alpha converted), or None when unreadable."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if data.size == 0:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None or image.dtype != np.uint8:
+        return None
+    return image
+
+
+def load_arrays(
+    records: list[FaceRecord], size: int, report: ScanReport | None = None
+) -> tuple[np.ndarray, np.ndarray, list[FaceRecord]]:
+    """Load records as ``(images uint8 N×size×size×3 RGB, ages float32, kept records)``.
+
+    Images are kept as uint8 to hold a whole split in memory cheaply; corrupt files are
+    skipped and counted in ``report``.
+    """
+    images, ages, kept = [], [], []
+    for record in records:
+        image = read_image(record.path)
+        if image is None:
+            if report is not None:
+                report.skipped["unreadable image"] += 1
+            log.warning("skipping unreadable image %s", record.path)
+            continue
+        images.append(preprocess_face(image, size).astype(np.uint8))
+        ages.append(record.age)
+        kept.append(record)
+    if not images:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.float32), kept
+    return np.stack(images), np.asarray(ages, np.float32), kept

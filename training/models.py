@@ -1,0 +1,99 @@
+"""Age regression models, written against the Keras 3 API only (any backend).
+
+Both take RGB images in 0..255 (see ``core.preprocess.preprocess_face``) and return one
+age in years per image. Input scaling is part of each model, so inference needs no extra step.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+from keras import layers
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURES = ("cnn", "resnet50")
+# Mean age of UTKFace is about 33; starting the output there shortens the first epochs.
+INITIAL_AGE = 33.0
+# ImageNet channel means (RGB) that Keras' ResNet50 weights were trained with (caffe mode).
+IMAGENET_RGB_MEAN = (123.68, 116.779, 103.939)
+
+
+def build_cnn(img_size: int, dropout: float = 0.3) -> keras.Model:
+    """A compact VGG-style CNN: four conv blocks with batch norm, global pooling, small head."""
+    inputs = keras.Input((img_size, img_size, 3), name="image")
+    x = layers.Rescaling(1.0 / 255.0)(inputs)
+    for block, (filters, convs) in enumerate(((32, 1), (64, 2), (128, 2), (256, 2)), start=1):
+        for i in range(convs):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{i + 1}")(x)
+            x = layers.BatchNormalization(name=f"block{block}_bn{i + 1}")(x)
+            x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(128, activation="relu")(x)
+    outputs = layers.Dense(1, bias_initializer=keras.initializers.Constant(INITIAL_AGE), name="age")(x)
+    return keras.Model(inputs, outputs, name="agecam_cnn")
+
+
+def build_resnet50(img_size: int, weights: str = "none", dropout: float = 0.3) -> keras.Model:
+    """ResNet50 backbone (``keras.applications``) with a regression head.
+
+    ``weights`` is ``"imagenet"``, ``"none"`` or a path to a ``.weights.h5`` backbone file.
+    ImageNet weights expect BGR input; the first convolution's kernel is flipped along its
+    input channels instead, so the whole model keeps taking RGB.
+    """
+    inputs = keras.Input((img_size, img_size, 3), name="image")
+    x = layers.Normalization(mean=IMAGENET_RGB_MEAN, variance=(1.0, 1.0, 1.0), name="imagenet_mean")(inputs)
+    backbone = keras.applications.ResNet50(
+        include_top=False,
+        weights="imagenet" if weights == "imagenet" else None,
+        input_shape=(img_size, img_size, 3),
+        pooling="avg",
+    )
+    if weights == "imagenet":
+        conv1 = backbone.get_layer("conv1_conv")
+        kernel, bias = conv1.get_weights()
+        conv1.set_weights([kernel[:, :, ::-1, :], bias])
+    elif weights not in ("none", None):
+        backbone.load_weights(weights)
+    x = backbone(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(1, bias_initializer=keras.initializers.Constant(INITIAL_AGE), name="age")(x)
+    return keras.Model(inputs, outputs, name="agecam_resnet50")
+
+
+def resolve_weights(weights: str) -> str:
+    """Return the weights a ResNet50 can really start from, falling back to ``"none"``.
+
+    ImageNet weights come from Keras' cache (``~/.keras/models``) or its download; when
+    neither works (no network here) the fallback is logged, not raised.
+    """
+    if weights in ("none", None):
+        return "none"
+    if weights == "imagenet":
+        try:
+            keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=(64, 64, 3))
+        except Exception as error:  # network or cache failure: any of several exception types
+            log.warning("ImageNet weights unavailable (%s); training ResNet50 from scratch", _first_line(error))
+            return "none"
+        return "imagenet"
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    return weights
+
+
+def build_model(arch: str, img_size: int, weights: str = "none") -> keras.Model:
+    """Build ``arch`` (one of :data:`ARCHITECTURES`) for square inputs of ``img_size``."""
+    if arch == "cnn":
+        return build_cnn(img_size)
+    if arch == "resnet50":
+        return build_resnet50(img_size, weights)
+    raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

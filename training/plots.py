@@ -1,0 +1,63 @@
+"""Figures of a training run: loss curves, predicted vs actual age, error by age band."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never opens a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def plot_training(history: dict[str, list[float]], title: str, path: Path) -> Path:
+    """Training and validation loss (MAE, years) per epoch."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], label="training loss")
+    if history.get("val_loss"):
+        ax.plot(epochs, history["val_loss"], label="validation loss")
+        best = int(np.argmin(history["val_loss"]))
+        ax.scatter([epochs[best]], [history["val_loss"][best]], color="C3", zorder=3, label="best checkpoint")
+    ax.set(xlabel="epoch", ylabel="loss (MAE, years)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_predictions(y_true, y_pred, title: str, path: Path) -> Path:
+    """Scatter of predicted against true age on the test split, with the identity line."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.scatter(y_true, y_pred, s=8, alpha=0.45)
+    top = float(max(y_true.max(initial=1), y_pred.max(initial=1))) + 5
+    ax.plot([0, top], [0, top], color="black", linewidth=1, label="perfect prediction")
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel="actual age", ylabel="predicted age", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_error_by_band(by_age: dict[str, dict], title: str, path: Path) -> Path:
+    """Bar chart of MAE per age band, with each band's face count on its bar."""
+    bands = list(by_age)
+    maes = [by_age[b]["mae"] for b in bands]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bars = ax.bar(bands, maes, color="C1")
+    for bar, band in zip(bars, bands):
+        ax.annotate(f"n={by_age[band]['n']}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set(xlabel="true age band", ylabel="MAE (years)", title=title)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
