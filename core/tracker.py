@@ -16,7 +16,7 @@ class TrackerConfig:
 
     min_iou: float = 0.2
     # Fast motion can leave no overlap; a centre this close (in box widths) still matches.
-    max_centre_distance: float = 0.6
+    max_centre_distance: float = 1.0
     max_missed_frames: int = 20  # a brief occlusion (~0.7 s at 30 fps) keeps the same id
 
 

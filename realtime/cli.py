@@ -68,6 +68,12 @@ def _quiet() -> bool:
     return bool(context and context.obj and context.obj.get("quiet"))
 
 
+def _import_keras_quietly() -> None:
+    """Import Keras (and TensorFlow behind it) with the native start-up logs hidden."""
+    with native_stderr_silenced(_quiet()):
+        import keras  # noqa: F401
+
+
 def _make_cam(model, detector_range, confidence, refresh_every=3, show_fps=False):
     from core.analyzer import AgeCam, AgeCamConfig
     from core.annotator import AnnotatorConfig
@@ -249,6 +255,7 @@ def _write_annotated(picture, source: Path, output_dir: Path) -> None:
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N images (quick trials).")
 def train(data, arch, epochs, batch_size, img_size, lr, weights, out, manifest, assets, patience, resume, strategy, limit):
     """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
+    _import_keras_quietly()
     from training.train import TrainConfig, train as run_training
 
     defaults = {"cnn": (96, 2e-3), "resnet50": (128, 1e-3)}[arch]
@@ -274,6 +281,7 @@ def train(data, arch, epochs, batch_size, img_size, lr, weights, out, manifest, 
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate(data, model, split, manifest, as_json):
     """Evaluate a model on UTKFace-named face crops: n, MAE, MSE, RMSE, MAE per age band."""
+    _import_keras_quietly()
     from training.evaluate import EvaluateConfig, evaluate as run_evaluation
     from training.train import REPO_ROOT
 

@@ -1,0 +1,99 @@
+import cv2
+import numpy as np
+import pytest
+
+from realtime.sinks import CSV_COLUMNS, CsvSink, VideoSink
+from realtime.sources import SourceError, VideoSource, describe_source
+
+
+def _frames(n, size=(160, 120)):
+    for i in range(n):
+        frame = np.zeros((size[1], size[0], 3), np.uint8)
+        cv2.putText(frame, str(i), (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        yield frame
+
+
+def _count(path):
+    capture = cv2.VideoCapture(str(path))
+    n = 0
+    while capture.read()[0]:
+        n += 1
+    capture.release()
+    return n
+
+
+def test_video_sink_appears_only_when_finalised(tmp_path):
+    path = tmp_path / "out.mp4"
+    with VideoSink(path, 25, (160, 120)) as sink:
+        for frame in _frames(12):
+            sink.write(frame)
+        assert not path.exists()
+    assert _count(path) == 12
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+def test_video_sink_keeps_processed_frames_on_interrupt(tmp_path):
+    path = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with VideoSink(path, 25, (160, 120)) as sink:
+            for i, frame in enumerate(_frames(20)):
+                if i == 7:
+                    raise KeyboardInterrupt
+                sink.write(frame)
+    assert _count(path) == 7
+
+
+def test_video_sink_without_frames_leaves_nothing(tmp_path):
+    with VideoSink(tmp_path / "out.mp4", 25, (160, 120)):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_sink_rejects_bad_targets(tmp_path):
+    with pytest.raises(ValueError, match="unsupported video type"):
+        VideoSink(tmp_path / "out.txt", 25, (160, 120))
+    with pytest.raises(FileNotFoundError):
+        VideoSink(tmp_path / "nope" / "out.mp4", 25, (160, 120))
+
+
+def test_csv_sink_schema_and_atomicity(tmp_path):
+    from core.detections import Detections
+
+    path = tmp_path / "faces.csv"
+    with CsvSink(path) as sink:
+        sink.write(0, 0.0, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[40.26]))
+        sink.write(1, 0.033, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[np.nan]))
+        assert not path.exists()
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS)
+    assert lines[1] == "0,0.000,3,1.0,2.0,10.0,20.0,40.3"
+    assert lines[2] == "1,0.033,3,1.0,2.0,10.0,20.0,"
+
+
+def test_describe_source():
+    assert describe_source("0") == ("camera", 0)
+    assert describe_source("rtsp://cam.local/stream") == ("url", "rtsp://cam.local/stream")
+    assert describe_source("clip.mp4") == ("file", "clip.mp4")
+
+
+def test_file_source_reads_every_frame(tmp_path):
+    path = tmp_path / "clip.mp4"
+    with VideoSink(path, 30, (160, 120)) as sink:
+        for frame in _frames(15):
+            sink.write(frame)
+    with VideoSource(str(path)) as source:
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(15))
+    assert (source.width, source.height, round(source.fps)) == (160, 120, 30)
+    assert source.failed is None
+
+
+def test_source_errors(tmp_path):
+    with pytest.raises(SourceError, match="not found"):
+        VideoSource(str(tmp_path / "missing.mp4"))
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video")
+    with pytest.raises(SourceError):
+        VideoSource(str(text))
+    with pytest.raises(SourceError, match="cannot open camera"):
+        VideoSource("57")

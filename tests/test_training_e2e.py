@@ -1,0 +1,100 @@
+"""A tiny real training run through the CLI: model, card and plots, loadable by evaluate and core."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_agecam
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory, utk_dir):
+    """60 real faces of varied ages plus a corrupt file and a malformed name."""
+    folder = tmp_path_factory.mktemp("utk")
+    names = sorted(p.name for p in utk_dir.iterdir() if p.name[0].isdigit())
+    for name in names[:: len(names) // 60][:60]:
+        shutil.copy(utk_dir / name, folder / name)
+    (folder / "35_0_0_20170101000000000.jpg.chip.jpg").write_bytes(b"\xff\xd8corrupt")
+    shutil.copy(utk_dir / "61_1_20170109142408075.jpg.chip.jpg", folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_dataset):
+    work = tmp_path_factory.mktemp("run")
+    result = run_agecam("train", "--data", tiny_dataset, "--arch", "cnn", "--epochs", 1, "--img-size", 32,
+                        "--batch-size", 16, "--out", work / "tiny", "--manifest", work / "split.csv",
+                        "--assets", work / "assets")
+    assert result.returncode == 0, result.stderr
+    return work, result
+
+
+def test_training_writes_model_card_and_plots(trained):
+    work, result = trained
+    assert (work / "tiny.keras").is_file()
+    card = json.loads((work / "tiny.json").read_text())
+    assert card["architecture"] == "cnn" and card["input_size"] == 32
+    assert card["data"]["skipped"] == {"malformed name": 1, "unreadable image": 1}
+    assert card["training"]["epochs_run"] == 1
+    test = card["metrics"]["test"]
+    assert test["n"] == card["data"]["split_sizes"]["test"] > 0
+    assert test["rmse"] == pytest.approx(np.sqrt(test["mse"]))
+    for name in ("cnn_training_plot.png", "cnn_prediction_plot.png", "cnn_error_by_age.png"):
+        image = cv2.imread(str(work / "assets" / name))
+        assert image is not None and image.shape[0] > 200, name
+    assert "test MAE" in result.stdout
+
+
+def test_evaluate_and_core_load_the_trained_model(trained, tiny_dataset):
+    work, _ = trained
+    result = run_agecam("evaluate", "--data", tiny_dataset, "--model", work / "tiny.keras", "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert set(metrics) == {"n", "mae", "mse", "rmse", "by_age"}
+    assert metrics["n"] == 60
+    assert metrics["rmse"] >= metrics["mae"] > 0
+
+    split = run_agecam("evaluate", "--data", tiny_dataset, "--model", work / "tiny.keras", "--split", "test",
+                       "--manifest", work / "split.csv", "--json")
+    card = json.loads((work / "tiny.json").read_text())
+    assert json.loads(split.stdout)["mae"] == pytest.approx(card["metrics"]["test"]["mae"], abs=1e-3)
+
+    from core.age_model import AgeModel
+
+    model = AgeModel.load(work / "tiny.keras")
+    assert model.predict([np.zeros((50, 50, 3), np.uint8)]).shape == (1,)
+
+
+def test_resume_continues_from_the_last_epoch(trained, tiny_dataset):
+    work, _ = trained
+    result = run_agecam("train", "--data", tiny_dataset, "--epochs", 2, "--img-size", 32, "--batch-size", 16,
+                        "--out", work / "tiny", "--manifest", work / "split.csv", "--assets", work / "assets",
+                        "--resume")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((work / "tiny.json").read_text())["training"]["epochs_run"] == 2
+    assert "Epoch 2/2" in result.stdout and "Epoch 1/2" not in result.stdout
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "no UTKFace-named images"),
+    (lambda d: (d / "holiday.jpg").write_bytes(b"x"), "no UTKFace-named images"),
+])
+def test_train_on_unusable_folders_fails_in_one_line(tmp_path, setup, message):
+    setup(tmp_path)
+    result = run_agecam("train", "--data", tmp_path, "--epochs", 1, "--out", tmp_path / "m",
+                        "--manifest", tmp_path / "s.csv", "--assets", tmp_path / "a")
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluate_bad_model_path_fails_in_one_line(tmp_path, tiny_dataset):
+    (tmp_path / "junk.keras").write_text("junk")
+    for model in (tmp_path / "missing.keras", tmp_path / "junk.keras"):
+        result = run_agecam("evaluate", "--data", tiny_dataset, "--model", model)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("agecam: error:")
