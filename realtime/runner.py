@@ -84,6 +84,10 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
     tracks = _TrackLog()
     frames, started, fps_shown = 0, time.perf_counter(), None
     interrupted = stopped = False
+    if config.show_window:
+        # A plain window (no Qt toolbar) that the user may resize.
+        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+        cv2.resizeWindow(WINDOW, source.width, source.height)
     with _optional(VideoSink, config.output, source.fps, (source.width, source.height)) as video, \
             _optional(CsvSink, config.csv) as table:
         try:

@@ -46,16 +46,20 @@ def _background(config: SceneConfig, rng: np.random.Generator) -> np.ndarray:
 
 
 def face_paths(count: int, config: SceneConfig, rng: np.random.Generator) -> np.ndarray:
-    """Top-left corners ``(frames, count, 2)`` of faces gliding on separate Lissajous paths."""
+    """Top-left corners ``(frames, count, 2)`` of faces gliding in separate vertical lanes.
+
+    Each face sways sideways within its lane and glides up and down, so faces never overlap.
+    """
     size = config.face_size
     t = np.arange(config.frames)[:, None] / config.fps
-    span_x, span_y = config.width - size, config.height - size
-    lanes = (np.arange(count) + 0.5) / count  # spread faces across the frame so they seldom overlap
+    lane_width = config.width / count
+    centre_x = lane_width * (np.arange(count) + 0.5)
+    sway = max(0.0, (lane_width - size) / 2 - 2)
     speed = rng.uniform(0.15, 0.3, size=count)
     phase = rng.uniform(0, 2 * np.pi, size=count)
-    x = span_x * lanes + 0.3 * span_x / count * np.sin(2 * np.pi * speed * t + phase)
-    y = span_y * (0.5 + 0.35 * np.sin(2 * np.pi * speed * 0.7 * t + phase * 1.3))
-    return np.clip(np.stack([x, y], axis=2), 0, [span_x, span_y]).astype(int)
+    x = centre_x - size / 2 + sway * np.sin(2 * np.pi * speed * t + phase)
+    y = (config.height - size) * (0.5 + 0.4 * np.sin(2 * np.pi * speed * 0.7 * t + phase * 1.3))
+    return np.clip(np.stack([x, y], axis=2), 0, [config.width - size, config.height - size]).astype(int)
 
 
 def render_scene(faces: list[np.ndarray], config: SceneConfig = SceneConfig()):
