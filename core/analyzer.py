@@ -63,9 +63,9 @@ class AgeCam:
         self.model = model or AgeModel.load(config.model)
         crop = config.crop or CropConfig.for_detector_range(config.detector.range)
         self.detector = FaceDetector(config.detector)
-        self.estimator = AgeEstimator(self.model, config.estimator, crop)
-        self.annotator = AgeAnnotator(config.annotator)
         self.timer = StageTimer()
+        self.estimator = AgeEstimator(self.model, config.estimator, crop, self.timer)
+        self.annotator = AgeAnnotator(config.annotator)
         # One throw-away detection loads MediaPipe's graph now rather than on the first frame.
         self.detector.detect(np.zeros((64, 64, 3), np.uint8))
         self.reset()
@@ -83,8 +83,7 @@ class AgeCam:
             detections = self.detector.detect(frame_bgr, self.frame_index)
         with self.timer.stage("track"):
             self.tracker.update_with_detections(detections)
-        with self.timer.stage("infer"):
-            self.estimator.update_with_detections(frame_bgr, detections)
+        self.estimator.update_with_detections(frame_bgr, detections)  # times "crop" and "infer"
         with self.timer.stage("smooth"):
             self.smoother.update_with_detections(detections)
         self.frame_index += 1

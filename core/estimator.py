@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contextlib import nullcontext
+
 from core.age_model import AgeModel
 from core.crop import CropConfig, crop_faces
 from core.detections import Detections
@@ -32,8 +34,9 @@ class AgeEstimator:
     """
 
     def __init__(self, model: AgeModel, config: EstimatorConfig = EstimatorConfig(),
-                 crop: CropConfig = CropConfig()):
+                 crop: CropConfig = CropConfig(), timer=None):
         self.model, self.config, self.crop = model, config, crop
+        self.timer = timer  # optional StageTimer: records "crop" and "infer" separately
         self._last_estimate: dict[int, int] = {}
         self.inferences = 0  # faces sent to the model so far
 
@@ -51,10 +54,16 @@ class AgeEstimator:
         if not mask.any():
             return detections
         subset = detections[mask]
-        ages = self.model.predict(crop_faces(frame_bgr, subset, self.crop))
+        with self._stage("crop"):
+            faces = crop_faces(frame_bgr, subset, self.crop)
+        with self._stage("infer"):
+            ages = self.model.predict(faces)
         detections.raw_age[np.flatnonzero(mask)] = ages
         self.inferences += len(ages)
         for track_id in subset.tracker_id:
             if track_id >= 0:
                 self._last_estimate[int(track_id)] = detections.frame_index
         return detections
+
+    def _stage(self, name: str):
+        return self.timer.stage(name) if self.timer is not None else nullcontext()

@@ -40,6 +40,7 @@ class RunSummary:
     frames: int
     seconds: float
     tracks: list[dict]
+    track_log: _TrackLog | None = None
     interrupted: bool = False
     stopped_by_user: bool = False
     failure: str | None = None
@@ -59,21 +60,31 @@ def display_available() -> bool:
 
 
 class _TrackLog:
-    """Displayed ages per track, for the summary."""
+    """Per track: frames seen, ages shown, the model's raw estimates, and when its first age came."""
 
     def __init__(self):
         self.ages: dict[int, list[float]] = defaultdict(list)
+        self.raw: dict[int, list[float]] = defaultdict(list)
         self.frames: dict[int, int] = defaultdict(int)
+        self.frames_to_first_age: dict[int, int] = {}
 
     def add(self, detections) -> None:
-        for track_id, age in zip(detections.tracker_id, detections.age):
-            self.frames[int(track_id)] += 1
+        for track_id, age, raw in zip(detections.tracker_id, detections.age, detections.raw_age):
+            track_id = int(track_id)
+            self.frames[track_id] += 1
+            if np.isfinite(raw):
+                self.raw[track_id].append(float(raw))
             if np.isfinite(age):
-                self.ages[int(track_id)].append(float(age))
+                self.ages[track_id].append(float(age))
+                self.frames_to_first_age.setdefault(track_id, self.frames[track_id])
 
     def summary(self) -> list[dict]:
         return [{"id": t, "frames": n, "age": round(float(np.median(self.ages[t])), 1) if self.ages[t] else None}
                 for t, n in sorted(self.frames.items())]
+
+    def smoothing_bias(self) -> dict[int, float]:
+        """Per track: mean shown age minus mean raw estimate (0 for an unbiased smoother)."""
+        return {t: float(np.mean(self.ages[t]) - np.mean(self.raw[t])) for t in self.frames if self.raw[t]}
 
 
 def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
@@ -90,8 +101,13 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
         cv2.resizeWindow(WINDOW, source.width, source.height)
     with _optional(VideoSink, config.output, source.fps, (source.width, source.height)) as video, \
             _optional(CsvSink, config.csv) as table:
+        frames_in = iter(source)
         try:
-            for frame in source:
+            while True:
+                with cam.timer.stage("decode"):
+                    frame = next(frames_in, None)
+                if frame is None:
+                    break
                 tick = time.perf_counter()
                 detections = cam.get(frame.image)
                 tracks.add(detections)
@@ -103,6 +119,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
                 if table is not None:
                     table.write(frame.index, frame.index / source.fps, detections)
                 frames += 1
+                cam.timer.samples["capture_to_output"].append(time.perf_counter() - frame.captured_at)
                 elapsed = time.perf_counter() - tick
                 fps_shown = 1 / elapsed if fps_shown is None else 0.9 * fps_shown + 0.1 / max(elapsed, 1e-6)
                 if config.show_window and _show(shown, frame.index, config.snapshot_dir):
@@ -115,7 +132,8 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
         finally:
             if config.show_window:
                 cv2.destroyAllWindows()
-    return RunSummary(frames, time.perf_counter() - started, tracks.summary(), interrupted, stopped, source.failed)
+    return RunSummary(frames, time.perf_counter() - started, tracks.summary(), tracks, interrupted, stopped,
+                      source.failed)
 
 
 def _show(image: np.ndarray, frame_index: int, snapshot_dir: Path) -> bool:
