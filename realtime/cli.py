@@ -181,6 +181,56 @@ def demo(out, model):
 
 
 @main.command()
+@click.option("--faces", default="1,3,5", show_default=True, help="Comma-separated face counts, one clip each.")
+@click.option("--frames", type=click.IntRange(10), default=300, show_default=True, help="Frames per clip.")
+@model_option
+@click.option("--size", default="640x480", show_default=True, help="Frame size WIDTHxHEIGHT.")
+@click.option("--range", "detector_range", type=click.Choice(["short", "full"]), default="full", show_default=True)
+@click.option("--refresh-every", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Folder of UTKFace crops for the faces [../shared/data/utkface-crop-part1 if present].")
+@click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
+def benchmark(faces, frames, model, size, detector_range, refresh_every, data, as_json):
+    """Measure end-to-end fps and per-stage latency on synthetic clips (headless, with encoding)."""
+    from core.analyzer import AgeCamConfig
+    from core.detector import DetectorConfig
+    from realtime.benchmark import STAGES, BenchmarkConfig, run_benchmark
+
+    try:
+        counts = tuple(int(n) for n in faces.split(","))
+        width, height = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise Failure(f"--faces takes numbers like 1,3,5 and --size one like 640x480 (got {faces!r}, {size!r})")
+    if min(counts) < 1 or max(counts) > 12 or width < 160 or height < 120:
+        raise Failure("face counts must be 1..12 and the size at least 160x120")
+    options = dict(faces=counts, frames=frames, width=width, height=height, model=model,
+                   refresh_every=refresh_every, cam=AgeCamConfig(detector=DetectorConfig(detector_range)))
+    if data is not None:
+        options["data"] = data
+
+    def action():
+        with native_stderr_silenced(_quiet()):
+            return run_benchmark(BenchmarkConfig(**options))
+
+    result = _guarded(action)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"model {result['model']}, {result['size']}, {result['frames']} frames per clip, "
+               f"detector {result['detector_range']}, refresh every {result['refresh_every']} frames")
+    click.echo("faces    fps  " + "  ".join(f"{s:>13}" for s in STAGES) + "   inf/frame")
+    for row in result["pipeline"]:
+        cells = "  ".join(f"{row['stages'][s]['median_ms'] or 0:6.2f}/{row['stages'][s]['p95_ms'] or 0:6.2f}"
+                          for s in STAGES)
+        click.echo(f"{row['faces']:>5} {row['fps']:6.1f}  {cells}   {row['inferences_per_frame']:.2f}")
+    click.echo("(stage latency: median/p95 ms per call)")
+    for m in result["models"]:
+        click.echo(f"model {m['model']} ({m['input_size']} px): {m['batch1_faces_per_s']} faces/s at batch 1, "
+                   f"{m.get('batch8_faces_per_s', '-')} at batch 8")
+    click.echo(f"peak memory {result['peak_memory_mb']} MB")
+
+
+@main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_pipeline_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),

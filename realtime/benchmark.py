@@ -1,0 +1,138 @@
+"""``agecam benchmark``: end-to-end speed of the full pipeline on reproducible synthetic clips.
+
+For each face count a clip is generated (held-out UTKFace faces when the data folder is
+present, else variants of the public-domain astronaut), then processed headless exactly as
+``agecam video --no-window -o out.mp4`` does, annotated video included.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.age_model import AgeModel, available_models
+from core.analyzer import AgeCam, AgeCamConfig
+from realtime.runner import RunConfig, run
+from realtime.sources import VideoSource
+from realtime.synthetic import SceneConfig, astronaut_face, write_scene
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "detect", "track", "crop", "infer", "smooth", "draw", "encode")
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "utkface-crop-part1"
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What to measure: face counts, clip length and size, the model, and the face folder."""
+
+    faces: tuple[int, ...] = (1, 3, 5)
+    frames: int = 300
+    width: int = 640
+    height: int = 480
+    model: str | None = None
+    data: Path | None = DEFAULT_DATA
+    refresh_every: int = 3
+    throughput_batch: int = 8
+    cam: AgeCamConfig = field(default_factory=AgeCamConfig)
+
+
+def benchmark_faces(count: int, data: Path | None) -> list[np.ndarray]:
+    """``count`` distinct faces: held-out (test-split) UTKFace adults if present, else astronaut variants."""
+    from training.data import scan_folder
+    from training.split import read_manifest
+    from training.train import REPO_ROOT
+
+    if data is not None and Path(data).is_dir():
+        manifest_path = REPO_ROOT / "training" / "splits" / f"{Path(data).resolve().name}.csv"
+        manifest = read_manifest(manifest_path) if manifest_path.is_file() else {}
+        records = [r for r in scan_folder(data).records if manifest.get(r.name, "test") == "test" and r.age >= 18]
+        picked = records[:: max(1, len(records) // count)][:count]
+        faces = [cv2.imread(str(r.path)) for r in picked]
+        if len(faces) == count and all(f is not None for f in faces):
+            return faces
+    base = astronaut_face()
+    variants = [base, cv2.flip(base, 1)]
+    return [cv2.convertScaleAbs(variants[i % 2], alpha=1.0 - 0.08 * (i // 2), beta=6 * i) for i in range(count)]
+
+
+def _stats(samples: list[float]) -> dict:
+    if not samples:
+        return {"median_ms": None, "p95_ms": None}
+    ms = np.asarray(samples) * 1000
+    return {"median_ms": round(float(np.median(ms)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2)}
+
+
+def run_pipeline(cam: AgeCam, faces: list[np.ndarray], config: BenchmarkConfig, workdir: Path) -> dict:
+    """Process one generated clip headless with encoding; fps, per-stage latency, honesty checks."""
+    size = min(140, int(config.width / len(faces)) - 16)
+    scene = SceneConfig(width=config.width, height=config.height, frames=config.frames, face_size=size, seed=len(faces))
+    clip = write_scene(workdir / f"faces{len(faces)}.mp4", faces, scene)
+    cam.reset()
+    cam.timer.samples.clear()
+    inferences_before = cam.estimator.inferences
+    with VideoSource(str(clip)) as source:
+        summary = run(cam, source, RunConfig(show_window=False, output=workdir / f"faces{len(faces)}_out.mp4"))
+    samples = cam.timer.samples
+    bias = summary.track_log.smoothing_bias()
+    first_age = summary.track_log.frames_to_first_age
+    return {
+        "faces": len(faces),
+        "frames": summary.frames,
+        "fps": round(summary.fps, 1),
+        "seconds": round(summary.seconds, 3),
+        "stages": {stage: {**_stats(samples[stage]), "calls": len(samples[stage]),
+                           "total_s": round(float(np.sum(samples[stage])), 4)} for stage in STAGES},
+        "inferences_per_frame": round((cam.estimator.inferences - inferences_before) / max(1, summary.frames), 2),
+        "tracks": len(summary.tracks),
+        "max_smoothing_bias_years": round(max((abs(b) for b in bias.values()), default=0.0), 2),
+        "max_frames_to_first_age": max(first_age.values(), default=None),
+    }
+
+
+def model_throughput(name: str, batch: int, repeats: int = 30) -> dict:
+    """Faces per second of the model alone, at batch 1 and at ``batch``."""
+    model = AgeModel.load(name)
+    rng = np.random.default_rng(0)
+    result = {"model": name, "input_size": model.input_size}
+    for size in (1, batch):
+        faces = rng.uniform(0, 255, (size, model.input_size, model.input_size, 3)).astype(np.float32)
+        model.predict_preprocessed(faces)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model.predict_preprocessed(faces)
+        seconds = time.perf_counter() - start
+        result[f"batch{size}_faces_per_s"] = round(size * repeats / seconds, 1)
+    return result
+
+
+def run_benchmark(config: BenchmarkConfig) -> dict:
+    """The whole benchmark: pipeline runs per face count, then model-only throughput."""
+    from dataclasses import replace
+
+    from core.estimator import EstimatorConfig
+
+    cam_config = replace(config.cam, model=config.model, estimator=EstimatorConfig(config.refresh_every))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="agecam-bench-") as tmp, AgeCam(cam_config) as cam:
+        for count in config.faces:
+            results.append(run_pipeline(cam, benchmark_faces(count, config.data), config, Path(tmp)))
+            log.info("%d faces: %.1f fps", count, results[-1]["fps"])
+        model_name = cam.model.name
+    return {
+        "model": model_name,
+        "size": f"{config.width}x{config.height}",
+        "frames": config.frames,
+        "refresh_every": config.refresh_every,
+        "detector_range": cam_config.detector.range,
+        "pipeline": results,
+        "models": [model_throughput(name, config.throughput_batch) for name in available_models()],
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }

@@ -1,0 +1,43 @@
+"""The benchmark's bookkeeping (not its speed): frame counts, stage accounting, honesty checks."""
+
+import json
+
+import pytest
+
+from conftest import run_agecam
+from realtime.benchmark import STAGES, BenchmarkConfig, benchmark_faces, run_benchmark
+
+pytestmark = pytest.mark.slow
+
+
+def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir):
+    result = run_benchmark(BenchmarkConfig(faces=(1, 3), frames=30, model=str(tiny_model_path), data=utk_dir))
+    assert [row["faces"] for row in result["pipeline"]] == [1, 3]
+    for row in result["pipeline"]:
+        assert row["frames"] == 30 and row["tracks"] == row["faces"]
+        stages = row["stages"]
+        for stage in ("decode", "detect", "track", "smooth", "draw", "encode"):
+            assert stages[stage]["calls"] == 30, stage  # once per frame
+        # Inference runs only when a face is due, all due faces of a frame in one call.
+        assert 1 <= stages["infer"]["calls"] <= 30 and stages["crop"]["calls"] == stages["infer"]["calls"]
+        assert 0 < row["inferences_per_frame"] <= row["faces"]
+        # The stages account for (almost) all of the processing time, never more than all of it.
+        total = sum(stages[s]["total_s"] for s in STAGES)
+        assert 0.7 * row["seconds"] <= total <= row["seconds"]
+        assert row["fps"] == pytest.approx(30 / row["seconds"], rel=0.02)
+        assert row["max_frames_to_first_age"] <= 3
+        assert row["max_smoothing_bias_years"] < 1.0
+    assert result["peak_memory_mb"] > 0
+
+
+def test_benchmark_faces_without_data_are_generated():
+    faces = benchmark_faces(5, None)
+    assert len(faces) == 5 and all(f.ndim == 3 for f in faces)
+
+
+def test_benchmark_cli_json_and_bad_options(tiny_model_path):
+    result = run_agecam("benchmark", "--faces", "2", "--frames", "12", "--model", tiny_model_path, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pipeline"][0]["frames"] == 12
+    bad = run_agecam("benchmark", "--faces", "two", "--model", tiny_model_path)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
