@@ -14,8 +14,13 @@ from core.preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
 
-# The shipped models live in the repository's models/ folder; AGECAM_MODELS overrides it.
-MODELS_DIR = Path(os.environ.get("AGECAM_MODELS", Path(__file__).resolve().parent.parent / "models"))
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS_ENV = "AGECAM_MODELS"
+
+
+def models_dir() -> Path:
+    """Folder of the shipped models: the repository's models/, or $AGECAM_MODELS."""
+    return Path(os.environ.get(MODELS_ENV, SHIPPED_MODELS))
 DEFAULT_MODEL_ORDER = ("resnet50", "cnn")
 
 
@@ -78,18 +83,19 @@ class AgeModel:
         return self.predict_preprocessed(batch)
 
 
-def available_models(models_dir: Path = MODELS_DIR) -> list[str]:
-    """Names of the ``.keras`` models shipped in ``models_dir``."""
-    return sorted(p.stem for p in Path(models_dir).glob("*.keras"))
+def available_models(folder: Path | None = None) -> list[str]:
+    """Names of the ``.keras`` models shipped in ``folder`` (default :func:`models_dir`)."""
+    return sorted(p.stem for p in Path(folder or models_dir()).glob("*.keras"))
 
 
-def default_model_name(models_dir: Path = MODELS_DIR) -> str:
+def default_model_name(folder: Path | None = None) -> str:
     """The shipped model the tools use by default: the card's ``default`` flag, else by order."""
-    names = available_models(models_dir)
+    folder = Path(folder or models_dir())
+    names = available_models(folder)
     if not names:
-        raise ModelError(f"no model in {models_dir}; train one with 'agecam train' or pass --model PATH")
+        raise ModelError(f"no model in {folder}; train one with 'agecam train' or pass --model PATH")
     for name in names:
-        card_path = Path(models_dir) / f"{name}.json"
+        card_path = folder / f"{name}.json"
         if card_path.is_file() and json.loads(card_path.read_text()).get("default"):
             return name
     for name in DEFAULT_MODEL_ORDER:
@@ -98,19 +104,20 @@ def default_model_name(models_dir: Path = MODELS_DIR) -> str:
     return names[0]
 
 
-def resolve_model_path(name_or_path: str | os.PathLike | None, models_dir: Path = MODELS_DIR) -> Path:
+def resolve_model_path(name_or_path: str | os.PathLike | None, folder: Path | None = None) -> Path:
     """Turn a model name, a path or None (the default model) into an existing file path."""
+    folder = Path(folder or models_dir())
     if name_or_path is None:
-        name_or_path = default_model_name(models_dir)
+        name_or_path = default_model_name(folder)
     text = str(name_or_path)
     candidate = Path(text)
     if candidate.suffix == ".keras" or os.sep in text or candidate.exists():
         if not candidate.is_file():
             raise ModelError(f"model file not found: {candidate}")
         return candidate
-    shipped = Path(models_dir) / f"{text}.keras"
+    shipped = folder / f"{text}.keras"
     if not shipped.is_file():
-        known = ", ".join(available_models(models_dir)) or "none"
+        known = ", ".join(available_models(folder)) or "none"
         raise ModelError(f"unknown model {text!r} (shipped: {known}); give a name or a .keras path")
     return shipped
 

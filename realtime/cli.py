@@ -231,6 +231,33 @@ def benchmark(faces, frames, model, size, detector_range, refresh_every, data, a
 
 
 @main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option("--host", default="localhost", show_default=True, help="Address to bind; 0.0.0.0 for the LAN.")
+@click.option("--ice-servers", default=None, metavar="JSON",
+              help='WebRTC ICE servers for LAN/remote use, e.g. \'[{"urls": ["stun:stun.example.org:3478"]}]\'.')
+def web(port, host, ice_servers):
+    """Serve the web app (live camera, image prediction, model pages)."""
+    import subprocess
+
+    app = Path(__file__).resolve().parent.parent / "webapp" / "app.py"
+    env = dict(os.environ)
+    if ice_servers is not None:
+        try:
+            json.loads(ice_servers)
+        except json.JSONDecodeError:
+            raise Failure("--ice-servers must be JSON, e.g. '[{\"urls\": [\"stun:host:3478\"]}]'")
+        env["AGECAM_ICE_SERVERS"] = ice_servers
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+               "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.maxUploadSize", "10", "--client.toolbarMode", "minimal"]
+    click.echo(f"agecam web app on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    try:
+        sys.exit(subprocess.call(command, env=env, cwd=app.parent.parent))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_pipeline_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),

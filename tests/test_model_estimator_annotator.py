@@ -26,9 +26,9 @@ def test_model_errors_are_clear(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         resolve_model_path(tmp_path / "missing.keras")
     with pytest.raises(ModelError, match="unknown model"):
-        resolve_model_path("vgg99", models_dir=tmp_path)
+        resolve_model_path("vgg99", folder=tmp_path)
     with pytest.raises(ModelError, match="no model"):
-        resolve_model_path(None, models_dir=tmp_path)
+        resolve_model_path(None, folder=tmp_path)
     bogus = tmp_path / "bogus.keras"
     bogus.write_text("not a model")
     with pytest.raises(ModelError, match="cannot load"):

@@ -9,16 +9,16 @@ import json
 import sys
 from pathlib import Path
 
-from core.age_model import MODELS_DIR
+from core.age_model import models_dir
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 SEED_APP = {"resnet50": (6.72, 9.68), "cnn": (8.58, 11.67)}  # MAE, RMSE published by the seed app
 
 
-def load_cards(models_dir: Path = MODELS_DIR) -> dict[str, dict]:
+def load_cards(folder: Path | None = None) -> dict[str, dict]:
     """Every shipped model's card, by model name."""
     return {p.stem: json.loads(p.with_suffix(".json").read_text())
-            for p in sorted(Path(models_dir).glob("*.keras")) if p.with_suffix(".json").is_file()}
+            for p in sorted(Path(folder or models_dir()).glob("*.keras")) if p.with_suffix(".json").is_file()}
 
 
 def models_table(cards: dict[str, dict]) -> str:
@@ -39,11 +39,11 @@ def models_table(cards: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, models_dir: Path = MODELS_DIR) -> bool:
+def update_readme(readme: Path, folder: Path | None = None) -> bool:
     """Rewrite the table between the markers; True when the file changed."""
     text = readme.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    new = text[:start] + "\n" + models_table(load_cards(models_dir)) + "\n" + text[end:]
+    new = text[:start] + "\n" + models_table(load_cards(folder)) + "\n" + text[end:]
     if new != text:
         readme.write_text(new)
     return new != text

@@ -1,0 +1,113 @@
+"""The real web app in a real browser: a fake camera streams faces, annotated frames come back."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import AGECAM, REPO, shipped_model_available
+from core.annotator import PALETTE
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "tests" / "artifacts"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (CI installs it)"),
+]
+
+
+def write_y4m(path, frames):
+    """A raw YUV4MPEG2 (4:2:0) clip, the format Chromium's fake camera reads."""
+    height, width = frames[0].shape[:2]
+    with open(path, "wb") as handle:
+        handle.write(f"YUV4MPEG2 W{width} H{height} F15:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            handle.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def web_app(tmp_path_factory, tiny_model_path):
+    env = {**os.environ}
+    if not shipped_model_available():
+        models = tmp_path_factory.mktemp("models")
+        shutil.copy(tiny_model_path, models / "cnn.keras")
+        env["AGECAM_MODELS"] = str(models)
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("web") / "server.log", "w")
+    server = subprocess.Popen([*AGECAM, "web", "--port", str(port)], cwd=REPO, env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("the web app never answered /_stcore/health")
+    yield url
+    server.terminate()
+    server.wait(timeout=20)
+    log.close()
+
+
+def test_health_and_every_page_served(web_app):
+    assert urllib.request.urlopen(f"{web_app}/_stcore/health", timeout=5).read() == b"ok"
+    for path in ("", "live", "image", "performance", "insights"):
+        assert urllib.request.urlopen(f"{web_app}/{path}", timeout=5).status == 200
+
+
+def test_live_page_streams_annotated_frames(web_app, tmp_path, test_split_faces):
+    from playwright.sync_api import sync_playwright
+
+    from realtime.synthetic import SceneConfig, render_scene
+
+    clip = tmp_path / "camera.y4m"
+    write_y4m(clip, [frame for frame, _ in render_scene([f for f, _, _ in test_split_faces],
+                                                        SceneConfig(frames=45, fps=15, face_size=140))])
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{web_app}/live", wait_until="networkidle")
+        component = page.frame_locator("iframe").first
+        component.get_by_role("button", name="START").click(timeout=60_000)
+        # The page reports frames annotated and the ages on them, from the server-side pipeline.
+        status = page.get_by_text(re.compile(r"Frames annotated: \d+"))
+        deadline, frames, text = time.time() + 120, 0, ""
+        while time.time() < deadline and not (frames >= 20 and "#" in text.split("Ages:")[-1]):
+            try:
+                text = status.first.inner_text(timeout=2000)
+                frames = int(re.search(r"Frames annotated: (\d+)", text).group(1))
+            except Exception:  # not on the page yet: the stream is still connecting
+                pass
+            page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "live_page.png"))
+        video = component.locator("video").first
+        video.screenshot(path=str(ARTIFACTS / "live_video.png"))
+        browser.close()
+    assert frames >= 20, f"only {frames} frames came back: {text!r}"
+    assert re.search(r"Ages: \*?\*?#\d+ \d+", text) or re.search(r"#\d+ \d+", text), text
+    # What the browser shows is the annotated stream: box colours (shifted a little by the video
+    # codec) cover many pixels of the video, and the generated scene itself has none of them.
+    shown = cv2.imread(str(ARTIFACTS / "live_video.png")).astype(int)
+    hits = [int(np.all(np.abs(shown - colour) < 45, axis=2).sum()) for colour in PALETTE]
+    assert sum(h > 300 for h in hits) >= 2, hits

@@ -1,0 +1,95 @@
+"""Every page of the Streamlit app, rendered with Streamlit's AppTest (no browser)."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+
+VIEWS = REPO / "webapp" / "views"
+PAGES = ["overview", "live", "image", "performance", "insights"]
+
+
+def _card(name, mae):
+    by_age = {"20-29": {"n": 50, "mae": mae - 1, "mse": 30.0, "rmse": 5.5},
+              "70+": {"n": 10, "mae": mae + 4, "mse": 90.0, "rmse": 9.5}}
+    test = {"n": 60, "mae": mae, "mse": mae**2 + 10, "rmse": (mae**2 + 10) ** 0.5, "by_age": by_age}
+    return {"name": name, "architecture": "cnn", "input_size": 32, "weights_init": "none",
+            "weights_note": "trained from scratch", "file": f"{name}.keras",
+            "data": {"split_sizes": {"train": 480, "val": 60, "test": 60}},
+            "training": {"epochs_run": 3, "best_epoch": 2, "seconds": 120.0, "hardware": {"cpu_count": 2},
+                         "keras_backend": "tensorflow", "keras_version": "3", "config": {"epochs": 3}},
+            "metrics": {"val": test, "test": test}}
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch, tiny_model_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name, mae in (("cnn", 6.25), ("other", 7.5)):
+        shutil.copy(tiny_model_path, folder / f"{name}.keras")
+        (folder / f"{name}.json").write_text(json.dumps(_card(name, mae)))
+    monkeypatch.setenv("AGECAM_MODELS", str(folder))
+    return folder
+
+
+@pytest.fixture
+def no_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGECAM_MODELS", str(tmp_path))
+
+
+def _run(page):
+    app = AppTest.from_file(str(VIEWS / f"{page}.py"), default_timeout=120)
+    app.run()
+    assert not app.exception, [e.message for e in app.exception]
+    return app
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_models(page, models_dir):
+    app = _run(page)
+    assert app.title[0].value
+
+
+@pytest.mark.parametrize("page", PAGES[1:])
+def test_every_page_says_how_to_train_without_models(page, no_models):
+    app = _run(page)
+    assert "agecam train" in app.info[0].value
+
+
+def test_performance_table_equals_the_cards(models_dir):
+    app = _run("performance")
+    table = app.dataframe[0].value.set_index("model")
+    for name in ("cnn", "other"):
+        card = json.loads((models_dir / f"{name}.json").read_text())["metrics"]["test"]
+        for column, key in (("MAE", "mae"), ("MSE", "mse"), ("RMSE", "rmse"), ("test faces", "n")):
+            assert table.loc[name, column] == pytest.approx(card[key])
+
+
+def test_image_page_dataset_pick_shows_true_age_and_error(models_dir, utk_dir, monkeypatch):
+    monkeypatch.setenv("AGECAM_UTKFACE_DIR", str(utk_dir))
+    app = _run("image")
+    app.radio[0].set_value("Pick from the dataset").run()
+    assert not app.exception
+    rows = app.dataframe[0].value
+    assert {"age", "true age", "error"} <= set(rows.columns)
+    assert rows["error"].iloc[0] == pytest.approx(rows["age"].iloc[0] - rows["true age"].iloc[0], abs=0.11)
+
+
+def test_image_page_rejects_bad_uploads(models_dir, monkeypatch):
+    from core.images import ImageError, ImageLimits, decode_image
+
+    for data, reason in ((b"", "empty"), (b"GIF89a not really", "not a readable"), (b"\x89PNG\r\n\x1a\n", "not a")):
+        with pytest.raises(ImageError, match=reason):
+            decode_image(data)
+    big = cv2.imencode(".png", np.zeros((3000, 3000, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ImageError, match="too large"):
+        decode_image(big, ImageLimits(max_pixels=1_000_000))
+    truncated = cv2.imencode(".jpg", np.full((64, 64, 3), 99, np.uint8))[1].tobytes()[:200]
+    with pytest.raises(ImageError):
+        decode_image(truncated)
+    assert decode_image(cv2.imencode(".webp", np.full((20, 30, 3), 9, np.uint8))[1].tobytes()).shape == (20, 30, 3)

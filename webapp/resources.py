@@ -1,0 +1,57 @@
+"""What the pages share: cached models, model cards, the dataset folder, ICE servers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from core.age_model import AgeModel, available_models, default_model_name
+from training.report import load_cards
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = REPO_ROOT / "assets"
+DATASET_ENV = "AGECAM_UTKFACE_DIR"
+ICE_ENV = "AGECAM_ICE_SERVERS"
+NO_MODEL_HELP = ("No trained model is installed in `models/`. Train one with "
+                 "`agecam train --data ../shared/data/utkface-crop-part1 --arch cnn`, then reload this page.")
+
+
+@st.cache_resource(show_spinner="Loading the age model…")
+def shared_model(name: str) -> AgeModel:
+    """One model instance per process, shared by every session and frame."""
+    return AgeModel.load(name)
+
+
+def model_names() -> list[str]:
+    """Shipped models, the default first."""
+    names = available_models()
+    if not names:
+        return []
+    default = default_model_name()
+    return [default] + [n for n in names if n != default]
+
+
+def cards() -> dict[str, dict]:
+    return load_cards()
+
+
+def dataset_folder() -> Path | None:
+    """UTKFace crops to pick examples from: $AGECAM_UTKFACE_DIR, else ../shared next to the repo."""
+    folder = Path(os.environ.get(DATASET_ENV, REPO_ROOT.parent / "shared" / "data" / "utkface-crop-part1"))
+    return folder if folder.is_dir() else None
+
+
+def ice_servers() -> list[dict]:
+    """ICE servers for WebRTC: none by default (localhost needs none), else $AGECAM_ICE_SERVERS (JSON)."""
+    text = os.environ.get(ICE_ENV, "").strip()
+    if not text:
+        return []
+    try:
+        servers = json.loads(text)
+    except json.JSONDecodeError:
+        st.warning(f"{ICE_ENV} is not valid JSON; using no ICE servers.")
+        return []
+    return servers if isinstance(servers, list) else [servers]

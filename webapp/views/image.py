@@ -1,0 +1,73 @@
+import cv2
+import pandas as pd
+import streamlit as st
+
+from core.age_model import ModelError
+from core.analyzer import AgeCam, AgeCamConfig
+from core.images import ImageError, decode_image
+from training.data import parse_name
+from webapp.resources import NO_MODEL_HELP, dataset_folder, model_names, shared_model
+
+st.title("Image prediction")
+names = model_names()
+if not names:
+    st.info(NO_MODEL_HELP)
+    st.stop()
+
+model_name = st.selectbox("Model", names)
+folder = dataset_folder()
+sources = ["Upload an image"] + (["Pick from the dataset"] if folder else [])
+source = st.radio("Image", sources, horizontal=True)
+
+data, true_age, label = None, None, None
+if source == "Upload an image":
+    upload = st.file_uploader("JPEG, PNG or WebP, up to 10 MB", type=["jpg", "jpeg", "png", "webp"])
+    if upload is not None:
+        data, label = upload.getvalue(), upload.name
+else:
+    files = sorted(p.name for p in folder.iterdir() if parse_name(p.name))
+    choice = st.selectbox(f"Face from {folder.name} ({len(files)} images)", files)
+    if choice:
+        data, label, true_age = (folder / choice).read_bytes(), choice, parse_name(choice)[0]
+
+if data is None:
+    st.stop()
+try:
+    image = decode_image(data)
+except ImageError as error:
+    st.error(f"{label}: {error}")
+    st.stop()
+try:
+    model = shared_model(model_name)
+except ModelError as error:
+    st.error(f"The model could not be loaded: {error}")
+    st.stop()
+
+cam_key = f"still_cam_{model_name}"
+if cam_key not in st.session_state:
+    st.session_state[cam_key] = AgeCam(AgeCamConfig(), model=model)
+cam: AgeCam = st.session_state[cam_key]
+faces = cam.get_image(image)
+whole_crop = len(faces) == 0 and true_age is not None
+if whole_crop:
+    # Dataset images are already face crops: with no detection, age the whole crop.
+    ages = model.predict([image])
+rows = [{"face": int(t), "x": int(x), "y": int(y), "w": int(w), "h": int(h), "score": round(float(s), 3),
+         "age": round(float(a), 1)} for t, (x, y, w, h), s, a in zip(faces.tracker_id, faces.xywh, faces.confidence,
+                                                                     faces.age)]
+if whole_crop:
+    rows = [{"face": 1, "x": 0, "y": 0, "w": image.shape[1], "h": image.shape[0], "score": None,
+             "age": round(float(ages[0]), 1)}]
+if true_age is not None:
+    for row in rows:
+        row["true age"], row["error"] = true_age, round(row["age"] - true_age, 1)
+
+left, right = st.columns([3, 2])
+left.image(cv2.cvtColor(cam.annotate(image, faces), cv2.COLOR_BGR2RGB), caption=label, use_container_width=True)
+with right:
+    if rows:
+        if whole_crop:
+            st.caption("No face was detected; this dataset image is a face crop, so the model aged the whole crop.")
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    else:
+        st.warning("No face found in this image.")

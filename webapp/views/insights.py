@@ -1,0 +1,30 @@
+import streamlit as st
+
+from training.train import PLOT_PREFIX
+from webapp.resources import ASSETS_DIR, NO_MODEL_HELP, cards
+
+st.title("Training insights")
+model_cards = cards()
+if not model_cards:
+    st.info(NO_MODEL_HELP)
+    st.stop()
+
+for name, card in model_cards.items():
+    st.header(name)
+    training = card["training"]
+    st.markdown(
+        f"{card['architecture']} at {card['input_size']} px, {card['weights_note']}. "
+        f"{training['epochs_run']} epochs (best: {training['best_epoch']}) in {training['seconds'] / 60:.0f} min "
+        f"on {training['hardware'].get('cpu_count')} CPU cores, Keras {training['keras_version']} "
+        f"({training['keras_backend']}); {card['data']['split_sizes']['train']} training faces."
+    )
+    prefix = PLOT_PREFIX.get(card["architecture"], card["architecture"])
+    figures = [ASSETS_DIR / f"{prefix}_{kind}.png" for kind in ("training_plot", "prediction_plot", "error_by_age")]
+    columns = st.columns(3)
+    for column, figure in zip(columns, figures):
+        if figure.is_file():
+            column.image(str(figure), use_container_width=True)
+        else:
+            column.caption(f"{figure.name} has not been generated yet.")
+    with st.expander("Training configuration"):
+        st.json(training["config"])

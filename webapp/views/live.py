@@ -1,0 +1,56 @@
+import time
+
+import streamlit as st
+
+from core.age_model import ModelError
+from webapp.live import LiveSession, streaming_available
+from webapp.resources import NO_MODEL_HELP, ice_servers, model_names, shared_model
+
+st.title("Live camera")
+names = model_names()
+if not names:
+    st.info(NO_MODEL_HELP)
+    st.stop()
+
+controls, video = st.columns([1, 3])
+with controls:
+    model_name = st.selectbox("Model", names)
+    confidence = st.slider("Detection confidence", 0.1, 0.95, 0.5, 0.05)
+    show_fps = st.checkbox("Show FPS", value=True)
+
+settings = (model_name, confidence, show_fps)
+if st.session_state.get("live_settings") != settings:
+    try:
+        model = shared_model(model_name)
+    except ModelError as error:
+        st.error(f"The model could not be loaded: {error}")
+        st.stop()
+    st.session_state["live_session"] = LiveSession(model, confidence, show_fps)
+    st.session_state["live_settings"] = settings
+session: LiveSession = st.session_state["live_session"]
+
+with video:
+    if not streaming_available():
+        st.warning("The live stream needs the app served by `agecam web`.")
+        st.stop()
+    from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+    context = webrtc_streamer(
+        key="agecam-live",
+        mode=WebRtcMode.SENDRECV,
+        rtc_configuration={"iceServers": ice_servers()},
+        media_stream_constraints={"video": True, "audio": False},
+        video_frame_callback=session.video_frame_callback,
+        async_processing=True,
+    )
+    status = st.empty()
+
+if not context.state.playing:
+    status.caption("Press START and allow camera access. No camera, or access denied? The stream cannot start; "
+                   "check the browser's site permissions, or use the Image prediction page.")
+while context.state.playing:
+    frames, ages, fps = session.snapshot()
+    shown = ", ".join(f"#{track} {age:.0f}" for track, age in sorted(ages.items())) or "no face in view"
+    rate = f" · {fps:.1f} fps" if fps else ""
+    status.markdown(f"Frames annotated: **{frames}**{rate} · Ages: **{shown}**")
+    time.sleep(0.5)
