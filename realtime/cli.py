@@ -327,10 +327,13 @@ def _write_annotated(picture, source: Path, output_dir: Path) -> None:
               help="Folder for the figures [assets/].")
 @click.option("--patience", type=click.IntRange(1), default=10, show_default=True, help="Early-stopping patience (epochs).")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last completed epoch.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the resumable state (backup, best checkpoint, history) [OUT.run].")
 @click.option("--strategy", type=click.Choice(["none", "mirrored"]), default="none", show_default=True,
               help="mirrored: tf.distribute over all GPUs (TensorFlow backend).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N images (quick trials).")
-def train(data, arch, epochs, batch_size, img_size, lr, weights, out, manifest, assets, patience, resume, strategy, limit):
+def train(data, arch, epochs, batch_size, img_size, lr, weights, out, manifest, assets, patience, resume, run_dir,
+          strategy, limit):
     """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
     _import_keras_quietly()
     from training.train import TrainConfig, train as run_training
@@ -338,7 +341,7 @@ def train(data, arch, epochs, batch_size, img_size, lr, weights, out, manifest, 
     defaults = {"cnn": (96, 2e-3), "resnet50": (128, 1e-3)}[arch]
     options = dict(data=data, arch=arch, out=out or Path("models") / arch, epochs=epochs, batch_size=batch_size,
                    img_size=img_size or defaults[0], lr=lr or defaults[1], weights=weights, patience=patience,
-                   manifest=manifest, resume=resume, strategy=strategy, limit=limit)
+                   manifest=manifest, resume=resume, run_dir=run_dir, strategy=strategy, limit=limit)
     if assets is not None:
         options["assets"] = assets
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))

@@ -58,6 +58,7 @@ class TrainConfig:
     resume: bool = False
     strategy: str | None = None  # "mirrored": tf.distribute over the visible GPUs
     limit: int | None = None  # use only the first N images (smoke tests)
+    run_dir: Path | None = None  # resumable state; default <out>.run next to the model
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
@@ -66,10 +67,7 @@ class TrainConfig:
         if self.manifest is None:
             self.manifest = REPO_ROOT / "training" / "splits" / f"{self.data.resolve().name}.csv"
         self.manifest = Path(self.manifest)
-
-    @property
-    def run_dir(self) -> Path:
-        return self.out.with_name(self.out.name + ".run")
+        self.run_dir = Path(self.run_dir) if self.run_dir else self.out.with_name(self.out.name + ".run")
 
 
 def train(config: TrainConfig) -> dict:
