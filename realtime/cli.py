@@ -106,14 +106,16 @@ def main(context: click.Context, verbose: int) -> None:
 @click.option("--refresh-every", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Re-estimate each face's age every k frames.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
+@click.option("--realtime", is_flag=True,
+              help="Play a video file at its own frame rate, like a camera (frames are dropped if processing lags).")
 def video(source, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-          refresh_every, max_frames):
+          refresh_every, max_frames, realtime):
     """Estimate ages in SOURCE: a video file, a camera index (0) or a stream URL.
 
     In the window: q or Esc quits, space pauses, s saves a snapshot.
     """
     _run_video(source, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               refresh_every, max_frames)
+               refresh_every, max_frames, realtime)
 
 
 @main.command()
@@ -131,7 +133,7 @@ def webcam(camera, model, detector_range, confidence, no_window, output, csv_pat
 
 
 def _run_video(source, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               refresh_every, max_frames):
+               refresh_every, max_frames, realtime=False):
     from realtime.runner import RunConfig, display_available, run
     from realtime.sources import VideoSource, describe_source
 
@@ -143,7 +145,8 @@ def _run_video(source, model, detector_range, confidence, no_window, output, csv
         raise Failure("no display to open a window on; add --no-window (with -o/--csv/--json for output)")
 
     def action():
-        with _make_cam(model, detector_range, confidence, refresh_every, show_fps) as cam, VideoSource(source) as src:
+        with _make_cam(model, detector_range, confidence, refresh_every, show_fps) as cam, \
+                VideoSource(source, realtime=realtime) as src:
             config = RunConfig(show_window=not no_window, output=output, csv=csv_path, max_frames=max_frames)
             return run(cam, src, config)
 
@@ -224,6 +227,10 @@ def benchmark(faces, frames, model, size, detector_range, refresh_every, data, a
                           for s in STAGES)
         click.echo(f"{row['faces']:>5} {row['fps']:6.1f}  {cells}   {row['inferences_per_frame']:.2f}")
     click.echo("(stage latency: median/p95 ms per call)")
+    live = result["live_latency"]
+    click.echo(f"live ({live['faces']} faces played at the clip's frame rate): capture-to-output "
+               f"{live['capture_to_output_ms']['median_ms']} ms median, {live['capture_to_output_ms']['p95_ms']} ms p95; "
+               f"{live['frames_shown']} of {live['frames_captured']} frames shown")
     for m in result["models"]:
         click.echo(f"model {m['model']} ({m['input_size']} px): {m['batch1_faces_per_s']} faces/s at batch 1, "
                    f"{m.get('batch8_faces_per_s', '-')} at batch 8")

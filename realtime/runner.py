@@ -118,7 +118,9 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
                     with cam.timer.stage("encode"):
                         video.write(shown)
                 if table is not None:
-                    table.write(frame.index, frame.index / source.fps, detections)
+                    # Live frames are dropped when processing lags, so their time is the capture clock.
+                    time_s = frame.captured_at - started if source.live else frame.index / source.fps
+                    table.write(frame.index, time_s, detections)
                 frames += 1
                 cam.timer.samples["capture_to_output"].append(time.perf_counter() - frame.captured_at)
                 elapsed = time.perf_counter() - tick

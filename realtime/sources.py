@@ -45,7 +45,8 @@ class VideoSource:
 
     A live source is read by its own thread into a one-frame buffer, so processing never
     blocks capture and always gets the newest frame (older ones are dropped). A file is read
-    in order with no frame dropped, so an output video has the input's frame count.
+    in order with no frame dropped, so an output video has the input's frame count, unless
+    ``realtime`` plays it at its own frame rate like a camera (to measure live latency).
 
     Example::
 
@@ -54,7 +55,7 @@ class VideoSource:
                 process(frame.image)
     """
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, realtime: bool = False):
         self.kind, self.target = describe_source(source)
         if self.kind == "file" and not Path(self.target).is_file():
             raise SourceError(f"video file not found: {self.target}")
@@ -67,7 +68,7 @@ class VideoSource:
             self.fps = 30.0
         self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.kind == "file" else 0
         self.failed: str | None = None  # why the stream stopped early, if it did
-        self._live = self.kind != "file"
+        self.live = self.kind != "file" or realtime
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._thread: threading.Thread | None = None
@@ -77,7 +78,7 @@ class VideoSource:
             raise SourceError(f"no frame could be read from {source} (not a video, or empty)")
         self.width, self.height = first.shape[1], first.shape[0]
         self._first: np.ndarray | None = first
-        if self._live:
+        if self.live:
             self._thread = threading.Thread(target=self._capture_loop, name="agecam-capture", daemon=True)
             self._thread.start()
 
@@ -86,12 +87,18 @@ class VideoSource:
         return image if ok and image is not None and image.size else None
 
     def _capture_loop(self) -> None:
+        interval = 1.0 / self.fps if self.kind == "file" else 0.0  # a file is paced like a camera
+        due = time.perf_counter() + interval
         while not self._stop.is_set():
             image = self._read_raw()
             if image is None:
-                self.failed = "the stream ended or broke"
+                if self.kind != "file":
+                    self.failed = "the stream ended or broke"
                 self._put(None)
                 return
+            if interval:
+                time.sleep(max(0.0, due - time.perf_counter()))
+                due += interval
             self._put(Frame(-1, image, time.perf_counter()))
 
     def _put(self, item) -> None:
@@ -107,7 +114,7 @@ class VideoSource:
             yield Frame(index, self._first, time.perf_counter())
             self._first, index = None, 1
         while True:
-            if self._live:
+            if self.live:
                 item = self._queue.get()
                 if item is None:
                     return

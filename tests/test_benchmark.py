@@ -28,6 +28,9 @@ def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir):
         assert row["max_frames_to_first_age"] <= 3
         assert row["max_smoothing_bias_years"] < 1.0
     assert result["peak_memory_mb"] > 0
+    live = result["live_latency"]
+    assert live["faces"] == 3 and 0 < live["frames_shown"] <= 30
+    assert 0 < live["capture_to_output_ms"]["median_ms"] <= live["capture_to_output_ms"]["p95_ms"]
 
 
 def test_benchmark_faces_without_data_are_generated():
@@ -41,3 +44,25 @@ def test_benchmark_cli_json_and_bad_options(tiny_model_path):
     assert json.loads(result.stdout)["pipeline"][0]["frames"] == 12
     bad = run_agecam("benchmark", "--faces", "two", "--model", tiny_model_path)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
+
+
+def test_realtime_source_paces_a_file_like_a_camera(tmp_path):
+    import time
+
+    import numpy as np
+
+    from realtime.sinks import VideoSink
+    from realtime.sources import VideoSource
+
+    clip = tmp_path / "paced.mp4"
+    with VideoSink(clip, 20, (64, 48)) as sink:
+        for _ in range(20):
+            sink.write(np.zeros((48, 64, 3), np.uint8))
+    start = time.perf_counter()
+    with VideoSource(str(clip), realtime=True) as source:
+        frames = list(source)
+    elapsed = time.perf_counter() - start
+    assert source.live and source.failed is None
+    assert 0.8 <= elapsed <= 3.0  # 20 frames at 20 fps take about a second
+    assert 15 <= len(frames) <= 20  # a consumer this fast sees (almost) every frame
+    assert all(b.captured_at > a.captured_at for a, b in zip(frames, frames[1:]))
