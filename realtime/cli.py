@@ -63,6 +63,22 @@ def _pipeline_options(func):
     return model_option(func)
 
 
+def _stream_output_options(func):
+    """Window and output options shared by the video and webcam commands."""
+    options = [
+        click.option("--no-window", is_flag=True, help="Run headless (no OpenCV window)."),
+        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Write the annotated video (.mp4, .avi)."),
+        click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Write one row per face per frame."),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done."),
+        click.option("--show-fps", is_flag=True, help="Draw the processing rate on the frames."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _quiet() -> bool:
     context = click.get_current_context(silent=True)
     return bool(context and context.obj and context.obj.get("quiet"))
@@ -98,11 +114,7 @@ def main(context: click.Context, verbose: int) -> None:
 @main.command()
 @click.argument("source")
 @_pipeline_options
-@click.option("--no-window", is_flag=True, help="Run headless (no OpenCV window).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video (.mp4, .avi).")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write one row per face per frame.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done.")
-@click.option("--show-fps", is_flag=True, help="Draw the processing rate on the frames.")
+@_stream_output_options
 @click.option("--refresh-every", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Re-estimate each face's age every k frames.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
@@ -121,11 +133,7 @@ def video(source, model, detector_range, confidence, no_window, output, csv_path
 @main.command()
 @click.option("--camera", type=click.IntRange(0), default=0, show_default=True, help="Camera index.")
 @_pipeline_options
-@click.option("--no-window", is_flag=True, help="Run headless (no OpenCV window).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the annotated video.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write one row per face per frame.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done.")
-@click.option("--show-fps", is_flag=True, help="Draw the processing rate on the frames.")
+@_stream_output_options
 def webcam(camera, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps):
     """Estimate ages live on a camera (the camera shortcut of 'video')."""
     _run_video(str(camera), model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
