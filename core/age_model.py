@@ -58,6 +58,10 @@ class AgeModel:
             keras_model = keras.saving.load_model(path, compile=False)
         except Exception as error:  # Keras raises many types for files that are not models
             raise ModelError(f"cannot load model {path}: {_first_line(error)}") from error
+        from core.float16 import convert, is_float16
+
+        if is_float16(keras_model):  # stored in float16 to halve the file; run in float32
+            keras_model = convert(keras_model, "float32")
         shape = keras_model.input_shape
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
             raise ModelError(f"{path} is not an age model (input shape {shape}, expected square RGB)")

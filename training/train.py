@@ -133,7 +133,7 @@ def train(config: TrainConfig) -> dict:
     # --- evaluate and ship ------------------------------------------------------------
     config.out.parent.mkdir(parents=True, exist_ok=True)
     model_path = config.out.with_suffix(".keras")
-    _save_for_inference(model, config, model_path)
+    stored_float16 = _save_for_inference(model, config, model_path)
     shipped = AgeModel.load(model_path)
     val_pred = predict_in_batches(shipped, x_val)
     test_pred = predict_in_batches(shipped, x_test)
@@ -144,6 +144,7 @@ def train(config: TrainConfig) -> dict:
         "weights_init": weights if weights in ("imagenet", "none") else f"file:{weights}",
         "weights_note": _weights_note(config, weights),
         "file": model_path.name,
+        "weights_storage": "float16 (run in float32 after loading)" if stored_float16 else "float32",
         "data": {
             "folder": str(config.data),
             "images_used": len(records),
@@ -186,13 +187,26 @@ def _strategy_scope(strategy: str | None):
     return tf.distribute.MirroredStrategy().scope()
 
 
-def _save_for_inference(model: keras.Model, config: TrainConfig, path: Path) -> None:
-    """Save a fresh, uncompiled copy: a file with optimizer state does not load across backends."""
+# Models whose float32 weights exceed this are stored in float16 (GitHub-friendly files).
+FLOAT16_ABOVE_BYTES = 45_000_000
+
+
+def _save_for_inference(model: keras.Model, config: TrainConfig, path: Path) -> bool:
+    """Save a fresh, uncompiled copy (a file with optimizer state does not load across backends).
+
+    Returns True when the weights were stored in float16 to keep the file small.
+    """
+    from core.float16 import convert
+
     clean = build_model(config.arch, config.img_size, "none")
     clean.set_weights(model.get_weights())
+    half = clean.count_params() * 4 > FLOAT16_ABOVE_BYTES
+    if half:
+        clean = convert(clean, "float16")
     tmp = path.with_name(path.stem + ".tmp.keras")
     clean.save(tmp)
     os.replace(tmp, path)
+    return half
 
 
 def _write_plots(config: TrainConfig, history: dict, y_true, y_pred, by_age: dict) -> None:
