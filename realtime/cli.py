@@ -201,7 +201,9 @@ def demo(out, model):
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Folder of UTKFace crops for the faces [../shared/data/utkface-crop-part1 if present].")
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
-def benchmark(faces, frames, model, size, detector_range, refresh_every, data, as_json):
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON results to this file (the README's Performance table reads assets/benchmark-*.json).")
+def benchmark(faces, frames, model, size, detector_range, refresh_every, data, as_json, save):
     """Measure end-to-end fps and per-stage latency on synthetic clips (headless, with encoding)."""
     from core.analyzer import AgeCamConfig
     from core.detector import DetectorConfig
@@ -224,6 +226,11 @@ def benchmark(faces, frames, model, size, detector_range, refresh_every, data, a
             return run_benchmark(BenchmarkConfig(**options))
 
     result = _guarded(action)
+    result["command"] = "agecam benchmark " + " ".join(sys.argv[2:])
+    if save is not None:
+        tmp = save.with_name(f".{save.name}.partial")
+        _guarded(lambda: tmp.write_text(json.dumps(result, indent=2) + "\n"))
+        os.replace(tmp, save)
     if as_json:
         click.echo(json.dumps(result))
         return

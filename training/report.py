@@ -12,6 +12,9 @@ from pathlib import Path
 from core.age_model import models_dir
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
+PERF_BEGIN, PERF_END = "<!-- performance-table:begin -->", "<!-- performance-table:end -->"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+STAGE_COLUMNS = ("detect", "crop", "infer", "track", "draw", "encode")
 SEED_APP = {"resnet50": (6.72, 9.68), "cnn": (8.58, 11.67)}  # MAE, RMSE published by the seed app
 
 
@@ -39,11 +42,42 @@ def models_table(cards: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, folder: Path | None = None) -> bool:
-    """Rewrite the table between the markers; True when the file changed."""
+def load_benchmarks(folder: Path = ASSETS) -> list[dict]:
+    """Saved ``agecam benchmark --save`` results, in file-name order."""
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("benchmark-*.json"))]
+
+
+def performance_table(results: list[dict]) -> str:
+    """Markdown: fps per face count and per-stage median latency of each saved benchmark run."""
+    if not results:
+        return "_No benchmark saved yet: run `agecam benchmark --save assets/benchmark-NAME.json`._"
+    counts = sorted({row["faces"] for r in results for row in r["pipeline"]})
+    lines = ["| model | refresh every | " + " | ".join(f"fps, {n} face{'s' * (n > 1)}" for n in counts)
+             + " | " + " | ".join(f"{s} ms" for s in STAGE_COLUMNS) + " | live latency p95 | command |",
+             "|---" * (3 + len(counts) + len(STAGE_COLUMNS)) + "|---|"]
+    for r in results:
+        rows = {row["faces"]: row for row in r["pipeline"]}
+        ref = rows.get(3) or next(iter(rows.values()))
+        fps = [f"{rows[n]['fps']:.1f}" if n in rows else "-" for n in counts]
+        stages = [f"{ref['stages'][s]['median_ms']:.1f}" if ref["stages"][s]["median_ms"] is not None else "-"
+                  for s in STAGE_COLUMNS]
+        live = r["live_latency"]["capture_to_output_ms"]["p95_ms"]
+        lines.append(f"| `{r['model']}` | {r['refresh_every']} | " + " | ".join(fps) + " | " + " | ".join(stages)
+                     + f" | {live:.0f} ms | `{r.get('command', 'agecam benchmark')}` |")
+    return "\n".join(lines)
+
+
+def _replace_between(text: str, begin: str, end: str, body: str) -> str:
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    return text[:start] + "\n" + body + "\n" + text[stop:]
+
+
+def update_readme(readme: Path, folder: Path | None = None, assets: Path = ASSETS) -> bool:
+    """Rewrite the generated tables between their markers; True when the file changed."""
     text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    new = text[:start] + "\n" + models_table(load_cards(folder)) + "\n" + text[end:]
+    new = _replace_between(text, BEGIN, END, models_table(load_cards(folder)))
+    if PERF_BEGIN in new:
+        new = _replace_between(new, PERF_BEGIN, PERF_END, performance_table(load_benchmarks(assets)))
     if new != text:
         readme.write_text(new)
     return new != text
