@@ -259,8 +259,6 @@ def benchmark(faces, frames, model, size, detector_range, refresh_every, data, a
               help='WebRTC ICE servers for LAN/remote use, e.g. \'[{"urls": ["stun:stun.example.org:3478"]}]\'.')
 def web(port, host, ice_servers):
     """Serve the web app (live camera, image prediction, model pages)."""
-    import subprocess
-
     app = Path(__file__).resolve().parent.parent / "webapp" / "app.py"
     env = dict(os.environ)
     if ice_servers is not None:
@@ -273,10 +271,9 @@ def web(port, host, ice_servers):
                "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.maxUploadSize", "10", "--client.toolbarMode", "minimal"]
     click.echo(f"agecam web app on http://{host}:{port} (Ctrl-C stops it)", err=True)
-    try:
-        sys.exit(subprocess.call(command, env=env, cwd=app.parent.parent))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    # Become the Streamlit server (no child process), so stopping agecam stops the server.
+    os.chdir(app.parent.parent)
+    os.execve(sys.executable, command, env)
 
 
 @main.command()

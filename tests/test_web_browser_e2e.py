@@ -64,6 +64,9 @@ def web_app(tmp_path_factory, tiny_model_path):
     server.terminate()
     server.wait(timeout=20)
     log.close()
+    # agecam web is the server itself: once it is stopped, nothing may keep serving the port.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
 
 
 def test_health_and_every_page_served(web_app):
