@@ -48,12 +48,10 @@ class BenchmarkConfig:
 def benchmark_faces(count: int, data: Path | None) -> list[np.ndarray]:
     """``count`` distinct faces: held-out (test-split) UTKFace adults if present, else astronaut variants."""
     from training.data import scan_folder
-    from training.split import read_manifest
-    from training.train import REPO_ROOT
+    from training.split import DEFAULT_MANIFEST, read_manifest
 
     if data is not None and Path(data).is_dir():
-        manifest_path = REPO_ROOT / "training" / "splits" / f"{Path(data).resolve().name}.csv"
-        manifest = read_manifest(manifest_path) if manifest_path.is_file() else {}
+        manifest = read_manifest(DEFAULT_MANIFEST) if DEFAULT_MANIFEST.is_file() else {}
         records = [r for r in scan_folder(data).records if manifest.get(r.name, "test") == "test" and r.age >= 18]
         picked = records[:: max(1, len(records) // count)][:count]
         faces = [cv2.imread(str(r.path)) for r in picked]

@@ -341,7 +341,7 @@ def _write_annotated(picture, source: Path, output_dir: Path) -> None:
               help="ResNet50 initialisation; imagenet falls back to none when the weights cannot be had.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output stem [models/ARCH].")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Split manifest CSV [training/splits/<data folder>.csv].")
+              help="Split manifest CSV [training/splits/utkface.csv].")
 @click.option("--assets", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the figures [assets/].")
 @click.option("--patience", type=click.IntRange(1), default=10, show_default=True, help="Early-stopping patience (epochs).")
@@ -376,16 +376,16 @@ def train(data, arch, epochs, batch_size, img_size, lr, weights, out, manifest, 
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
               help="Only the images of this split of the manifest (default: every image in the folder).")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Split manifest [training/splits/<data folder>.csv].")
+              help="Split manifest [training/splits/utkface.csv].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate(data, model, split, manifest, as_json):
     """Evaluate a model on UTKFace-named face crops: n, MAE, MSE, RMSE, MAE per age band."""
     _import_keras_quietly()
     from training.evaluate import EvaluateConfig, evaluate as run_evaluation
-    from training.train import REPO_ROOT
+    from training.split import DEFAULT_MANIFEST
 
     if split and manifest is None:
-        manifest = REPO_ROOT / "training" / "splits" / f"{Path(data).resolve().name}.csv"
+        manifest = DEFAULT_MANIFEST
     result, report = _guarded(lambda: run_evaluation(EvaluateConfig(data=data, model=model, split=split,
                                                                      manifest=manifest)))
     if as_json:

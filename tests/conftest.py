@@ -17,7 +17,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 REPO = Path(__file__).resolve().parent.parent
 DATA_ENV = "AGECAM_UTKFACE_DIR"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "utkface-crop-part1"
-MANIFEST = REPO / "training" / "splits" / "utkface-crop-part1.csv"
+MANIFEST = REPO / "training" / "splits" / "utkface.csv"
 AGECAM = [sys.executable, "-m", "realtime.cli"]
 
 

@@ -16,6 +16,9 @@ from pathlib import Path
 from training.data import FaceRecord
 
 SPLITS = ("train", "val", "test")
+# One manifest for UTKFace: the part-1 folder's files are listed; a bigger UTKFace folder adds
+# its other files (split by the same rule) while the listed ones keep their split.
+DEFAULT_MANIFEST = Path(__file__).resolve().parent / "splits" / "utkface.csv"
 AGE_BANDS = ((0, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 200))
 
 

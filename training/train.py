@@ -29,7 +29,7 @@ from training.data import DataError, load_arrays, scan_folder
 from training.evaluate import metrics_report, predict_in_batches
 from training.models import build_model, resolve_weights
 from training.plots import plot_error_by_band, plot_predictions, plot_training
-from training.split import SplitConfig, read_manifest, split_records, write_manifest
+from training.split import DEFAULT_MANIFEST, SplitConfig, read_manifest, split_records, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class TrainConfig:
     weights: str = "none"
     patience: int = 10
     seed: int = 1337
-    manifest: Path | None = None  # default: training/splits/<data folder name>.csv
+    manifest: Path | None = None  # default: training/splits/utkface.csv
     assets: Path = REPO_ROOT / "assets"
     resume: bool = False
     strategy: str | None = None  # "mirrored": tf.distribute over the visible GPUs
@@ -65,7 +65,7 @@ class TrainConfig:
     def __post_init__(self):
         self.data, self.out, self.assets = Path(self.data), Path(self.out), Path(self.assets)
         if self.manifest is None:
-            self.manifest = REPO_ROOT / "training" / "splits" / f"{self.data.resolve().name}.csv"
+            self.manifest = DEFAULT_MANIFEST
         self.manifest = Path(self.manifest)
         self.run_dir = Path(self.run_dir) if self.run_dir else self.out.with_name(self.out.name + ".run")
 
