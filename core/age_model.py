@@ -57,7 +57,7 @@ class AgeModel:
         try:
             keras_model = keras.saving.load_model(path, compile=False)
         except Exception as error:  # Keras raises many types for files that are not models
-            raise ModelError(f"cannot load model {path}: {_first_line(error)}") from error
+            raise ModelError(f"cannot load model {path}: {first_line(error)}") from error
         from core.float16 import convert, is_float16
 
         if is_float16(keras_model):  # stored in float16 to halve the file; run in float32
@@ -128,6 +128,7 @@ def resolve_model_path(name_or_path: str | os.PathLike | None, folder: Path | No
     return shipped
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
+    """The first line of an exception's message (library errors can be pages long)."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__

@@ -74,7 +74,7 @@ class AgeCam:
         """Forget all tracks (start of a new video)."""
         self.tracker = FaceTracker(self.config.tracker)
         self.smoother = AgeSmoother(self.config.smoother)
-        self.estimator._last_estimate.clear()
+        self.estimator.reset()
         self.frame_index = 0
 
     def get(self, frame_bgr: np.ndarray) -> Detections:

@@ -40,6 +40,10 @@ class AgeEstimator:
         self._last_estimate: dict[int, int] = {}
         self.inferences = 0  # faces sent to the model so far
 
+    def reset(self) -> None:
+        """Forget which tracks were estimated when (start of a new video)."""
+        self._last_estimate.clear()
+
     def due(self, detections: Detections, frame_index: int) -> np.ndarray:
         """Boolean mask of faces to estimate on this frame."""
         k = max(1, self.config.refresh_every)

@@ -12,6 +12,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from core.age_model import first_line
+
 log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("cnn", "resnet50")
@@ -77,7 +79,7 @@ def resolve_weights(weights: str) -> str:
         try:
             keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=(64, 64, 3))
         except Exception as error:  # network or cache failure: any of several exception types
-            log.warning("ImageNet weights unavailable (%s); training ResNet50 from scratch", _first_line(error))
+            log.warning("ImageNet weights unavailable (%s); training ResNet50 from scratch", first_line(error))
             return "none"
         return "imagenet"
     if not Path(weights).is_file():
@@ -93,7 +95,3 @@ def build_model(arch: str, img_size: int, weights: str = "none") -> keras.Model:
         return build_resnet50(img_size, weights)
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
 
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
