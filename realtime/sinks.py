@@ -10,15 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.atomic import temporary_name
+
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-
-
-def _temporary_name(path: Path) -> Path:
-    # Same folder (so the final rename is atomic) and same suffix (so the writer picks the format).
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
 class VideoSink:
@@ -40,7 +37,7 @@ class VideoSink:
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder not found: {self.path.parent}")
         self.fps, self.size, self.frames = fps, size, 0
-        self._tmp = _temporary_name(self.path)
+        self._tmp = temporary_name(self.path)
         self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*FOURCC[self.path.suffix.lower()]),
                                        fps, size)
         if not self._writer.isOpened():
@@ -78,7 +75,7 @@ class CsvSink:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder not found: {self.path.parent}")
-        self._tmp = _temporary_name(self.path)
+        self._tmp = temporary_name(self.path)
         self._handle = open(self._tmp, "w", newline="")
         self._writer = csv.writer(self._handle)
         self._writer.writerow(CSV_COLUMNS)

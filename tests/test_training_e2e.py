@@ -29,7 +29,7 @@ def trained(tmp_path_factory, tiny_dataset):
     work = tmp_path_factory.mktemp("run")
     result = run_agecam("train", "--data", tiny_dataset, "--arch", "cnn", "--epochs", 1, "--img-size", 32,
                         "--batch-size", 16, "--out", work / "tiny", "--manifest", work / "split.csv",
-                        "--assets", work / "assets")
+                        "--assets", work / "assets", "--warmup-epochs", 0.5, "--weight-decay", 0.001)
     assert result.returncode == 0, result.stderr
     return work, result
 
@@ -41,6 +41,8 @@ def test_training_writes_model_card_and_plots(trained):
     assert card["architecture"] == "cnn" and card["input_size"] == 32
     assert card["data"]["skipped"] == {"malformed name": 1, "unreadable image": 1}
     assert card["training"]["epochs_run"] == 1
+    assert card["training"]["config"]["warmup_epochs"] == 0.5
+    assert card["training"]["config"]["weight_decay"] == 0.001
     test = card["metrics"]["test"]
     assert test["n"] == card["data"]["split_sizes"]["test"] > 0
     assert test["rmse"] == pytest.approx(np.sqrt(test["mse"]))
@@ -78,6 +80,18 @@ def test_resume_continues_from_the_last_epoch(trained, tiny_dataset):
     assert result.returncode == 0, result.stderr
     assert json.loads((work / "tiny.json").read_text())["training"]["epochs_run"] == 2
     assert "Epoch 2/2" in result.stdout and "Epoch 1/2" not in result.stdout
+
+
+def test_learning_rate_warms_up_then_decays(tmp_path):
+    from training.train import TrainConfig, learning_rate_schedule
+
+    config = TrainConfig(data=tmp_path, epochs=10, lr=1e-3, warmup_epochs=1)
+    schedule = learning_rate_schedule(config, steps_per_epoch=100)
+    rates = [float(schedule(step)) for step in (0, 50, 100, 550, 1000)]
+    assert rates[0] < rates[1] < rates[2] == pytest.approx(1e-3)
+    assert rates[2] > rates[3] > rates[4] == pytest.approx(2e-5)
+    flat = learning_rate_schedule(TrainConfig(data=tmp_path, epochs=10, lr=1e-3), steps_per_epoch=100)
+    assert float(flat(0)) == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("setup, message", [

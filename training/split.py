@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.atomic import atomic_path
 from training.data import FaceRecord
 
 SPLITS = ("train", "val", "test")
@@ -69,13 +70,11 @@ def write_manifest(assignment: dict[str, str], path: str | Path) -> None:
     """Write a manifest sorted by file name (stable diffs), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "split"])
         for name in sorted(assignment):
             writer.writerow([name, assignment[name]])
-    tmp.replace(path)
 
 
 def split_records(

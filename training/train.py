@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from core.age_model import AgeModel
+from core.atomic import atomic_path, write_text_atomic
 from training.augment import AugmentConfig, AugmentedFaces
 from training.data import DataError, load_arrays, scan_folder
 from training.evaluate import metrics_report, predict_in_batches
@@ -50,6 +51,7 @@ class TrainConfig:
     img_size: int = 96
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    warmup_epochs: float = 0.0  # linear warm-up; deep nets from scratch start unstable without it
     weights: str = "none"
     patience: int = 10
     seed: int = 1337
@@ -95,10 +97,8 @@ def train(config: TrainConfig) -> dict:
     weights = resolve_weights(config.weights) if config.arch == "resnet50" else "none"
     with _strategy_scope(config.strategy):
         model = build_model(config.arch, config.img_size, weights)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.lr, decay_steps=max(1, config.epochs * len(train_batches)), alpha=0.02
-        )
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate_schedule(config, len(train_batches)),
+                                           weight_decay=config.weight_decay)
         # MAE is both the loss and the figure we are judged on; it is also robust to label noise.
         model.compile(optimizer=optimizer, loss="mae", metrics=["mae", "mse"])
 
@@ -172,6 +172,18 @@ def train(config: TrainConfig) -> dict:
     return card
 
 
+def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
+    """Cosine decay to 2% of ``config.lr``, after a linear warm-up of ``config.warmup_epochs``."""
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
+    if warmup_steps <= 0:
+        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=total_steps, alpha=0.02)
+    return keras.optimizers.schedules.CosineDecay(
+        config.lr / 20, decay_steps=total_steps - warmup_steps, alpha=0.02,
+        warmup_target=config.lr, warmup_steps=warmup_steps,
+    )
+
+
 def _strategy_scope(strategy: str | None):
     """A tf.distribute scope for ``--strategy mirrored``; a no-op context otherwise."""
     import contextlib
@@ -203,9 +215,8 @@ def _save_for_inference(model: keras.Model, config: TrainConfig, path: Path) -> 
     half = clean.count_params() * 4 > FLOAT16_ABOVE_BYTES
     if half:
         clean = convert(clean, "float16")
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    clean.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        clean.save(tmp)
     return half
 
 
@@ -273,6 +284,4 @@ def _jsonable(value):
 
 
 def _write_json(data: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

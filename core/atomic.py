@@ -1,0 +1,42 @@
+"""Write files so that they are either complete or absent: never half-written."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+
+def temporary_name(path: str | os.PathLike) -> Path:
+    """A hidden sibling of ``path`` with the same suffix.
+
+    Same folder, so the final rename is atomic; same suffix, so writers that pick the format
+    from the name (OpenCV, matplotlib, Keras) still do.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; it replaces ``path`` only if the block succeeds.
+
+    Example::
+
+        with atomic_path("card.json") as tmp:
+            tmp.write_text("{}")
+    """
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
