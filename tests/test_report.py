@@ -1,16 +1,63 @@
 import json
 
 from conftest import REPO
-from training.report import (BEGIN, END, PERF_BEGIN, PERF_END, load_benchmarks, load_cards, models_table,
-                             performance_table, update_readme)
+from core.age_model import default_model_name
+from training.report import (BEGIN, END, age_bands_table, default_model_text, generated_sections, load_benchmarks,
+                             load_cards, mark_default, models_table, performance_table, pick_default, update_readme)
 
 
-def test_readme_tables_are_the_ones_generated_from_cards_and_benchmarks():
+def test_readme_sections_are_the_ones_generated_from_cards_and_benchmarks():
     text = (REPO / "README.md").read_text()
-    shown = text[text.index(BEGIN) + len(BEGIN): text.index(END)].strip()
-    assert shown == models_table(load_cards()).strip(), "run: python -m training.report README.md"
-    shown = text[text.index(PERF_BEGIN) + len(PERF_BEGIN): text.index(PERF_END)].strip()
-    assert shown == performance_table(load_benchmarks()).strip(), "run: python -m training.report README.md"
+    for (begin, end), body in generated_sections(load_cards(), load_benchmarks()).items():
+        assert begin in text, f"README lacks the generated section {begin}"
+        shown = text[text.index(begin) + len(begin): text.index(end)].strip()
+        assert shown == body.strip(), "run: python -m training.report README.md"
+
+
+def test_shipped_default_follows_the_rule():
+    cards, results = load_cards(), load_benchmarks()
+    chosen = pick_default(cards, results)
+    assert [name for name, card in cards.items() if card.get("default")] == ([chosen] if chosen else [])
+    if chosen:
+        assert default_model_name() == chosen
+
+
+def _card(mae, arch="cnn"):
+    return {"architecture": arch, "input_size": 96, "weights_init": "none",
+            "metrics": {"test": {"n": 10, "mae": mae, "mse": mae ** 2, "rmse": mae,
+                                 "by_age": {"0-9": {"n": 4, "mae": mae - 1}, "10-19": {"n": 6, "mae": mae + 1}}}},
+            "training": {"epochs_run": 1, "seconds": 60, "hardware": {"cpu_count": 2}}}
+
+
+def _bench(model, fps3, fps5, refresh_every=3):
+    stages = {s: {"median_ms": 1.0, "p95_ms": 2.0} for s in ("detect", "crop", "infer", "track", "draw", "encode")}
+    return {"model": model, "refresh_every": refresh_every,
+            "pipeline": [{"faces": 3, "fps": fps3, "stages": stages}, {"faces": 5, "fps": fps5, "stages": stages}],
+            "live_latency": {"capture_to_output_ms": {"median_ms": 20.0, "p95_ms": 30.0}}}
+
+
+def test_default_is_the_most_accurate_model_that_keeps_real_time(tmp_path):
+    cards = {"cnn": _card(5.6), "resnet50": _card(5.2, "resnet50"), "huge": _card(4.0)}
+    results = [_bench("cnn", 60, 50), _bench("resnet50", 35, 22), _bench("huge", 12, 8),
+               _bench("cnn", 20, 10, refresh_every=1)]
+    assert pick_default(cards, results) == "resnet50"
+    assert pick_default(cards, [_bench("cnn", 60, 50), _bench("resnet50", 35, 19)]) == "cnn"
+    assert pick_default(cards, []) is None  # speed unknown: no default claimed
+    assert "`resnet50`" in default_model_text(cards, results) and "5.20" in default_model_text(cards, results)
+
+    for name, card in cards.items():
+        (tmp_path / f"{name}.keras").write_text("")
+        (tmp_path / f"{name}.json").write_text(json.dumps({**card, "default": name == "cnn"}))
+    assert mark_default(load_cards(tmp_path), results, tmp_path) == "resnet50"
+    flags = {name: card.get("default") for name, card in load_cards(tmp_path).items()}
+    assert flags == {"cnn": False, "huge": False, "resnet50": True}
+    assert default_model_name(tmp_path) == "resnet50"
+
+
+def test_age_band_table_has_a_column_per_model():
+    table = age_bands_table({"cnn": _card(5.0), "resnet50": _card(4.0, "resnet50")}).splitlines()
+    assert table[0] == "| age band | test faces | `cnn` MAE | `resnet50` MAE |"
+    assert table[2] == "| 0-9 | 4 | 4.00 | 3.00 |"
 
 
 def test_performance_table_reads_the_saved_benchmark():
@@ -24,7 +71,7 @@ def test_performance_table_reads_the_saved_benchmark():
 
 def test_table_reads_every_number_from_the_card(tmp_path):
     card = {"architecture": "cnn", "input_size": 96, "weights_init": "none", "default": True,
-            "metrics": {"test": {"n": 879, "mae": 5.4321, "mse": 61.23, "rmse": 7.825}},
+            "metrics": {"test": {"n": 879, "mae": 5.4321, "mse": 61.23, "rmse": 7.825, "by_age": {}}},
             "training": {"epochs_run": 30, "seconds": 3600, "hardware": {"cpu_count": 2}}}
     (tmp_path / "cnn.keras").write_text("")
     (tmp_path / "cnn.json").write_text(json.dumps(card))
@@ -32,4 +79,6 @@ def test_table_reads_every_number_from_the_card(tmp_path):
     assert "`cnn` (default)" in row and "| 879 | 5.43 | 61.2 | 7.83 |" in row and "8.58 / 11.67" in row
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{BEGIN}\nold\n{END}\noutro\n")
-    assert update_readme(readme, tmp_path) and "5.43" in readme.read_text() and "old" not in readme.read_text()
+    (tmp_path / "benchmark-cnn.json").write_text(json.dumps(_bench("cnn", 40, 30)))
+    assert update_readme(readme, tmp_path, assets=tmp_path)
+    assert "5.43" in readme.read_text() and "old" not in readme.read_text()

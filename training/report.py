@@ -1,6 +1,7 @@
-"""Write the README's model table from the model cards, so no metric is ever typed by hand.
+"""Write the README's model and performance tables from the model cards and saved benchmarks,
+so no metric is ever typed by hand.
 
-``python -m training.report README.md`` replaces the text between the two markers below.
+``python -m training.report README.md`` replaces the text between each pair of markers below.
 """
 
 from __future__ import annotations
@@ -10,9 +11,15 @@ import sys
 from pathlib import Path
 
 from core.age_model import models_dir
+from core.atomic import write_text_atomic
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PERF_BEGIN, PERF_END = "<!-- performance-table:begin -->", "<!-- performance-table:end -->"
+BANDS_BEGIN, BANDS_END = "<!-- age-bands-table:begin -->", "<!-- age-bands-table:end -->"
+DEFAULT_BEGIN, DEFAULT_END = "<!-- default-model:begin -->", "<!-- default-model:end -->"
+# Real time as issue #5 defines it: headless with encoding, at the tools' default refresh rate.
+REALTIME_FPS = {3: 30.0, 5: 20.0}
+DEFAULT_REFRESH_EVERY = 3
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 STAGE_COLUMNS = ("detect", "crop", "infer", "track", "draw", "encode")
 SEED_APP = {"resnet50": (6.72, 9.68), "cnn": (8.58, 11.67)}  # MAE, RMSE published by the seed app
@@ -67,19 +74,85 @@ def performance_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def age_bands_table(cards: dict[str, dict]) -> str:
+    """Markdown: test-split MAE per age band (rows) for each shipped model (columns)."""
+    if not cards:
+        return ""
+    bands = list(next(iter(cards.values()))["metrics"]["test"]["by_age"])
+    lines = ["| age band | test faces | " + " | ".join(f"`{name}` MAE" for name in cards) + " |",
+             "|---" * (2 + len(cards)) + "|"]
+    for band in bands:
+        cells = [cards[name]["metrics"]["test"]["by_age"].get(band) for name in cards]
+        n = next((c["n"] for c in cells if c), 0)
+        lines.append(f"| {band} | {n} | " + " | ".join(f"{c['mae']:.2f}" if c else "-" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def realtime_fps(results: list[dict]) -> dict[str, dict[int, float]]:
+    """fps per face count of each model's benchmark at the default refresh rate."""
+    return {r["model"]: {row["faces"]: row["fps"] for row in r["pipeline"]}
+            for r in results if r["refresh_every"] == DEFAULT_REFRESH_EVERY}
+
+
+def pick_default(cards: dict[str, dict], results: list[dict]) -> str | None:
+    """The rule for the tools' default model: the lowest test MAE among the real-time models.
+
+    Real time: a saved benchmark reaches :data:`REALTIME_FPS` at each face count. A model
+    without a saved benchmark is not known to be real-time and is not picked.
+    """
+    speed = realtime_fps(results)
+    fast = [name for name in cards
+            if name in speed and all(speed[name].get(n, 0.0) >= fps for n, fps in REALTIME_FPS.items())]
+    return min(fast, key=lambda name: cards[name]["metrics"]["test"]["mae"]) if fast else None
+
+
+def mark_default(cards: dict[str, dict], results: list[dict], folder: Path | None = None) -> str | None:
+    """Set ``"default": true`` on the card :func:`pick_default` chooses (and only on it)."""
+    chosen = pick_default(cards, results)
+    folder = Path(folder or models_dir())
+    for name, card in cards.items():
+        if bool(card.get("default")) != (name == chosen):
+            card["default"] = name == chosen
+            write_text_atomic(folder / f"{name}.json", json.dumps(card, indent=2) + "\n")
+    return chosen
+
+
+def default_model_text(cards: dict[str, dict], results: list[dict]) -> str:
+    """The README's sentence naming the default model and the numbers behind the choice."""
+    name = pick_default(cards, results)
+    if name is None:
+        return "_No shipped model has a saved benchmark at real-time speed yet._"
+    speed = realtime_fps(results)
+    others = [f"`{other}` {cards[other]['metrics']['test']['mae']:.2f}" for other in cards if other != name]
+    fps = ", ".join(f"{speed[name][n]:.0f} fps at {n} faces" for n in sorted(REALTIME_FPS))
+    return (f"**Default model: `{name}`**, the lowest test MAE ({cards[name]['metrics']['test']['mae']:.2f}"
+            + (f"; {', '.join(others)}" if others else "") + f") among the models that keep real-time speed "
+            f"({fps}; the target is " + ", ".join(f"{fps_:.0f} at {n}" for n, fps_ in sorted(REALTIME_FPS.items()))
+            + "). Its card carries `\"default\": true`, which the tools read.")
+
+
+def generated_sections(cards: dict[str, dict], results: list[dict]) -> dict[tuple[str, str], str]:
+    """Each generated README section, keyed by its (begin, end) markers."""
+    return {(BEGIN, END): models_table(cards), (PERF_BEGIN, PERF_END): performance_table(results),
+            (BANDS_BEGIN, BANDS_END): age_bands_table(cards), (DEFAULT_BEGIN, DEFAULT_END): default_model_text(cards, results)}
+
+
 def _replace_between(text: str, begin: str, end: str, body: str) -> str:
     start, stop = text.index(begin) + len(begin), text.index(end)
     return text[:start] + "\n" + body + "\n" + text[stop:]
 
 
 def update_readme(readme: Path, folder: Path | None = None, assets: Path = ASSETS) -> bool:
-    """Rewrite the generated tables between their markers; True when the file changed."""
-    text = readme.read_text()
-    new = _replace_between(text, BEGIN, END, models_table(load_cards(folder)))
-    if PERF_BEGIN in new:
-        new = _replace_between(new, PERF_BEGIN, PERF_END, performance_table(load_benchmarks(assets)))
+    """Mark the default model's card, then rewrite the generated README sections between their
+    markers; True when the README changed."""
+    cards, results = load_cards(folder), load_benchmarks(assets)
+    mark_default(cards, results, folder)
+    text = new = readme.read_text()
+    for (begin, end), body in generated_sections(cards, results).items():
+        if begin in new:
+            new = _replace_between(new, begin, end, body)
     if new != text:
-        readme.write_text(new)
+        write_text_atomic(readme, new)
     return new != text
 
 
