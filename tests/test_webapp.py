@@ -69,6 +69,14 @@ def test_performance_table_equals_the_cards(models_dir):
         for column, key in (("MAE", "mae"), ("MSE", "mse"), ("RMSE", "rmse"), ("test faces", "n")):
             assert table.loc[name, column] == pytest.approx(card[key])
 
+    from training.report import load_benchmarks
+
+    speed = app.dataframe[1].value
+    for shown, saved in zip(speed.to_dict("records"), load_benchmarks(), strict=True):
+        assert shown["model"] == saved["model"] and shown["refresh every"] == saved["refresh_every"]
+        for row in saved["pipeline"]:
+            assert shown[f"fps, {row['faces']} faces"] == pytest.approx(row["fps"])
+
 
 def test_image_page_dataset_pick_shows_true_age_and_error(models_dir, utk_dir, monkeypatch):
     monkeypatch.setenv("AGECAM_UTKFACE_DIR", str(utk_dir))

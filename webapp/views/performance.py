@@ -1,6 +1,7 @@
 import pandas as pd
 import streamlit as st
 
+from training.report import load_benchmarks
 from webapp.resources import NO_MODEL_HELP, cards
 
 st.title("Model performance")
@@ -27,3 +28,16 @@ st.subheader("Error by age band")
 by_band = pd.DataFrame({name: {band: m["mae"] for band, m in card["metrics"]["test"]["by_age"].items()}
                         for name, card in model_cards.items()})
 st.bar_chart(by_band, stack=False, x_label="true age band", y_label="MAE (years)")
+
+st.subheader("Speed")
+benchmarks = load_benchmarks()
+if benchmarks:
+    st.markdown("End-to-end fps of the whole pipeline (headless, 640x480, with encoding) on the machine the "
+                "benchmark ran on, read from `assets/benchmark-*.json`; each row's command reproduces it.")
+    st.dataframe(pd.DataFrame([
+        {"model": r["model"], "refresh every": r["refresh_every"],
+         **{f"fps, {row['faces']} faces": row["fps"] for row in r["pipeline"]}, "command": r.get("command", "")}
+        for r in benchmarks
+    ]), hide_index=True)
+else:
+    st.info("No benchmark saved yet: run `agecam benchmark --save assets/benchmark-NAME.json`.")
