@@ -77,6 +77,10 @@ def test_table_reads_every_number_from_the_card(tmp_path):
     (tmp_path / "cnn.json").write_text(json.dumps(card))
     row = models_table(load_cards(tmp_path)).splitlines()[2]
     assert "`cnn` (default)" in row and "| 879 | 5.43 | 61.2 | 7.83 |" in row and "8.58 / 11.67" in row
+    assert "| - |" in row  # a card without a target says so rather than inventing one
+    card["target"] = {"test_mae_at_most": 5.0, "met": False, "missed_by": 0.43}
+    (tmp_path / "cnn.json").write_text(json.dumps(card))
+    assert "| ≤ 5.0: missed by 0.43 |" in models_table(load_cards(tmp_path))
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{BEGIN}\nold\n{END}\noutro\n")
     (tmp_path / "benchmark-cnn.json").write_text(json.dumps(_bench("cnn", 40, 30)))

@@ -44,6 +44,8 @@ def test_training_writes_model_card_and_plots(trained):
     assert card["training"]["config"]["warmup_epochs"] == 0.5
     assert card["training"]["config"]["weight_decay"] == 0.001
     test = card["metrics"]["test"]
+    assert card["target"]["test_mae_at_most"] == 6.0
+    assert card["target"]["met"] == (test["mae"] <= 6.0)
     assert test["n"] == card["data"]["split_sizes"]["test"] > 0
     assert test["rmse"] == pytest.approx(np.sqrt(test["mse"]))
     for name in ("cnn_training_plot.png", "cnn_prediction_plot.png", "cnn_error_by_age.png"):
@@ -80,6 +82,14 @@ def test_resume_continues_from_the_last_epoch(trained, tiny_dataset):
     assert result.returncode == 0, result.stderr
     assert json.loads((work / "tiny.json").read_text())["training"]["epochs_run"] == 2
     assert "Epoch 2/2" in result.stdout and "Epoch 1/2" not in result.stdout
+
+
+def test_target_status_says_by_how_much_a_target_is_missed():
+    from training.train import target_status
+
+    assert target_status("resnet50", 5.93) == {"test_mae_at_most": 5.5, "met": False, "missed_by": 0.43}
+    assert target_status("cnn", 5.59) == {"test_mae_at_most": 6.0, "met": True, "missed_by": 0.0}
+    assert target_status("unknown", 3.0) is None
 
 
 def test_learning_rate_warms_up_then_decays(tmp_path):

@@ -35,18 +35,25 @@ def models_table(cards: dict[str, dict]) -> str:
     """Markdown table of test-split metrics per shipped model."""
     if not cards:
         return "_No trained model is shipped yet: train one with `agecam train` (see Training)._"
-    lines = ["| model | input | init | test n | MAE | MSE | RMSE | seed app MAE / RMSE | epochs | training time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | input | init | test n | MAE | MSE | RMSE | target MAE | seed app MAE / RMSE | epochs "
+             "| training time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, card in cards.items():
         test, training = card["metrics"]["test"], card["training"]
         seed = SEED_APP.get(card["architecture"])
         lines.append(
             f"| `{name}`{' (default)' if card.get('default') else ''} | {card['input_size']} px "
             f"| {card['weights_init']} | {test['n']} | {test['mae']:.2f} | {test['mse']:.1f} | {test['rmse']:.2f} "
-            f"| {f'{seed[0]} / {seed[1]}' if seed else '-'} | {training['epochs_run']} "
+            f"| {_target_cell(card.get('target'))} | {f'{seed[0]} / {seed[1]}' if seed else '-'} | {training['epochs_run']} "
             f"| {training['seconds'] / 60:.0f} min on {training['hardware'].get('cpu_count')} CPU cores |"
         )
     return "\n".join(lines)
+
+
+def _target_cell(target: dict | None) -> str:
+    if not target:
+        return "-"
+    verdict = "met" if target["met"] else f"missed by {target['missed_by']:.2f}"
+    return f"≤ {target['test_mae_at_most']:.1f}: {verdict}"
 
 
 def load_benchmarks(folder: Path = ASSETS) -> list[dict]:

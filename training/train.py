@@ -37,6 +37,17 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Figure names follow the seed app's, so its readers find them where they expect.
 PLOT_PREFIX = {"cnn": "cnn", "resnet50": "resnet"}
+# The project's accuracy targets on its test split (issue #3), recorded in every card.
+TARGET_TEST_MAE = {"cnn": 6.0, "resnet50": 5.5}
+
+
+def target_status(arch: str, test_mae: float) -> dict | None:
+    """Whether a model meets its architecture's test-MAE target, and by how much it misses."""
+    target = TARGET_TEST_MAE.get(arch)
+    if target is None:
+        return None
+    return {"test_mae_at_most": target, "met": bool(test_mae <= target),
+            "missed_by": round(max(0.0, test_mae - target), 2)}
 
 
 @dataclass
@@ -165,6 +176,7 @@ def train(config: TrainConfig) -> dict:
         "metrics": {"val": metrics_report(y_val, val_pred), "test": metrics_report(y_test, test_pred)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    card["target"] = target_status(config.arch, card["metrics"]["test"]["mae"])
     _write_json(card, config.out.with_suffix(".json"))
     _write_plots(config, history, y_test, test_pred, card["metrics"]["test"]["by_age"])
     log.info("test split: MAE %.2f, RMSE %.2f on %d faces", card["metrics"]["test"]["mae"],
