@@ -16,12 +16,13 @@ log = logging.getLogger(__name__)
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
 MODELS_ENV = "AGECAM_MODELS"
+# Used only when no card carries "default": true (e.g. a folder of the user's own models).
+DEFAULT_MODEL_ORDER = ("resnet50", "cnn")
 
 
 def models_dir() -> Path:
     """Folder of the shipped models: the repository's models/, or $AGECAM_MODELS."""
     return Path(os.environ.get(MODELS_ENV, SHIPPED_MODELS))
-DEFAULT_MODEL_ORDER = ("resnet50", "cnn")
 
 
 class ModelError(Exception):
