@@ -344,6 +344,9 @@ def _write_annotated(picture, source: Path, output_dir: Path) -> None:
               help="Linear learning-rate warm-up before the cosine decay [cnn 0, resnet50 1].")
 @click.option("--weights", default="none", show_default=True, metavar="imagenet|none|PATH",
               help="ResNet50 initialisation; imagenet falls back to none when the weights cannot be had.")
+@click.option("--init-from", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Start from a trained .keras model of the same architecture and size (a new schedule, "
+                   "e.g. to train a shipped model further).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output stem [models/ARCH].")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Split manifest CSV [training/splits/utkface.csv].")
@@ -356,8 +359,8 @@ def _write_annotated(picture, source: Path, output_dir: Path) -> None:
 @click.option("--strategy", type=click.Choice(["none", "mirrored"]), default="none", show_default=True,
               help="mirrored: tf.distribute over all GPUs (TensorFlow backend).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N images (quick trials).")
-def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epochs, weights, out, manifest, assets,
-          patience, resume, run_dir, strategy, limit):
+def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epochs, weights, init_from, out, manifest,
+          assets, patience, resume, run_dir, strategy, limit):
     """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
     _import_keras_quietly()
     from training.train import TrainConfig, train as run_training
@@ -369,7 +372,7 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
                    img_size=img_size or size_default, lr=lr or lr_default,
                    weight_decay=decay_default if weight_decay is None else weight_decay,
                    warmup_epochs=warmup_default if warmup_epochs is None else warmup_epochs,
-                   weights=weights, patience=patience,
+                   weights=weights, init_from=init_from, patience=patience,
                    manifest=manifest, resume=resume, run_dir=run_dir, strategy=strategy, limit=limit)
     if assets is not None:
         options["assets"] = assets

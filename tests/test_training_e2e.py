@@ -104,6 +104,30 @@ def test_learning_rate_warms_up_then_decays(tmp_path):
     assert float(flat(0)) == pytest.approx(1e-3)
 
 
+def test_init_from_a_trained_model_starts_where_it_ended(trained, tiny_dataset, tmp_path):
+    from core.age_model import AgeModel
+
+    work, _ = trained
+    result = run_agecam("train", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32, "--batch-size", 16,
+                        "--lr", 1e-9, "--init-from", work / "tiny.keras", "--out", tmp_path / "again",
+                        "--manifest", work / "split.csv", "--assets", tmp_path / "assets")
+    assert result.returncode == 0, result.stderr
+    card = json.loads((tmp_path / "again.json").read_text())
+    assert card["weights_init"] == "model:tiny.keras"
+    # With a vanishing learning rate the continued model keeps the kernels it started from
+    # (a fresh random initialisation would not).
+    before, after = AgeModel.load(work / "tiny.keras"), AgeModel.load(tmp_path / "again.keras")
+    kernel = "block1_conv1"
+    start = before.keras_model.get_layer(kernel).get_weights()[0]
+    np.testing.assert_allclose(after.keras_model.get_layer(kernel).get_weights()[0], start, atol=1e-5)
+    assert np.abs(start).max() > 1e-3
+
+    wrong = run_agecam("train", "--data", tiny_dataset, "--arch", "resnet50", "--epochs", 1, "--img-size", 32,
+                       "--init-from", work / "tiny.keras", "--out", tmp_path / "wrong", "--manifest", work / "split.csv",
+                       "--assets", tmp_path / "assets")
+    assert wrong.returncode == 1 and "cannot start from it" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
 @pytest.mark.parametrize("setup, message", [
     (lambda d: None, "no UTKFace-named images"),
     (lambda d: (d / "holiday.jpg").write_bytes(b"x"), "no UTKFace-named images"),

@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from core.age_model import AgeModel
+from core.age_model import AgeModel, ModelError
 from core.atomic import atomic_path, write_text_atomic
 from training.augment import AugmentConfig, AugmentedFaces
 from training.data import DataError, load_arrays, scan_folder
@@ -64,6 +64,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.0  # linear warm-up; deep nets from scratch start unstable without it
     weights: str = "none"
+    init_from: Path | None = None  # a trained .keras model whose weights start this run
     patience: int = 10
     seed: int = 1337
     manifest: Path | None = None  # default: training/splits/utkface.csv
@@ -108,6 +109,8 @@ def train(config: TrainConfig) -> dict:
     weights = resolve_weights(config.weights) if config.arch == "resnet50" else "none"
     with _strategy_scope(config.strategy):
         model = build_model(config.arch, config.img_size, weights)
+        if config.init_from is not None:
+            _load_trained_weights(model, config.init_from)
         optimizer = keras.optimizers.AdamW(learning_rate_schedule(config, len(train_batches)),
                                            weight_decay=config.weight_decay)
         # MAE is both the loss and the figure we are judged on; it is also robust to label noise.
@@ -152,7 +155,8 @@ def train(config: TrainConfig) -> dict:
         "name": config.out.name,
         "architecture": config.arch,
         "input_size": config.img_size,
-        "weights_init": weights if weights in ("imagenet", "none") else f"file:{weights}",
+        "weights_init": (f"model:{Path(config.init_from).name}" if config.init_from is not None
+                         else weights if weights in ("imagenet", "none") else f"file:{weights}"),
         "weights_note": _weights_note(config, weights),
         "file": model_path.name,
         "weights_storage": "float16 (run in float32 after loading)" if stored_float16 else "float32",
@@ -194,6 +198,16 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
         config.lr / 20, decay_steps=total_steps - warmup_steps, alpha=0.02,
         warmup_target=config.lr, warmup_steps=warmup_steps,
     )
+
+
+def _load_trained_weights(model: keras.Model, path: Path) -> None:
+    """Copy a trained model's weights into ``model``; both must have the same layers (the input
+    size may differ: both networks end in global pooling)."""
+    trained = AgeModel.load(path).keras_model  # float32 even when stored in float16
+    if [w.shape for w in trained.weights] != [w.shape for w in model.weights]:
+        raise ModelError(f"{path} has other layers than {model.name}; cannot start from it")
+    model.set_weights(trained.get_weights())
+    log.info("starting from the weights of %s", path)
 
 
 def _strategy_scope(strategy: str | None):
@@ -257,6 +271,9 @@ def _best_val_mae(path: Path) -> float:
 
 
 def _weights_note(config: TrainConfig, weights: str) -> str:
+    if config.init_from is not None:
+        return (f"initialised from the trained model {Path(config.init_from).name} (its own card says how that "
+                "was trained)")
     if config.arch != "resnet50":
         return "trained from scratch (random initialisation)"
     if weights == "imagenet":
