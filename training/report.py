@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.age_model import models_dir
 from core.atomic import write_text_atomic
+from core.estimator import EstimatorConfig
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PERF_BEGIN, PERF_END = "<!-- performance-table:begin -->", "<!-- performance-table:end -->"
@@ -19,7 +20,7 @@ BANDS_BEGIN, BANDS_END = "<!-- age-bands-table:begin -->", "<!-- age-bands-table
 DEFAULT_BEGIN, DEFAULT_END = "<!-- default-model:begin -->", "<!-- default-model:end -->"
 # Real time as issue #5 defines it: headless with encoding, at the tools' default refresh rate.
 REALTIME_FPS = {3: 30.0, 5: 20.0}
-DEFAULT_REFRESH_EVERY = 3
+DEFAULT_REFRESH_EVERY = EstimatorConfig().refresh_every
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 STAGE_COLUMNS = ("detect", "crop", "infer", "track", "draw", "encode")
 SEED_APP = {"resnet50": (6.72, 9.68), "cnn": (8.58, 11.67)}  # MAE, RMSE published by the seed app
