@@ -29,31 +29,23 @@ class ModelError(Exception):
     """A model name or file that cannot be resolved or loaded."""
 
 
-@dataclass
-class AgeModel:
-    """A loaded Keras age model and its card.
+RUNTIMES = ("auto", "onnx", "keras")
 
-    Example::
 
-        model = AgeModel.load("cnn")
-        ages = model.predict([face_crop_bgr])
-    """
+class KerasRunner:
+    """Ages for preprocessed face batches, computed by the Keras model itself."""
 
-    keras_model: object
-    name: str
-    path: Path
-    card: dict
-    batch_size: int = 32
+    runtime = "keras"
 
-    @property
-    def input_size(self) -> int:
-        return int(self.keras_model.input_shape[1])
+    def __init__(self, keras_model, batch_size: int = 32, stored_float16: bool = False):
+        self.keras_model = keras_model
+        self.batch_size = batch_size
+        self.stored_float16 = stored_float16  # the file holds float16 weights (run in float32)
+        self.input_size = int(keras_model.input_shape[1])
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike) -> "AgeModel":
-        """Load a shipped model by name (``cnn``, ``resnet50``) or a ``.keras`` file by path."""
-        path = resolve_model_path(name_or_path)
-        import keras  # imported here: loading Keras takes seconds, and not every caller needs it
+    def load(cls, path: Path) -> "KerasRunner":
+        import keras  # imported here: loading Keras takes seconds, and the ONNX path does not need it
 
         try:
             keras_model = keras.saving.load_model(path, compile=False)
@@ -61,26 +53,85 @@ class AgeModel:
             raise ModelError(f"cannot load model {path}: {first_line(error)}") from error
         from core.float16 import convert, is_float16
 
-        if is_float16(keras_model):  # stored in float16 to halve the file; run in float32
+        stored_float16 = is_float16(keras_model)
+        if stored_float16:  # stored in float16 to halve the file; run in float32
             keras_model = convert(keras_model, "float32")
         shape = keras_model.input_shape
         if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
             raise ModelError(f"{path} is not an age model (input shape {shape}, expected square RGB)")
+        return cls(keras_model, stored_float16=stored_float16)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        # predict_on_batch runs the compiled graph: ~3x faster per call than an eager model(x)
+        # on this CPU (measured 9 ms vs 27 ms for one 96 px face).
+        outputs = [np.asarray(self.keras_model.predict_on_batch(batch[i : i + self.batch_size]))
+                   for i in range(0, len(batch), self.batch_size)]
+        return np.concatenate(outputs).reshape(-1).astype(np.float32)
+
+
+@dataclass
+class AgeModel:
+    """A loaded age model, its card, and the runtime that computes it.
+
+    ``runtime="auto"`` uses the model's ONNX export (``NAME.onnx`` beside ``NAME.keras``) with
+    ONNX Runtime when one made from this very file is there, else Keras.
+
+    Example::
+
+        model = AgeModel.load("cnn")
+        ages = model.predict([face_crop_bgr])
+        model.runtime  # "onnx" or "keras"
+    """
+
+    runner: object  # KerasRunner or core.onnx_runner.OnnxRunner
+    name: str
+    path: Path
+    card: dict
+
+    @property
+    def input_size(self) -> int:
+        return self.runner.input_size
+
+    @property
+    def runtime(self) -> str:
+        return self.runner.runtime
+
+    @property
+    def keras_model(self):
+        """The Keras model (only when loaded with the Keras runtime)."""
+        if not isinstance(self.runner, KerasRunner):
+            raise ModelError(f"{self.name} runs on {self.runtime}; load it with runtime='keras' for the Keras model")
+        return self.runner.keras_model
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike | None, runtime: str = "auto") -> "AgeModel":
+        """Load a shipped model by name (``cnn``, ``resnet50``) or a ``.keras`` file by path.
+
+        ``runtime``: ``auto`` (ONNX Runtime when a matching export is there, else Keras),
+        ``onnx`` (an error if there is none) or ``keras``.
+        """
+        if runtime not in RUNTIMES:
+            raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        path = resolve_model_path(name_or_path)
+        runner = None
+        if runtime != "keras":
+            from core.onnx_runner import matching_onnx_runner
+
+            runner, why_not = matching_onnx_runner(path)
+            if runner is None and runtime == "onnx":
+                raise ModelError(f"no usable ONNX export of {path}: {why_not}")
+            if runner is None:
+                log.info("running %s with Keras: %s", path.name, why_not)
+        runner = runner or KerasRunner.load(path)
         card_path = path.with_suffix(".json")
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        return cls(keras_model, name=path.stem, path=path, card=card)
+        return cls(runner, name=path.stem, path=path, card=card)
 
     def predict_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         """Ages for a float32 batch already made by :func:`core.preprocess.preprocess_face`."""
         if len(batch) == 0:
             return np.zeros((0,), np.float32)
-        # predict_on_batch runs the compiled graph: ~3x faster per call than an eager model(x)
-        # on this CPU (measured 9 ms vs 27 ms for one 96 px face).
-        outputs = [
-            np.asarray(self.keras_model.predict_on_batch(batch[i : i + self.batch_size]))
-            for i in range(0, len(batch), self.batch_size)
-        ]
-        return np.concatenate(outputs).reshape(-1).astype(np.float32)
+        return self.runner(batch)
 
     def predict(self, faces_bgr: list[np.ndarray]) -> np.ndarray:
         """Ages (years, float32) for a list of BGR face crops, all in one batch."""

@@ -21,9 +21,11 @@ from core.tracker import FaceTracker, TrackerConfig
 
 @dataclass
 class AgeCamConfig:
-    """Configuration of every stage; ``model`` is a shipped name, a path, or None (default)."""
+    """Configuration of every stage; ``model`` is a shipped name, a path, or None (default);
+    ``runtime`` is ``auto``, ``onnx`` or ``keras`` (see :class:`core.age_model.AgeModel`)."""
 
     model: str | None = None
+    runtime: str = "auto"
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     crop: CropConfig | None = None  # None: calibrated for the detector's range
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
@@ -60,7 +62,7 @@ class AgeCam:
 
     def __init__(self, config: AgeCamConfig = AgeCamConfig(), model: AgeModel | None = None):
         self.config = config
-        self.model = model or AgeModel.load(config.model)
+        self.model = model or AgeModel.load(config.model, config.runtime)
         crop = config.crop or CropConfig.for_detector_range(config.detector.range)
         self.detector = FaceDetector(config.detector)
         self.timer = StageTimer()

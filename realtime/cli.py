@@ -51,8 +51,15 @@ def _setup_logging(verbose: int) -> None:
     logging.getLogger("absl").setLevel(max(level, logging.ERROR))
 
 
-model_option = click.option("--model", "model", default=None, metavar="NAME|PATH",
-                            help="Shipped model name (cnn, resnet50) or a .keras file; default: the shipped default.")
+def model_option(func):
+    """The --model and --runtime options."""
+    # The choices are core.age_model.RUNTIMES, not imported here: that would load OpenCV before
+    # quiet_environment() has set its log level.
+    func = click.option("--runtime", type=click.Choice(["auto", "onnx", "keras"]), default="auto", show_default=True,
+                        help="auto: ONNX Runtime when the model's .onnx export (made from this very file) is beside it, "
+                             "else Keras.")(func)
+    return click.option("--model", "model", default=None, metavar="NAME|PATH",
+                        help="Shipped model name (cnn, resnet50) or a .keras file; default: the shipped default.")(func)
 
 
 def _pipeline_options(func):
@@ -90,13 +97,13 @@ def _import_keras_quietly() -> None:
         import keras  # noqa: F401
 
 
-def _make_cam(model, detector_range, confidence, refresh_every=3, show_fps=False):
+def _make_cam(model, runtime, detector_range, confidence, refresh_every=3, show_fps=False):
     from core.analyzer import AgeCam, AgeCamConfig
     from core.annotator import AnnotatorConfig
     from core.detector import DetectorConfig
     from core.estimator import EstimatorConfig
 
-    config = AgeCamConfig(model=model, detector=DetectorConfig(detector_range, confidence),
+    config = AgeCamConfig(model=model, runtime=runtime, detector=DetectorConfig(detector_range, confidence),
                           estimator=EstimatorConfig(refresh_every), annotator=AnnotatorConfig(show_fps=show_fps))
     with native_stderr_silenced(_quiet()):
         return AgeCam(config)
@@ -120,13 +127,13 @@ def main(context: click.Context, verbose: int) -> None:
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
 @click.option("--realtime", is_flag=True,
               help="Play a video file at its own frame rate, like a camera (frames are dropped if processing lags).")
-def video(source, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
+def video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
           refresh_every, max_frames, realtime):
     """Estimate ages in SOURCE: a video file, a camera index (0) or a stream URL.
 
     In the window: q or Esc quits, space pauses, s saves a snapshot.
     """
-    _run_video(source, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
+    _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
                refresh_every, max_frames, realtime)
 
 
@@ -134,13 +141,13 @@ def video(source, model, detector_range, confidence, no_window, output, csv_path
 @click.option("--camera", type=click.IntRange(0), default=0, show_default=True, help="Camera index.")
 @_pipeline_options
 @_stream_output_options
-def webcam(camera, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps):
+def webcam(camera, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps):
     """Estimate ages live on a camera (the camera shortcut of 'video')."""
-    _run_video(str(camera), model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
+    _run_video(str(camera), model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
                3, None)
 
 
-def _run_video(source, model, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
+def _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
                refresh_every, max_frames, realtime=False):
     from realtime.runner import RunConfig, display_available, run
     from realtime.sources import VideoSource, describe_source
@@ -153,7 +160,7 @@ def _run_video(source, model, detector_range, confidence, no_window, output, csv
         raise Failure("no display to open a window on; add --no-window (with -o/--csv/--json for output)")
 
     def action():
-        with _make_cam(model, detector_range, confidence, refresh_every, show_fps) as cam, \
+        with _make_cam(model, runtime, detector_range, confidence, refresh_every, show_fps) as cam, \
                 VideoSource(source, realtime=realtime) as src:
             config = RunConfig(show_window=not no_window, output=output, csv=csv_path, max_frames=max_frames)
             return run(cam, src, config)
@@ -177,7 +184,7 @@ def _run_video(source, model, detector_range, confidence, no_window, output, csv
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo"), show_default=True,
               help="Folder for the generated clip and the annotated result.")
 @model_option
-def demo(out, model):
+def demo(out, model, runtime):
     """Make a short clip from a public-domain photo, annotate it, print the ages."""
     import cv2
 
@@ -188,7 +195,7 @@ def demo(out, model):
     clip = write_scene(out / "astronaut.mp4", [face, cv2.flip(face, 1)], SceneConfig(frames=60))
     annotated = out / "astronaut_annotated.mp4"
     click.echo(f"generated {clip}; annotating it into {annotated}", err=True)
-    _run_video(str(clip), model, "full", 0.5, True, annotated, None, True, False, 3, None)
+    _run_video(str(clip), model, runtime, "full", 0.5, True, annotated, None, True, False, 3, None)
 
 
 @main.command()
@@ -198,12 +205,14 @@ def demo(out, model):
 @click.option("--size", default="640x480", show_default=True, help="Frame size WIDTHxHEIGHT.")
 @click.option("--range", "detector_range", type=click.Choice(["short", "full"]), default="full", show_default=True)
 @click.option("--refresh-every", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option("--repeats", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Runs per face count; the run with the median fps is reported.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Folder of UTKFace crops for the faces [../shared/data/utkface-crop-part1 if present].")
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the JSON results to this file (the README's Performance table reads assets/benchmark-*.json).")
-def benchmark(faces, frames, model, size, detector_range, refresh_every, data, as_json, save):
+def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every, repeats, data, as_json, save):
     """Measure end-to-end fps and per-stage latency on synthetic clips (headless, with encoding)."""
     from core.analyzer import AgeCamConfig
     from core.detector import DetectorConfig
@@ -216,8 +225,8 @@ def benchmark(faces, frames, model, size, detector_range, refresh_every, data, a
         raise Failure(f"--faces takes numbers like 1,3,5 and --size one like 640x480 (got {faces!r}, {size!r})")
     if min(counts) < 1 or max(counts) > 12 or width < 160 or height < 120:
         raise Failure("face counts must be 1..12 and the size at least 160x120")
-    options = dict(faces=counts, frames=frames, width=width, height=height, model=model,
-                   refresh_every=refresh_every, cam=AgeCamConfig(detector=DetectorConfig(detector_range)))
+    options = dict(faces=counts, frames=frames, width=width, height=height, model=model, runtime=runtime,
+                   refresh_every=refresh_every, repeats=repeats, cam=AgeCamConfig(detector=DetectorConfig(detector_range)))
     if data is not None:
         options["data"] = data
 
@@ -234,7 +243,7 @@ def benchmark(faces, frames, model, size, detector_range, refresh_every, data, a
     if as_json:
         click.echo(json.dumps(result))
         return
-    click.echo(f"model {result['model']}, {result['size']}, {result['frames']} frames per clip, "
+    click.echo(f"model {result['model']} ({result['runtime']}), {result['size']}, {result['frames']} frames per clip, "
                f"detector {result['detector_range']}, refresh every {result['refresh_every']} frames")
     click.echo("faces    fps  " + "  ".join(f"{s:>13}" for s in STAGES) + "   inf/frame")
     for row in result["pipeline"]:
@@ -247,7 +256,7 @@ def benchmark(faces, frames, model, size, detector_range, refresh_every, data, a
                f"{live['capture_to_output_ms']['median_ms']} ms median, {live['capture_to_output_ms']['p95_ms']} ms p95; "
                f"{live['frames_shown']} of {live['frames_captured']} frames shown")
     for m in result["models"]:
-        click.echo(f"model {m['model']} ({m['input_size']} px): {m['batch1_faces_per_s']} faces/s at batch 1, "
+        click.echo(f"model {m['model']} ({m['runtime']}, {m['input_size']} px): {m['batch1_faces_per_s']} faces/s at batch 1, "
                    f"{m.get('batch8_faces_per_s', '-')} at batch 8")
     click.echo(f"peak memory {result['peak_memory_mb']} MB")
 
@@ -282,11 +291,11 @@ def web(port, host, ice_servers):
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write annotated copies into this folder (created if needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print faces and ages as JSON.")
-def image(paths, model, detector_range, confidence, output_dir, as_json):
+def image(paths, model, runtime, detector_range, confidence, output_dir, as_json):
     """Estimate the age of every face in still images."""
     from training.data import read_image
 
-    cam = _guarded(lambda: _make_cam(model, detector_range, confidence))
+    cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence))
     results, failures = [], 0
     if output_dir is not None:
         _guarded(lambda: output_dir.mkdir(parents=True, exist_ok=True))
@@ -391,7 +400,7 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Split manifest [training/splits/utkface.csv].")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(data, model, split, manifest, as_json):
+def evaluate(data, model, runtime, split, manifest, as_json):
     """Evaluate a model on UTKFace-named face crops: n, MAE, MSE, RMSE, MAE per age band."""
     _import_keras_quietly()
     from training.evaluate import EvaluateConfig, evaluate as run_evaluation
@@ -399,7 +408,7 @@ def evaluate(data, model, split, manifest, as_json):
 
     if split and manifest is None:
         manifest = DEFAULT_MANIFEST
-    result, report = _guarded(lambda: run_evaluation(EvaluateConfig(data=data, model=model, split=split,
+    result, report = _guarded(lambda: run_evaluation(EvaluateConfig(data=data, model=model, runtime=runtime, split=split,
                                                                      manifest=manifest)))
     if as_json:
         click.echo(json.dumps({k: result[k] for k in ("n", "mae", "mse", "rmse", "by_age")}))

@@ -2,21 +2,21 @@ import json
 
 from conftest import REPO
 from core.age_model import default_model_name
-from training.report import (BEGIN, END, age_bands_table, default_model_text, generated_sections, load_benchmarks,
-                             load_cards, mark_default, models_table, performance_table, pick_default, update_readme)
+from training.report import (BEGIN, END, age_bands_table, default_model_text, generated_sections, load_cards,
+                             mark_default, models_table, performance_table, pick_default, report_inputs, update_readme)
 
 
 def test_readme_sections_are_the_ones_generated_from_cards_and_benchmarks():
     text = (REPO / "README.md").read_text()
-    for (begin, end), body in generated_sections(load_cards(), load_benchmarks()).items():
+    for (begin, end), body in generated_sections(*report_inputs()).items():
         assert begin in text, f"README lacks the generated section {begin}"
         shown = text[text.index(begin) + len(begin): text.index(end)].strip()
         assert shown == body.strip(), "run: python -m training.report README.md"
 
 
 def test_shipped_default_follows_the_rule():
-    cards, results = load_cards(), load_benchmarks()
-    chosen = pick_default(cards, results)
+    cards, results, runtimes = report_inputs()
+    chosen = pick_default(cards, results, runtimes)
     assert [name for name, card in cards.items() if card.get("default")] == ([chosen] if chosen else [])
     if chosen:
         assert default_model_name() == chosen
@@ -29,9 +29,9 @@ def _card(mae, arch="cnn"):
             "training": {"epochs_run": 1, "seconds": 60, "hardware": {"cpu_count": 2}}}
 
 
-def _bench(model, fps3, fps5, refresh_every=3):
+def _bench(model, fps3, fps5, refresh_every=3, runtime="keras"):
     stages = {s: {"median_ms": 1.0, "p95_ms": 2.0} for s in ("detect", "crop", "infer", "track", "draw", "encode")}
-    return {"model": model, "refresh_every": refresh_every,
+    return {"model": model, "refresh_every": refresh_every, "runtime": runtime,
             "pipeline": [{"faces": 3, "fps": fps3, "stages": stages}, {"faces": 5, "fps": fps5, "stages": stages}],
             "live_latency": {"capture_to_output_ms": {"median_ms": 20.0, "p95_ms": 30.0}}}
 
@@ -43,6 +43,10 @@ def test_default_is_the_most_accurate_model_that_keeps_real_time(tmp_path):
     assert pick_default(cards, results) == "resnet50"
     assert pick_default(cards, [_bench("cnn", 60, 50), _bench("resnet50", 35, 19)]) == "cnn"
     assert pick_default(cards, []) is None  # speed unknown: no default claimed
+    # Only the runtime the tools use counts: a fast ONNX run does not vouch for a model run on Keras.
+    fast_elsewhere = [_bench("cnn", 60, 50), _bench("resnet50", 25, 15), _bench("resnet50", 35, 22, runtime="onnx")]
+    assert pick_default(cards, fast_elsewhere, {"cnn": "keras", "resnet50": "keras"}) == "cnn"
+    assert pick_default(cards, fast_elsewhere, {"cnn": "keras", "resnet50": "onnx"}) == "resnet50"
     assert "`resnet50`" in default_model_text(cards, results) and "5.20" in default_model_text(cards, results)
 
     for name, card in cards.items():
@@ -66,7 +70,7 @@ def test_performance_table_reads_the_saved_benchmark():
            "pipeline": [{"faces": n, "fps": 40.0 - n, "stages": stages} for n in (1, 3, 5)],
            "live_latency": {"capture_to_output_ms": {"median_ms": 20.0, "p95_ms": 31.4}}}
     row = performance_table([run]).splitlines()[2]
-    assert row.startswith("| `cnn` | 3 | 39.0 | 37.0 | 35.0 | 1.2 |") and "| 31 ms |" in row
+    assert row.startswith("| `cnn` | keras | 3 | 39.0 | 37.0 | 35.0 | 1.2 |") and "| 31 ms |" in row
 
 
 def test_table_reads_every_number_from_the_card(tmp_path):

@@ -69,11 +69,12 @@ def test_performance_table_equals_the_cards(models_dir):
         for column, key in (("MAE", "mae"), ("MSE", "mse"), ("RMSE", "rmse"), ("test faces", "n")):
             assert table.loc[name, column] == pytest.approx(card[key])
 
-    from training.report import load_benchmarks
+    from training.report import benchmark_runtime, load_benchmarks
 
     speed = app.dataframe[1].value
     for shown, saved in zip(speed.to_dict("records"), load_benchmarks(), strict=True):
         assert shown["model"] == saved["model"] and shown["refresh every"] == saved["refresh_every"]
+        assert shown["runtime"] == benchmark_runtime(saved)
         for row in saved["pipeline"]:
             assert shown[f"fps, {row['faces']} faces"] == pytest.approx(row["fps"])
 

@@ -22,6 +22,7 @@ class EvaluateConfig:
 
     data: Path
     model: str | None = None
+    runtime: str = "auto"
     split: str | None = None  # "train", "val" or "test"; None means every image in the folder
     manifest: Path | None = None
     batch_size: int = 64
@@ -41,7 +42,7 @@ def metrics_report(y_true, y_pred) -> dict:
 
 def evaluate(config: EvaluateConfig, model: AgeModel | None = None) -> tuple[dict, ScanReport]:
     """Run ``model`` over the folder (or one split of it) and return the metrics and scan report."""
-    model = model or AgeModel.load(config.model)
+    model = model or AgeModel.load(config.model, config.runtime)
     report = scan_folder(config.data)
     records = report.records
     if config.split:

@@ -62,14 +62,33 @@ def load_benchmarks(folder: Path = ASSETS) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("benchmark-*.json"))]
 
 
+def benchmark_runtime(result: dict) -> str:
+    """The runtime a saved benchmark ran on (those saved before the ONNX path ran on Keras)."""
+    return result.get("runtime", "keras")
+
+
+def tool_runtimes(cards: dict[str, dict], folder: Path | None = None) -> dict[str, str]:
+    """The runtime the tools use for each shipped model: ``onnx`` where a matching export is there."""
+    from core.onnx_runner import matching_onnx_runner
+
+    folder = Path(folder or models_dir())
+    return {name: "onnx" if matching_onnx_runner(folder / f"{name}.keras")[0] else "keras" for name in cards}
+
+
+def report_inputs(folder: Path | None = None, assets: Path = ASSETS) -> tuple[dict, list, dict]:
+    """(cards, saved benchmarks, the tools' runtime per model): everything the report reads."""
+    cards = load_cards(folder)
+    return cards, load_benchmarks(assets), tool_runtimes(cards, folder)
+
+
 def performance_table(results: list[dict]) -> str:
     """Markdown: fps per face count and per-stage median latency of each saved benchmark run."""
     if not results:
         return "_No benchmark saved yet: run `agecam benchmark --save assets/benchmark-NAME.json`._"
     counts = sorted({row["faces"] for r in results for row in r["pipeline"]})
-    lines = ["| model | refresh every | " + " | ".join(f"fps, {n} face{'s' * (n > 1)}" for n in counts)
+    lines = ["| model | runtime | refresh every | " + " | ".join(f"fps, {n} face{'s' * (n > 1)}" for n in counts)
              + " | " + " | ".join(f"{s} ms" for s in STAGE_COLUMNS) + " | live latency p95 | command |",
-             "|---" * (3 + len(counts) + len(STAGE_COLUMNS)) + "|---|"]
+             "|---" * (4 + len(counts) + len(STAGE_COLUMNS)) + "|---|"]
     for r in results:
         rows = {row["faces"]: row for row in r["pipeline"]}
         ref = rows.get(3) or next(iter(rows.values()))
@@ -77,7 +96,7 @@ def performance_table(results: list[dict]) -> str:
         stages = [f"{ref['stages'][s]['median_ms']:.1f}" if ref["stages"][s]["median_ms"] is not None else "-"
                   for s in STAGE_COLUMNS]
         live = r["live_latency"]["capture_to_output_ms"]["p95_ms"]
-        lines.append(f"| `{r['model']}` | {r['refresh_every']} | " + " | ".join(fps) + " | " + " | ".join(stages)
+        lines.append(f"| `{r['model']}` | {benchmark_runtime(r)} | {r['refresh_every']} | " + " | ".join(fps) + " | " + " | ".join(stages)
                      + f" | {live:.0f} ms | `{r.get('command', 'agecam benchmark')}` |")
     return "\n".join(lines)
 
@@ -96,27 +115,31 @@ def age_bands_table(cards: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def realtime_fps(results: list[dict]) -> dict[str, dict[int, float]]:
-    """fps per face count of each model's benchmark at the default refresh rate."""
+def realtime_fps(results: list[dict], runtimes: dict[str, str] | None = None) -> dict[str, dict[int, float]]:
+    """fps per face count of each model's benchmark at the default refresh rate, on the runtime
+    the tools use for it (``runtimes``; every runtime when not given)."""
+    runtimes = runtimes or {}
     return {r["model"]: {row["faces"]: row["fps"] for row in r["pipeline"]}
-            for r in results if r["refresh_every"] == DEFAULT_REFRESH_EVERY}
+            for r in results if r["refresh_every"] == DEFAULT_REFRESH_EVERY
+            and benchmark_runtime(r) == runtimes.get(r["model"], benchmark_runtime(r))}
 
 
-def pick_default(cards: dict[str, dict], results: list[dict]) -> str | None:
+def pick_default(cards: dict[str, dict], results: list[dict], runtimes: dict[str, str] | None = None) -> str | None:
     """The rule for the tools' default model: the lowest test MAE among the real-time models.
 
-    Real time: a saved benchmark reaches :data:`REALTIME_FPS` at each face count. A model
-    without a saved benchmark is not known to be real-time and is not picked.
+    Real time: a saved benchmark, on the runtime the tools use, reaches :data:`REALTIME_FPS`
+    at each face count. A model without one is not known to be real-time and is not picked.
     """
-    speed = realtime_fps(results)
+    speed = realtime_fps(results, runtimes)
     fast = [name for name in cards
             if name in speed and all(speed[name].get(n, 0.0) >= fps for n, fps in REALTIME_FPS.items())]
     return min(fast, key=lambda name: cards[name]["metrics"]["test"]["mae"]) if fast else None
 
 
-def mark_default(cards: dict[str, dict], results: list[dict], folder: Path | None = None) -> str | None:
+def mark_default(cards: dict[str, dict], results: list[dict], folder: Path | None = None,
+                 runtimes: dict[str, str] | None = None) -> str | None:
     """Set ``"default": true`` on the card :func:`pick_default` chooses (and only on it)."""
-    chosen = pick_default(cards, results)
+    chosen = pick_default(cards, results, runtimes)
     folder = Path(folder or models_dir())
     for name, card in cards.items():
         if bool(card.get("default")) != (name == chosen):
@@ -125,24 +148,27 @@ def mark_default(cards: dict[str, dict], results: list[dict], folder: Path | Non
     return chosen
 
 
-def default_model_text(cards: dict[str, dict], results: list[dict]) -> str:
+def default_model_text(cards: dict[str, dict], results: list[dict], runtimes: dict[str, str] | None = None) -> str:
     """The README's sentence naming the default model and the numbers behind the choice."""
-    name = pick_default(cards, results)
+    name = pick_default(cards, results, runtimes)
     if name is None:
         return "_No shipped model has a saved benchmark at real-time speed yet._"
-    speed = realtime_fps(results)
+    speed = realtime_fps(results, runtimes)
+    runtime = (runtimes or {}).get(name)
     others = [f"`{other}` {cards[other]['metrics']['test']['mae']:.2f}" for other in cards if other != name]
     fps = ", ".join(f"{speed[name][n]:.0f} fps at {n} faces" for n in sorted(REALTIME_FPS))
     return (f"**Default model: `{name}`**, the lowest test MAE ({cards[name]['metrics']['test']['mae']:.2f}"
             + (f"; {', '.join(others)}" if others else "") + f") among the models that keep real-time speed "
-            f"({fps}; the target is " + ", ".join(f"{fps_:.0f} at {n}" for n, fps_ in sorted(REALTIME_FPS.items()))
+            f"({fps}{f' on {runtime}' if runtime else ''}; the target is " + ", ".join(f"{fps_:.0f} at {n}" for n, fps_ in sorted(REALTIME_FPS.items()))
             + "). Its card carries `\"default\": true`, which the tools read.")
 
 
-def generated_sections(cards: dict[str, dict], results: list[dict]) -> dict[tuple[str, str], str]:
+def generated_sections(cards: dict[str, dict], results: list[dict],
+                       runtimes: dict[str, str] | None = None) -> dict[tuple[str, str], str]:
     """Each generated README section, keyed by its (begin, end) markers."""
     return {(BEGIN, END): models_table(cards), (PERF_BEGIN, PERF_END): performance_table(results),
-            (BANDS_BEGIN, BANDS_END): age_bands_table(cards), (DEFAULT_BEGIN, DEFAULT_END): default_model_text(cards, results)}
+            (BANDS_BEGIN, BANDS_END): age_bands_table(cards),
+            (DEFAULT_BEGIN, DEFAULT_END): default_model_text(cards, results, runtimes)}
 
 
 def _replace_between(text: str, begin: str, end: str, body: str) -> str:
@@ -153,10 +179,10 @@ def _replace_between(text: str, begin: str, end: str, body: str) -> str:
 def update_readme(readme: Path, folder: Path | None = None, assets: Path = ASSETS) -> bool:
     """Mark the default model's card, then rewrite the generated README sections between their
     markers; True when the README changed."""
-    cards, results = load_cards(folder), load_benchmarks(assets)
-    mark_default(cards, results, folder)
+    cards, results, runtimes = report_inputs(folder, assets)
+    mark_default(cards, results, folder, runtimes)
     text = new = readme.read_text()
-    for (begin, end), body in generated_sections(cards, results).items():
+    for (begin, end), body in generated_sections(cards, results, runtimes).items():
         if begin in new:
             new = _replace_between(new, begin, end, body)
     if new != text:

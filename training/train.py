@@ -148,7 +148,7 @@ def train(config: TrainConfig) -> dict:
     config.out.parent.mkdir(parents=True, exist_ok=True)
     model_path = config.out.with_suffix(".keras")
     stored_float16 = _save_for_inference(model, config, model_path)
-    shipped = AgeModel.load(model_path)
+    shipped = AgeModel.load(model_path, runtime="keras")  # the card measures the model itself
     val_pred = predict_in_batches(shipped, x_val)
     test_pred = predict_in_batches(shipped, x_test)
     card = {
@@ -203,7 +203,7 @@ def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int):
 def _load_trained_weights(model: keras.Model, path: Path) -> None:
     """Copy a trained model's weights into ``model``; both must have the same layers (the input
     size may differ: both networks end in global pooling)."""
-    trained = AgeModel.load(path).keras_model  # float32 even when stored in float16
+    trained = AgeModel.load(path, runtime="keras").keras_model  # float32 even when stored in float16
     if [w.shape for w in trained.weights] != [w.shape for w in model.weights]:
         raise ModelError(f"{path} has other layers than {model.name}; cannot start from it")
     model.set_weights(trained.get_weights())

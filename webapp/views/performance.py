@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from training.report import load_benchmarks
+from training.report import benchmark_runtime, load_benchmarks
 from webapp.resources import NO_MODEL_HELP, cards
 
 st.title("Model performance")
@@ -35,7 +35,7 @@ if benchmarks:
     st.markdown("End-to-end fps of the whole pipeline (headless, 640x480, with encoding) on the machine the "
                 "benchmark ran on, read from `assets/benchmark-*.json`; each row's command reproduces it.")
     st.dataframe(pd.DataFrame([
-        {"model": r["model"], "refresh every": r["refresh_every"],
+        {"model": r["model"], "runtime": benchmark_runtime(r), "refresh every": r["refresh_every"],
          **{f"fps, {row['faces']} faces": row["fps"] for row in r["pipeline"]}, "command": r.get("command", "")}
         for r in benchmarks
     ]), hide_index=True)
