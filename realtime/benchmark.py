@@ -127,7 +127,8 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
 
     from core.estimator import EstimatorConfig
 
-    cam_config = replace(config.cam, model=config.model, runtime=config.runtime, estimator=EstimatorConfig(config.refresh_every))
+    cam_config = replace(config.cam, model=config.model, runtime=config.runtime,
+                         estimator=EstimatorConfig(config.refresh_every))
     results = []
     with tempfile.TemporaryDirectory(prefix="agecam-bench-") as tmp, AgeCam(cam_config) as cam:
         for count in config.faces:
