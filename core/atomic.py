@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Iterator
@@ -40,3 +41,8 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Replace ``path`` with ``text`` in one step."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json_atomic(path: str | os.PathLike, data) -> None:
+    """Replace ``path`` with ``data`` as indented JSON (model cards, saved benchmarks) in one step."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")

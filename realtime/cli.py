@@ -237,9 +237,9 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
     result = _guarded(action)
     result["command"] = "agecam benchmark " + " ".join(sys.argv[2:])
     if save is not None:
-        from core.atomic import write_text_atomic
+        from core.atomic import write_json_atomic
 
-        _guarded(lambda: write_text_atomic(save, json.dumps(result, indent=2) + "\n"))
+        _guarded(lambda: write_json_atomic(save, result))
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from core.age_model import models_dir
-from core.atomic import write_text_atomic
+from core.atomic import write_json_atomic, write_text_atomic
 from core.estimator import EstimatorConfig
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
@@ -144,7 +144,7 @@ def mark_default(cards: dict[str, dict], results: list[dict], folder: Path | Non
     for name, card in cards.items():
         if bool(card.get("default")) != (name == chosen):
             card["default"] = name == chosen
-            write_text_atomic(folder / f"{name}.json", json.dumps(card, indent=2) + "\n")
+            write_json_atomic(folder / f"{name}.json", card)
     return chosen
 
 

@@ -8,7 +8,6 @@ backend), the model card ``<out>.json`` and the figures in ``assets/``.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ import keras
 import numpy as np
 
 from core.age_model import AgeModel, ModelError
-from core.atomic import atomic_path, write_text_atomic
+from core.atomic import atomic_path, write_json_atomic
 from training.augment import AugmentConfig, AugmentedFaces
 from training.data import DataError, load_arrays, scan_folder
 from training.evaluate import metrics_report, predict_in_batches
@@ -181,7 +180,7 @@ def train(config: TrainConfig) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     card["target"] = target_status(config.arch, card["metrics"]["test"]["mae"])
-    _write_json(card, config.out.with_suffix(".json"))
+    write_json_atomic(config.out.with_suffix(".json"), card)
     _write_plots(config, history, y_test, test_pred, card["metrics"]["test"]["by_age"])
     log.info("test split: MAE %.2f, RMSE %.2f on %d faces", card["metrics"]["test"]["mae"],
              card["metrics"]["test"]["rmse"], len(y_test))
@@ -311,6 +310,3 @@ def _jsonable(value):
         return str(value)
     return value
 
-
-def _write_json(data: dict, path: Path) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
