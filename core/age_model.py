@@ -69,6 +69,23 @@ class KerasRunner:
         return np.concatenate(outputs).reshape(-1).astype(np.float32)
 
 
+class EnsembleRunner:
+    """The weighted mean of member models' ages (members take the same input size)."""
+
+    def __init__(self, members: list["AgeModel"], weights: list[float]):
+        sizes = {m.input_size for m in members}
+        if len(sizes) != 1 or len(weights) != len(members) or not members:
+            raise ModelError(f"an ensemble needs members of one input size, one weight each (got sizes {sizes})")
+        self.members = members
+        self.weights = np.asarray(weights, np.float32) / np.sum(weights)
+        self.input_size = sizes.pop()
+        runtimes = {m.runtime for m in members}
+        self.runtime = runtimes.pop() if len(runtimes) == 1 else "mixed"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return sum(w * m.predict_preprocessed(batch) for w, m in zip(self.weights, self.members)).astype(np.float32)
+
+
 @dataclass
 class AgeModel:
     """A loaded age model, its card, and the runtime that computes it.
@@ -113,6 +130,12 @@ class AgeModel:
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         path = resolve_model_path(name_or_path)
+        if path.suffix == ".json":  # an ensemble: a card naming shipped member models
+            if not is_ensemble(path):
+                raise ModelError(f"{path} is not an ensemble card (it names no members)")
+            card = json.loads(path.read_text())
+            members = [cls.load(path.parent / f"{name}.keras", runtime) for name in card["members"]]
+            return cls(EnsembleRunner(members, card["member_weights"]), name=path.stem, path=path, card=card)
         runner = None
         if runtime != "keras":
             from core.onnx_runner import matching_onnx_runner
@@ -142,8 +165,18 @@ class AgeModel:
 
 
 def available_models(folder: Path | None = None) -> list[str]:
-    """Names of the ``.keras`` models shipped in ``folder`` (default :func:`models_dir`)."""
-    return sorted(p.stem for p in Path(folder or models_dir()).glob("*.keras"))
+    """Names of the models shipped in ``folder`` (default :func:`models_dir`): ``.keras`` files
+    and ensembles (cards with ``"members"``)."""
+    folder = Path(folder or models_dir())
+    return sorted({p.stem for p in folder.glob("*.keras")} | {p.stem for p in folder.glob("*.json") if is_ensemble(p)})
+
+
+def is_ensemble(card_path: Path) -> bool:
+    """Whether ``card_path`` is an ensemble's card (the weights are its members')."""
+    try:
+        return "members" in json.loads(Path(card_path).read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def default_model_name(folder: Path | None = None) -> str:
@@ -174,6 +207,8 @@ def resolve_model_path(name_or_path: str | os.PathLike | None, folder: Path | No
             raise ModelError(f"model file not found: {candidate}")
         return candidate
     shipped = folder / f"{text}.keras"
+    if not shipped.is_file() and is_ensemble(folder / f"{text}.json"):
+        return folder / f"{text}.json"
     if not shipped.is_file():
         known = ", ".join(available_models(folder)) or "none"
         raise ModelError(f"unknown model {text!r} (shipped: {known}); give a name or a .keras path")

@@ -393,6 +393,24 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
 
 
 @main.command()
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Folder of UTKFace-named crops holding the split's files.")
+@click.option("--members", default="resnet50,cnn", show_default=True, help="Comma-separated shipped model names.")
+@click.option("--name", default="ensemble", show_default=True, help="The ensemble's model name.")
+def ensemble(data, members, name):
+    """Average shipped models into an ensemble; evaluates it and writes its card (models/NAME.json)."""
+    _import_keras_quietly()
+    from training.ensemble import EnsembleConfig, build_ensemble
+
+    names = tuple(m.strip() for m in members.split(",") if m.strip())
+    if len(names) < 2:
+        raise Failure("--members needs at least two shipped model names, e.g. resnet50,cnn")
+    card = _guarded(lambda: build_ensemble(EnsembleConfig(data=data, members=names, name=name)))
+    test = card["metrics"]["test"]
+    click.echo(f"{name}: test MAE {test['mae']:.2f}, MSE {test['mse']:.1f}, RMSE {test['rmse']:.2f} (n={test['n']})")
+
+
+@main.command()
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder of UTKFace-named crops.")
 @model_option
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,

@@ -164,7 +164,7 @@ def train(config: TrainConfig) -> dict:
             "images_used": len(records),
             "scan": report.summary(),
             "skipped": dict(report.skipped),
-            "manifest": _relative(config.manifest),
+            "manifest": repo_relative(config.manifest),
             "split_sizes": {"train": len(x_train), "val": len(x_val), "test": len(x_test)},
         },
         "training": {
@@ -294,7 +294,8 @@ def _hardware() -> dict:
     return info
 
 
-def _relative(path: Path) -> str:
+def repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when inside it (cards stay valid in any clone)."""
     try:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except ValueError:

@@ -11,6 +11,9 @@ if not model_cards:
 
 for name, card in model_cards.items():
     st.header(name)
+    if "members" in card:  # an ensemble is not trained itself
+        st.markdown(f"The mean of {', '.join(f'`{m}`' for m in card['members'])}: see their training below.")
+        continue
     training = card["training"]
     st.markdown(
         f"{card['architecture']} at {card['input_size']} px, {card['weights_note']}. "
