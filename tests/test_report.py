@@ -87,6 +87,12 @@ def test_table_reads_every_number_from_the_card(tmp_path):
     card["target"] = {"test_mae_at_most": 5.0, "met": False, "missed_by": 0.43}
     (tmp_path / "cnn.json").write_text(json.dumps(card))
     assert "| ≤ 5.0: missed by 0.43 |" in models_table(load_cards(tmp_path))
+    # Trained further from an earlier model: the table shows where it began and all of its training.
+    card["weights_init"] = "model:cnn.keras"
+    card["earlier_stages"] = [{"weights_init": "none", "epochs_run": 24, "seconds": 1800}]
+    (tmp_path / "cnn.json").write_text(json.dumps(card))
+    row = models_table(load_cards(tmp_path)).splitlines()[2]
+    assert "| 96 px | none |" in row and row.endswith("| 24 + 30 | 90 min on 2 CPU cores |")
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{BEGIN}\nold\n{END}\noutro\n")
     (tmp_path / "benchmark-cnn.json").write_text(json.dumps(_bench("cnn", 40, 30)))

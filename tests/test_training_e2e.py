@@ -114,6 +114,9 @@ def test_init_from_a_trained_model_starts_where_it_ended(trained, tiny_dataset, 
     assert result.returncode == 0, result.stderr
     card = json.loads((tmp_path / "again.json").read_text())
     assert card["weights_init"] == "model:tiny.keras"
+    first = json.loads((work / "tiny.json").read_text())
+    assert [stage["epochs_run"] for stage in card["earlier_stages"]] == [first["training"]["epochs_run"]]
+    assert card["earlier_stages"][0]["test_mae"] == first["metrics"]["test"]["mae"]
     # With a vanishing learning rate the continued model keeps the kernels it started from
     # (a fresh random initialisation would not).
     before, after = AgeModel.load(work / "tiny.keras"), AgeModel.load(tmp_path / "again.keras")

@@ -43,12 +43,17 @@ def models_table(cards: dict[str, dict]) -> str:
     for name, card in cards.items():
         test, training = card["metrics"]["test"], card.get("training")  # an ensemble is not trained itself
         seed = SEED_APP.get(card["architecture"])
-        time = f"{training['seconds'] / 60:.0f} min on {training['hardware'].get('cpu_count')} CPU cores" if training else "-"
+        # A model trained further (--init-from) lists its earlier runs: show the whole history.
+        stages = card.get("earlier_stages", [])
+        init = stages[0]["weights_init"] if stages else card["weights_init"]
+        epochs = " + ".join(str(s["epochs_run"]) for s in [*stages, training]) if training else "-"
+        time = (f"{sum(s['seconds'] for s in [*stages, training]) / 60:.0f} min on "
+                f"{training['hardware'].get('cpu_count')} CPU cores" if training else "-")
         lines.append(
             f"| `{name}`{' (default)' if card.get('default') else ''} | {card['input_size']} px "
-            f"| {card['weights_init']} | {test['n']} | {test['mae']:.2f} | {test['mse']:.1f} | {test['rmse']:.2f} "
+            f"| {init} | {test['n']} | {test['mae']:.2f} | {test['mse']:.1f} | {test['rmse']:.2f} "
             f"| {_target_cell(card.get('target'))} | {f'{seed[0]} / {seed[1]}' if seed else '-'} "
-            f"| {training['epochs_run'] if training else '-'} | {time} |"
+            f"| {epochs} | {time} |"
         )
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ backend), the model card ``<out>.json`` and the figures in ``assets/``.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -106,6 +107,8 @@ def train(config: TrainConfig) -> dict:
 
     # --- model and compile ------------------------------------------------------------
     weights = resolve_weights(config.weights) if config.arch == "resnet50" else "none"
+    # Read now: the run may replace the model it starts from (--out models/NAME).
+    earlier_stages = earlier_training_stages(config.init_from)
     with _strategy_scope(config.strategy):
         model = build_model(config.arch, config.img_size, weights)
         if config.init_from is not None:
@@ -179,6 +182,8 @@ def train(config: TrainConfig) -> dict:
         "metrics": {"val": metrics_report(y_val, val_pred), "test": metrics_report(y_test, test_pred)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if earlier_stages:
+        card["earlier_stages"] = earlier_stages
     card["target"] = target_status(config.arch, card["metrics"]["test"]["mae"])
     write_json_atomic(config.out.with_suffix(".json"), card)
     _write_plots(config, history, y_test, test_pred, card["metrics"]["test"]["by_age"])
@@ -269,10 +274,26 @@ def _best_val_mae(path: Path) -> float:
     return min(values) if values else math.inf
 
 
+def earlier_training_stages(init_from: Path | None) -> list[dict]:
+    """How the model a run starts from was trained, read from its card: its own earlier stages,
+    then its run (initialisation, epochs, time, learning rate, metrics)."""
+    card_path = Path(init_from).with_suffix(".json") if init_from is not None else None
+    if card_path is None or not card_path.is_file():
+        return []
+    card = json.loads(card_path.read_text())
+    training = card.get("training", {})
+    stage = {"weights_init": card.get("weights_init"), "weights_note": card.get("weights_note"),
+             "epochs_run": training.get("epochs_run"), "seconds": training.get("seconds"),
+             "lr": training.get("config", {}).get("lr"), "created": card.get("created"),
+             "val_mae": card.get("metrics", {}).get("val", {}).get("mae"),
+             "test_mae": card.get("metrics", {}).get("test", {}).get("mae")}
+    return card.get("earlier_stages", []) + [stage]
+
+
 def _weights_note(config: TrainConfig, weights: str) -> str:
     if config.init_from is not None:
-        return (f"initialised from the trained model {Path(config.init_from).name} (its own card says how that "
-                "was trained)")
+        return (f"initialised from the trained model {Path(config.init_from).name}; how that was trained is "
+                "under earlier_stages")
     if config.arch != "resnet50":
         return "trained from scratch (random initialisation)"
     if weights == "imagenet":
