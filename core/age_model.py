@@ -69,6 +69,12 @@ class KerasRunner:
         return np.concatenate(outputs).reshape(-1).astype(np.float32)
 
 
+def combined_runtime(runtimes) -> str:
+    """The runtime of an ensemble whose members run on ``runtimes``: theirs, or ``mixed``."""
+    kinds = set(runtimes)
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
 class EnsembleRunner:
     """The weighted mean of member models' ages (members take the same input size)."""
 
@@ -79,8 +85,7 @@ class EnsembleRunner:
         self.members = members
         self.weights = np.asarray(weights, np.float32) / np.sum(weights)
         self.input_size = sizes.pop()
-        runtimes = {m.runtime for m in members}
-        self.runtime = runtimes.pop() if len(runtimes) == 1 else "mixed"
+        self.runtime = combined_runtime(m.runtime for m in members)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return sum(w * m.predict_preprocessed(batch) for w, m in zip(self.weights, self.members)).astype(np.float32)
@@ -131,9 +136,9 @@ class AgeModel:
             raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         path = resolve_model_path(name_or_path)
         if path.suffix == ".json":  # an ensemble: a card naming shipped member models
-            if not is_ensemble(path):
+            card = _read_card(path)
+            if "members" not in card:
                 raise ModelError(f"{path} is not an ensemble card (it names no members)")
-            card = json.loads(path.read_text())
             members = [cls.load(path.parent / f"{name}.keras", runtime) for name in card["members"]]
             return cls(EnsembleRunner(members, card["member_weights"]), name=path.stem, path=path, card=card)
         runner = None
@@ -173,10 +178,16 @@ def available_models(folder: Path | None = None) -> list[str]:
 
 def is_ensemble(card_path: Path) -> bool:
     """Whether ``card_path`` is an ensemble's card (the weights are its members')."""
+    return "members" in _read_card(card_path)
+
+
+def _read_card(card_path: Path) -> dict:
+    """A card's content; empty when the file is missing or not a JSON object."""
     try:
-        return "members" in json.loads(Path(card_path).read_text())
+        card = json.loads(Path(card_path).read_text())
     except (OSError, ValueError):
-        return False
+        return {}
+    return card if isinstance(card, dict) else {}
 
 
 def default_model_name(folder: Path | None = None) -> str:

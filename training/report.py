@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.age_model import available_models, models_dir
+from core.age_model import available_models, combined_runtime, models_dir
 from core.atomic import write_json_atomic, write_text_atomic
 from core.estimator import EstimatorConfig
 
@@ -76,19 +76,15 @@ def benchmark_runtime(result: dict) -> str:
 
 
 def tool_runtimes(cards: dict[str, dict], folder: Path | None = None) -> dict[str, str]:
-    """The runtime the tools use for each shipped model: ``onnx`` where a matching export is there."""
+    """The runtime the tools use for each shipped model: ``onnx`` where a matching export is there;
+    an ensemble's is its members' (see :class:`core.age_model.EnsembleRunner`)."""
     from core.onnx_runner import matching_onnx_runner
 
     folder = Path(folder or models_dir())
-
-    def runtime(name: str) -> str:
-        members = cards[name].get("members")
-        if members:
-            kinds = {runtime(member) if member in cards else "keras" for member in members}
-            return kinds.pop() if len(kinds) == 1 else "mixed"
-        return "onnx" if matching_onnx_runner(folder / f"{name}.keras")[0] else "keras"
-
-    return {name: runtime(name) for name in cards}
+    # Each trained model checked once (loading its export and hashing its file), ensembles reuse it.
+    trained = {path.stem: "onnx" if matching_onnx_runner(path)[0] else "keras" for path in folder.glob("*.keras")}
+    return {name: combined_runtime(trained.get(m, "keras") for m in card["members"]) if "members" in card
+            else trained.get(name, "keras") for name, card in cards.items()}
 
 
 def report_inputs(folder: Path | None = None, assets: Path = ASSETS) -> tuple[dict, list, dict]:
