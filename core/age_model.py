@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from core.preprocess import preprocess_face
@@ -76,19 +77,32 @@ def combined_runtime(runtimes) -> str:
 
 
 class EnsembleRunner:
-    """The weighted mean of member models' ages (members take the same input size)."""
+    """The weighted mean of member models' ages; members may take different input sizes."""
 
     def __init__(self, members: list["AgeModel"], weights: list[float]):
-        sizes = {m.input_size for m in members}
-        if len(sizes) != 1 or len(weights) != len(members) or not members:
-            raise ModelError(f"an ensemble needs members of one input size, one weight each (got sizes {sizes})")
+        if not members or len(weights) != len(members):
+            raise ModelError(f"an ensemble needs one weight per member (got {len(members)} members, {len(weights)} weights)")
         self.members = members
         self.weights = np.asarray(weights, np.float32) / np.sum(weights)
-        self.input_size = sizes.pop()
+        # Batches come at the largest member's size, so no member sees an enlarged face.
+        self.input_size = max(m.input_size for m in members)
         self.runtime = combined_runtime(m.runtime for m in members)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return sum(w * m.predict_preprocessed(batch) for w, m in zip(self.weights, self.members)).astype(np.float32)
+        """Ages for a batch preprocessed at :attr:`input_size`; smaller members get it resized down."""
+        return sum(w * m.predict_preprocessed(resize_batch(batch, m.input_size))
+                   for w, m in zip(self.weights, self.members)).astype(np.float32)
+
+    def predict_faces(self, faces_bgr: list[np.ndarray]) -> np.ndarray:
+        """Ages for BGR crops, each member preprocessing them at its own size (as it was trained)."""
+        return sum(w * m.predict(faces_bgr) for w, m in zip(self.weights, self.members)).astype(np.float32)
+
+
+def resize_batch(batch: np.ndarray, size: int) -> np.ndarray:
+    """A preprocessed batch at ``size`` pixels (area interpolation, as in preprocessing)."""
+    if batch.shape[1] == size:
+        return batch
+    return np.stack([cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA) for image in batch])
 
 
 @dataclass
@@ -165,6 +179,8 @@ class AgeModel:
         """Ages (years, float32) for a list of BGR face crops, all in one batch."""
         if not faces_bgr:
             return np.zeros((0,), np.float32)
+        if isinstance(self.runner, EnsembleRunner):
+            return self.runner.predict_faces(faces_bgr)
         batch = np.stack([preprocess_face(face, self.input_size) for face in faces_bgr])
         return self.predict_preprocessed(batch)
 

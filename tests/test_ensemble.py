@@ -35,8 +35,27 @@ def test_ensemble_is_the_weighted_mean_of_its_members():
     batch = np.zeros((3, 32, 32, 3), np.float32)
     np.testing.assert_allclose(EnsembleRunner([_model(20), _model(40)], [1, 1])(batch), [30, 30, 30])
     np.testing.assert_allclose(EnsembleRunner([_model(20), _model(40)], [3, 1])(batch), [25, 25, 25])
-    with pytest.raises(ModelError, match="one input size"):
-        EnsembleRunner([_model(20), _model(40, size=64)], [1, 1])
+    with pytest.raises(ModelError, match="one weight per member"):
+        EnsembleRunner([_model(20), _model(40)], [1])
+
+
+class MeanPixelRunner(ConstantRunner):
+    """A stand-in model whose "age" is the mean pixel value; it checks the batch size it gets."""
+
+    def __call__(self, batch):
+        assert batch.shape[1:] == (self.input_size, self.input_size, 3)
+        return batch.mean(axis=(1, 2, 3)).astype(np.float32)
+
+
+def test_members_of_different_input_sizes_each_get_faces_at_their_size():
+    small, large = MeanPixelRunner(0), MeanPixelRunner(0)
+    small.input_size, large.input_size = 32, 48
+    members = [AgeModel(runner, name=f"m{runner.input_size}", path=None, card={}) for runner in (small, large)]
+    ensemble = AgeModel(EnsembleRunner(members, [1, 1]), name="mixed", path=None, card={})
+    assert ensemble.input_size == 48  # the larger member's: no member sees an enlarged face
+    face = np.full((100, 80, 3), 90, np.uint8)
+    np.testing.assert_allclose(ensemble.predict([face, face]), [90, 90], rtol=1e-5)
+    np.testing.assert_allclose(ensemble.predict_preprocessed(np.full((1, 48, 48, 3), 60, np.float32)), [60], rtol=1e-5)
 
 
 @pytest.fixture()
