@@ -66,11 +66,6 @@ def test_each_face_is_one_track_and_shows_what_the_model_sees(clip_run, test_spl
         assert abs(shown - raw) <= 10, f"{name}: shown {shown:.1f} in the scene, model on the tile {raw:.1f}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model accuracy, not the pipeline: every shipped model rates the 45-year-old test face "
-    "45_0_0_20170111195417833 about 70 on its raw crop (ResNet50 69.9, CNN 70.7, ensemble 70.3), and the "
-    "default ResNet50 rates the 65-year-old 65_0_0_20170104184048158 50.3 (49.4 shown in the clip). "
-    "Remove this mark when a better model passes."))
 def test_each_face_shown_within_15_years_of_its_true_age(clip_run, test_split_faces):
     for (_, shown), (_, true_age, name) in zip(clip_run, test_split_faces):
         assert abs(shown - true_age) <= 15, f"{name}: median shown age {shown:.1f}, true {true_age}"
