@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.age_model import AgeModel, available_models
+from core.age_model import AgeModel, available_models, resolve_model_path
 from core.analyzer import AgeCam, AgeCamConfig
 from realtime.runner import RunConfig, run
 from realtime.sources import VideoSource
@@ -142,8 +142,11 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
                    "capture_to_output_ms": live["capture_to_output"]}
         model_name, runtime = cam.model.name, cam.model.runtime
         # The pipeline's model is measured as loaded; the other shipped models are loaded once each.
-        throughput = [model_throughput(cam.model if name == model_name else AgeModel.load(name, config.runtime),
-                                       config.throughput_batch) for name in available_models()]
+        # Matched by file, not name: a user's --model PATH may share a shipped model's name.
+        pipeline_file = Path(cam.model.path).resolve()
+        throughput = [model_throughput(cam.model if resolve_model_path(name).resolve() == pipeline_file
+                                       else AgeModel.load(name, config.runtime), config.throughput_batch)
+                      for name in available_models()]
     return {
         "model": model_name,
         "runtime": runtime,

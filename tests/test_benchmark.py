@@ -1,17 +1,22 @@
 """The benchmark's bookkeeping (not its speed): frame counts, stage accounting, honesty checks."""
 
 import json
+import shutil
 
 import pytest
 
 from conftest import run_agecam
+from core.age_model import AgeModel, available_models
 from realtime.benchmark import STAGES, BenchmarkConfig, benchmark_faces, run_benchmark
 
 pytestmark = pytest.mark.slow
 
 
-def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir):
-    result = run_benchmark(BenchmarkConfig(faces=(1, 3), frames=30, model=str(tiny_model_path), data=utk_dir))
+def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir, tmp_path):
+    # Named like a shipped model on purpose: the model-only rows must still measure the shipped one.
+    user_model = tmp_path / "cnn.keras"
+    shutil.copy(tiny_model_path, user_model)
+    result = run_benchmark(BenchmarkConfig(faces=(1, 3), frames=30, model=str(user_model), data=utk_dir))
     assert [row["faces"] for row in result["pipeline"]] == [1, 3]
     for row in result["pipeline"]:
         assert row["frames"] == 30 and row["tracks"] == row["faces"]
@@ -30,6 +35,9 @@ def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir):
         assert row["max_frames_to_first_age"] <= 3
         assert row["max_smoothing_bias_years"] < 1.0
     assert result["peak_memory_mb"] > 0
+    shipped = {row["model"]: row["input_size"] for row in result["models"]}
+    assert list(shipped) == available_models()
+    assert shipped["cnn"] == AgeModel.load("cnn").input_size != 32  # the shipped CNN, not the user's 32 px file
     live = result["live_latency"]
     assert live["faces"] == 3 and 0 < live["frames_shown"] <= 30
     assert 0 < live["capture_to_output_ms"]["median_ms"] <= live["capture_to_output_ms"]["p95_ms"]
