@@ -169,6 +169,13 @@ class AgeModel:
         card = json.loads(card_path.read_text()) if card_path.is_file() else {}
         return cls(runner, name=path.stem, path=path, card=card)
 
+    @property
+    def age_range(self):
+        """The model's calibrated age range (:class:`core.age_range.AgeRangeCalibration`), or None."""
+        from core.age_range import AgeRangeCalibration
+
+        return AgeRangeCalibration.from_card(self.card)
+
     def predict_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         """Ages for a float32 batch already made by :func:`core.preprocess.preprocess_face`."""
         if len(batch) == 0:

@@ -68,6 +68,7 @@ class AgeCam:
         self.timer = StageTimer()
         self.estimator = AgeEstimator(self.model, config.estimator, crop, self.timer)
         self.annotator = AgeAnnotator(config.annotator)
+        self.age_range = self.model.age_range  # None when the model's card has no calibration
         # One throw-away detection loads MediaPipe's graph now rather than on the first frame.
         self.detector.detect(np.zeros((64, 64, 3), np.uint8))
         self.reset()
@@ -88,6 +89,7 @@ class AgeCam:
         self.estimator.update_with_detections(frame_bgr, detections)  # times "crop" and "infer"
         with self.timer.stage("smooth"):
             self.smoother.update_with_detections(detections)
+            self._set_ranges(detections)
         self.frame_index += 1
         return detections
 
@@ -98,7 +100,13 @@ class AgeCam:
         faces = crop_faces(image_bgr, detections, self.estimator.crop)
         detections.raw_age[:] = self.model.predict(faces)
         detections.age[:] = detections.raw_age
+        self._set_ranges(detections)
         return detections
+
+    def _set_ranges(self, detections: Detections) -> None:
+        """The calibrated range around each shown age (for a track: around its smoothed age)."""
+        if self.age_range is not None and len(detections):
+            detections.age_low[:], detections.age_high[:] = self.age_range.interval(detections.age)
 
     def annotate(self, frame_bgr: np.ndarray, detections: Detections, fps: float | None = None) -> np.ndarray:
         """A copy of the frame with boxes, ids and ages drawn."""

@@ -19,6 +19,7 @@ class AnnotatorConfig:
     """Looks of the overlay; sizes scale with the frame so labels stay readable."""
 
     show_fps: bool = False
+    show_range: bool = False  # "#3 · 34 (29-40)": the calibrated 80% range after the age
     thickness_fraction: float = 0.004
     text_fraction: float = 0.0012
 
@@ -49,15 +50,24 @@ class AgeAnnotator:
         scale = max(out.shape[:2])
         thickness = max(1, round(scale * self.config.thickness_fraction))
         font_scale = max(0.4, scale * self.config.text_fraction)
-        for box, track_id, age in zip(detections.xyxy, detections.tracker_id, detections.age):
+        for box, track_id, age, low, high in zip(detections.xyxy, detections.tracker_id, detections.age,
+                                                 detections.age_low, detections.age_high):
             colour = PALETTE[int(track_id) % len(PALETTE)] if track_id >= 0 else (200, 200, 200)
             x1, y1, x2, y2 = (int(round(v)) for v in box)
             cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
-            parts = [f"#{track_id}" if track_id >= 0 else "", f"{age:.0f}" if np.isfinite(age) else "..."]
+            parts = [f"#{track_id}" if track_id >= 0 else "", self.age_text(age, low, high)]
             self._label(out, [p for p in parts if p], (x1, y1), colour, font_scale, thickness)
         if self.config.show_fps and fps is not None:
             self._label(out, [f"{fps:.1f} FPS"], (0, 0), (40, 40, 40), font_scale, thickness, below=True)
         return out
+
+    def age_text(self, age: float, low: float, high: float) -> str:
+        """``34``, or ``34 (29-40)`` with ``show_range``; ``...`` while the age is unknown."""
+        if not np.isfinite(age):
+            return "..."
+        if self.config.show_range and np.isfinite(low) and np.isfinite(high):
+            return f"{age:.0f} ({low:.0f}-{high:.0f})"
+        return f"{age:.0f}"
 
     def _label(self, out, parts, anchor, colour, font_scale, thickness, below=False):
         """A filled tag with the parts separated by a middle dot, above the box when it fits."""

@@ -9,6 +9,30 @@ from pathlib import Path
 from typing import Iterator
 
 
+def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files of ``path`` left by writers that no longer run (killed by SIGKILL or a
+    power cut); a live process's temporary file is left alone. Returns what was removed."""
+    path = Path(path)
+    removed = []
+    for candidate in path.parent.glob(f".{path.stem}.partial-*{path.suffix}"):
+        pid_text = candidate.name[len(f".{path.stem}.partial-"):len(candidate.name) - len(path.suffix)]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def temporary_name(path: str | os.PathLike) -> Path:
     """A hidden sibling of ``path`` with the same suffix.
 
@@ -29,6 +53,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.write_text("{}")
     """
     path = Path(path)
+    remove_stale_partials(path)
     tmp = temporary_name(path)
     try:
         yield tmp

@@ -22,6 +22,8 @@ class Detections:
     - ``tracker_id``: stable id per face across frames, ``-1`` before tracking, int64 ``(N,)``
     - ``raw_age``: the model's estimate made on this frame, NaN where none was made
     - ``age``: the age to show (smoothed over the track), NaN while unknown
+    - ``age_low``, ``age_high``: the calibrated 80% range around ``age`` (``core.age_range``),
+      NaN while unknown or when the model has no calibration
 
     Example:
 
@@ -36,6 +38,8 @@ class Detections:
     tracker_id: np.ndarray | None = None
     raw_age: np.ndarray | None = None
     age: np.ndarray | None = None
+    age_low: np.ndarray | None = None
+    age_high: np.ndarray | None = None
     frame_index: int = field(default=0, compare=False)
 
     def __post_init__(self):
@@ -47,6 +51,8 @@ class Detections:
             "tracker_id": ((n,), np.int64, -1),
             "raw_age": ((n,), np.float32, np.nan),
             "age": ((n,), np.float32, np.nan),
+            "age_low": ((n,), np.float32, np.nan),
+            "age_high": ((n,), np.float32, np.nan),
         }
         for name, (shape, dtype, fill) in defaults.items():
             value = getattr(self, name)

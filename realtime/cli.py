@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from realtime.quiet import native_stderr_silenced, quiet_environment
 
@@ -41,6 +42,18 @@ def _guarded(action):
         sys.exit(130)
     except _known_errors() as error:
         raise Failure(str(error) or type(error).__name__) from None
+
+
+def _stop_on_termination() -> None:
+    """SIGTERM and SIGHUP stop a run the way Ctrl-C does: outputs keep what was processed, exit 130."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -80,10 +93,15 @@ def _stream_output_options(func):
                      help="Write one row per face per frame."),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done."),
         click.option("--show-fps", is_flag=True, help="Draw the processing rate on the frames."),
+        _show_range_option,
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+_show_range_option = click.option("--show-range", is_flag=True,
+                                  help="Draw the calibrated 80% age range after the age: '#3 · 34 (29-40)'.")
 
 
 def _quiet() -> bool:
@@ -97,14 +115,15 @@ def _import_keras_quietly() -> None:
         import keras  # noqa: F401
 
 
-def _make_cam(model, runtime, detector_range, confidence, refresh_every=3, show_fps=False):
+def _make_cam(model, runtime, detector_range, confidence, refresh_every=3, show_fps=False, show_range=False):
     from core.analyzer import AgeCam, AgeCamConfig
     from core.annotator import AnnotatorConfig
     from core.detector import DetectorConfig
     from core.estimator import EstimatorConfig
 
     config = AgeCamConfig(model=model, runtime=runtime, detector=DetectorConfig(detector_range, confidence),
-                          estimator=EstimatorConfig(refresh_every), annotator=AnnotatorConfig(show_fps=show_fps))
+                          estimator=EstimatorConfig(refresh_every),
+                          annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range))
     with native_stderr_silenced(_quiet()):
         return AgeCam(config)
 
@@ -114,6 +133,7 @@ def _make_cam(model, runtime, detector_range, confidence, refresh_every=3, show_
 @click.pass_context
 def main(context: click.Context, verbose: int) -> None:
     """agecam: real-time apparent-age estimation for every face in cameras, videos and images."""
+    _stop_on_termination()
     _setup_logging(verbose)
     context.obj = {"quiet": verbose < 2}
 
@@ -128,31 +148,34 @@ def main(context: click.Context, verbose: int) -> None:
 @click.option("--realtime", is_flag=True,
               help="Play a video file at its own frame rate, like a camera (frames are dropped if processing lags).")
 def video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-          refresh_every, max_frames, realtime):
+          show_range, refresh_every, max_frames, realtime):
     """Estimate ages in SOURCE: a video file, a camera index (0) or a stream URL.
 
     In the window: q or Esc quits, space pauses, s saves a snapshot.
     """
     _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               refresh_every, max_frames, realtime)
+               refresh_every, max_frames, realtime, show_range=show_range)
 
 
 @main.command()
 @click.option("--camera", type=click.IntRange(0), default=0, show_default=True, help="Camera index.")
 @_pipeline_options
 @_stream_output_options
-def webcam(camera, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps):
+def webcam(camera, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
+           show_range):
     """Estimate ages live on a camera (the camera shortcut of 'video')."""
     _run_video(str(camera), model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               3, None)
+               3, None, show_range=show_range)
 
 
 def _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               refresh_every, max_frames, realtime=False):
+               refresh_every, max_frames, realtime=False, show_range=False):
     from realtime.runner import RunConfig, display_available, run
     from realtime.sources import VideoSource, describe_source
 
     kind, target = describe_source(source)
+    if output is not None and csv_path is not None and output.resolve() == csv_path.resolve():
+        raise Failure(f"-o and --csv both name {output}; give the video and the table different names")
     for out in (output, csv_path):
         if out is not None and kind == "file" and Path(target).resolve() == out.resolve():
             raise Failure(f"output {out} is the input video; choose another name")
@@ -160,7 +183,7 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
         raise Failure("no display to open a window on; add --no-window (with -o/--csv/--json for output)")
 
     def action():
-        with _make_cam(model, runtime, detector_range, confidence, refresh_every, show_fps) as cam, \
+        with _make_cam(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range) as cam, \
                 VideoSource(source, realtime=realtime) as src:
             config = RunConfig(show_window=not no_window, output=output, csv=csv_path, max_frames=max_frames)
             return run(cam, src, config)
@@ -290,42 +313,74 @@ def web(port, host, ice_servers):
 @_pipeline_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write annotated copies into this folder (created if needed).")
-@click.option("--json", "as_json", is_flag=True, help="Print faces and ages as JSON.")
-def image(paths, model, runtime, detector_range, confidence, output_dir, as_json):
+@click.option("--json", "as_json", is_flag=True, help="Print faces and ages (with the 80% age range) as JSON.")
+@_show_range_option
+def image(paths, model, runtime, detector_range, confidence, output_dir, as_json, show_range):
     """Estimate the age of every face in still images."""
-    from training.data import read_image
-
-    cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence))
-    results, failures = [], 0
+    cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence, show_range=show_range))
     if output_dir is not None:
         _guarded(lambda: output_dir.mkdir(parents=True, exist_ok=True))
-    for path in paths:
-        picture = read_image(path) if path.is_file() else None
-        if picture is None:
-            reason = "file not found" if not path.exists() else "not a readable image"
-            click.echo(f"agecam: error: {path}: {reason}", err=True)
-            failures += 1
-            continue
-        from core.preprocess import to_bgr
-
-        picture = to_bgr(picture)
-        faces = _guarded(lambda: cam.get_image(picture))
-        results.append({"path": str(path), "faces": [
-            {"box": [round(float(v), 1) for v in box], "score": round(float(score), 3), "age": round(float(age), 1)}
-            for box, score, age in zip(faces.xywh, faces.confidence, faces.age)]})
-        if output_dir is not None:
-            _write_annotated(cam.annotate(picture, faces), path, output_dir)
-        if not as_json:
-            ages = ", ".join(f"{f['age']:.0f}" for f in results[-1]["faces"]) or "no face found"
-            click.echo(f"{path}: {ages}")
-    cam.close()
+    try:
+        results, failures = _age_images(cam, paths, output_dir, as_json)
+    except KeyboardInterrupt:
+        click.echo("agecam: interrupted", err=True)
+        sys.exit(130)
+    finally:
+        cam.close()
     if as_json:
         click.echo(json.dumps(results))
     if failures:
         sys.exit(1)
 
 
-def _write_annotated(picture, source: Path, output_dir: Path) -> None:
+def _age_images(cam, paths, output_dir: Path | None, as_json: bool) -> tuple[list[dict], int]:
+    """Age each image; a file that cannot be read or written is reported in one line and skipped."""
+    from core.images import ImageError, read_image_file
+
+    results, failures = [], 0
+    written: set[Path] = set()  # this run's outputs: two inputs named alike must not overwrite each other
+    for path in paths:
+        try:
+            picture = read_image_file(path)
+        except FileNotFoundError:
+            picture, reason = None, "file not found"
+        except IsADirectoryError:
+            picture, reason = None, "a folder, not an image"
+        except (ImageError, OSError) as error:
+            picture, reason = None, str(error) or "not a readable image"
+        if picture is None:
+            click.echo(f"agecam: error: {path}: {reason}", err=True)
+            failures += 1
+            continue
+        faces = _guarded(lambda: cam.get_image(picture))
+        results.append({"path": str(path), "faces": [face_json(faces, i) for i in range(len(faces))]})
+        if output_dir is not None:
+            try:
+                written.add(_write_annotated(cam.annotate(picture, faces), path, output_dir, written))
+            except (Failure, OSError) as error:
+                message = error.message if isinstance(error, Failure) else f"cannot write into {output_dir}: {error}"
+                click.echo(f"agecam: error: {path}: {message}", err=True)
+                failures += 1
+        if not as_json:
+            ages = ", ".join(f"{f['age']:.0f}" for f in results[-1]["faces"]) or "no face found"
+            click.echo(f"{path}: {ages}")
+    return results, failures
+
+
+def face_json(faces, i: int) -> dict:
+    """One face of an image as JSON: box (x, y, w, h), score, age and its 80% range (null without calibration)."""
+    low, high = float(faces.age_low[i]), float(faces.age_high[i])
+    return {"box": [round(float(v), 1) for v in faces.xywh[i]], "score": round(float(faces.confidence[i]), 3),
+            "age": round(float(faces.age[i]), 1),
+            "age_range": [round(low, 1), round(high, 1)] if np.isfinite(low) and np.isfinite(high) else None}
+
+
+def _write_annotated(picture, source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
+    """Write the annotated copy of ``source`` into ``output_dir``; returns the path written.
+
+    The name is the source's; ``NAME_agecam`` when that is the source itself, ``NAME_2``, ``NAME_3`` ...
+    when an earlier input of this run already took it.
+    """
     import cv2
 
     target = output_dir / source.name
@@ -333,11 +388,18 @@ def _write_annotated(picture, source: Path, output_dir: Path) -> None:
         target = output_dir / f"{source.stem}_agecam{source.suffix}"
     if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp", ".bmp"):
         target = target.with_suffix(".png")
+    stem, number = target.stem, 2
+    while target.resolve() in {p.resolve() for p in taken} or target.resolve() == source.resolve():
+        target = target.with_name(f"{stem}_{number}{target.suffix}")
+        number += 1
     from core.atomic import atomic_path
 
+    if target.is_dir():
+        raise Failure(f"cannot write {target}: a folder of that name is in the way")
     with atomic_path(target) as tmp:
         if not cv2.imwrite(str(tmp), picture):
             raise Failure(f"cannot write {target}")
+    return target
 
 
 @main.command()
@@ -360,7 +422,9 @@ def _write_annotated(picture, source: Path, output_dir: Path) -> None:
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Split manifest CSV [training/splits/utkface.csv].")
 @click.option("--assets", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for the figures [assets/].")
+              help="Folder for the figures [assets/ for a model written to models/, else beside the model].")
+@click.option("--update-manifest", is_flag=True,
+              help="Add the files the split manifest does not list to it (else they are split in memory only).")
 @click.option("--patience", type=click.IntRange(1), default=10, show_default=True, help="Early-stopping patience (epochs).")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last completed epoch.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -368,10 +432,17 @@ def _write_annotated(picture, source: Path, output_dir: Path) -> None:
 @click.option("--strategy", type=click.Choice(["none", "mirrored"]), default="none", show_default=True,
               help="mirrored: tf.distribute over all GPUs (TensorFlow backend).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Use only the first N images (quick trials).")
+@click.option("--steps-per-epoch", type=click.IntRange(1), default=None,
+              help="Train on only this many shuffled batches per epoch (quick comparisons on a random subset).")
+@click.option("--head", type=click.Choice(["regression", "distribution"]), default="regression", show_default=True,
+              help="Age head: one regression unit, or a softmax over age bins (DLDL-v2).")
+@click.option("--degrade/--no-degrade", default=True, show_default=True,
+              help="Train on randomly shrunk, JPEG-compressed, blurred faces as the live pipeline sees them.")
 def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epochs, weights, init_from, out, manifest,
-          assets, patience, resume, run_dir, strategy, limit):
+          assets, update_manifest, patience, resume, run_dir, strategy, limit, steps_per_epoch, head, degrade):
     """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
     _import_keras_quietly()
+    from training.augment import AugmentConfig
     from training.train import TrainConfig, train as run_training
 
     # Per-architecture defaults, chosen by measurement (see the model cards).
@@ -382,7 +453,10 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
                    weight_decay=decay_default if weight_decay is None else weight_decay,
                    warmup_epochs=warmup_default if warmup_epochs is None else warmup_epochs,
                    weights=weights, init_from=init_from, patience=patience,
-                   manifest=manifest, resume=resume, run_dir=run_dir, strategy=strategy, limit=limit)
+                   manifest=manifest, resume=resume, run_dir=run_dir, strategy=strategy, limit=limit, head=head,
+                   update_manifest=update_manifest, steps_per_epoch=steps_per_epoch)
+    if not degrade:
+        options["augment"] = AugmentConfig(degrade=None)
     if assets is not None:
         options["assets"] = assets
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
@@ -417,9 +491,13 @@ def ensemble(data, members, name):
               help="Only the images of this split of the manifest (default: every image in the folder).")
 @click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Split manifest [training/splits/utkface.csv].")
+@click.option("--degrade", default=None, metavar="WIDTHS",
+              help="Also evaluate each face re-rendered at these effective face widths (px, comma-separated, "
+                   "e.g. 32,48,64,96) with JPEG quality 50: MAE and bias per width.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(data, model, runtime, split, manifest, as_json):
+def evaluate(data, model, runtime, split, manifest, degrade, as_json):
     """Evaluate a model on UTKFace-named face crops: n, MAE, MSE, RMSE, MAE per age band."""
+    widths = _parse_widths(degrade) if degrade else ()
     _import_keras_quietly()
     from training.evaluate import EvaluateConfig, evaluate as run_evaluation
     from training.split import DEFAULT_MANIFEST
@@ -427,15 +505,57 @@ def evaluate(data, model, runtime, split, manifest, as_json):
     if split and manifest is None:
         manifest = DEFAULT_MANIFEST
     result, report = _guarded(lambda: run_evaluation(EvaluateConfig(data=data, model=model, runtime=runtime, split=split,
-                                                                     manifest=manifest)))
+                                                                     manifest=manifest, degrade=widths)))
     if as_json:
-        click.echo(json.dumps({k: result[k] for k in ("n", "mae", "mse", "rmse", "by_age")}))
+        keys = ("n", "mae", "mse", "rmse", "bias", "by_age", "degraded", "age_range")
+        click.echo(json.dumps({k: result[k] for k in keys if k in result}))
         return
-    click.echo(f"n={result['n']}  MAE={result['mae']:.2f}  MSE={result['mse']:.1f}  RMSE={result['rmse']:.2f}")
+    click.echo(f"n={result['n']}  MAE={result['mae']:.2f}  MSE={result['mse']:.1f}  RMSE={result['rmse']:.2f}  "
+               f"bias={result['bias']:+.2f}")
     for band, m in result["by_age"].items():
         click.echo(f"  {band:>6}: MAE {m['mae']:5.2f}  (n={m['n']})")
+    for width, m in result.get("degraded", {}).items():
+        click.echo(f"  face {width:>3} px, JPEG q{m['jpeg_quality']}: MAE {m['mae']:5.2f}  bias {m['bias']:+.2f}")
+    if "age_range" in result:
+        click.echo(f"80% age range: {result['age_range']['coverage']:.1%} of true ages inside "
+                   f"(mean width {result['age_range']['mean_width']:.1f} y)")
     if report.skipped:
         click.echo(f"skipped: {report.summary()}", err=True)
+
+
+def _parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise Failure(f"--degrade takes comma-separated pixel widths such as 32,48,64,96, not {text!r}") from None
+    if not widths or any(not 8 <= w <= 512 for w in widths):
+        raise Failure(f"--degrade widths must lie between 8 and 512 px, got {text!r}")
+    return widths
+
+
+@main.command()
+@model_option
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Folder of UTKFace-named crops holding the manifest's validation and test faces.")
+@click.option("--part1", type=click.Path(path_type=Path), default=None,
+              help="Also report the test faces of this folder (e.g. ../shared/data/utkface-crop-part1).")
+def calibrate(model, runtime, data, part1):
+    """Fit a model's 80% age range on validation and record test, range and degraded metrics in its card."""
+    _import_keras_quietly()
+    from core.age_model import AgeModel
+    from training.assess import AssessConfig, assess, command_line
+
+    config = AssessConfig(data=data, part1=part1)
+
+    def action():
+        loaded = AgeModel.load(model, runtime)
+        return assess(loaded, config, command_line(model, config))
+
+    card = _guarded(action)
+    test, coverage = card["metrics"]["test"], card["age_range"]["test"]["coverage"]
+    degraded = card["degraded"]["test"]
+    click.echo(f"{card.get('name', model)}: test MAE {test['mae']:.2f} (n={test['n']}), 80% range coverage "
+               f"{coverage:.1%}; degraded MAE " + ", ".join(f"{w} px {m['mae']:.2f}" for w, m in degraded.items()))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -87,6 +89,40 @@ class _TrackLog:
         return {t: float(np.mean(self.ages[t]) - np.mean(self.raw[t])) for t in self.frames if self.raw[t]}
 
 
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class StopRequests:
+    """While active, Ctrl-C, SIGTERM and SIGHUP ask the run to stop after the frame in hand (so a frame
+    goes to every output or to none); a second signal stops at once (KeyboardInterrupt).
+
+    Example::
+
+        with StopRequests() as stops:
+            while not stops.requested:
+                ...
+    """
+
+    def __init__(self):
+        self.requested: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame):
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested = signum
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for signum in _STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
     """Process ``source`` frame by frame until it ends, the user quits or Ctrl-C.
 
@@ -100,10 +136,10 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         cv2.resizeWindow(WINDOW, source.width, source.height)
     with _optional(VideoSink, config.output, source.fps, (source.width, source.height)) as video, \
-            _optional(CsvSink, config.csv) as table:
+            _optional(CsvSink, config.csv) as table, StopRequests() as stops:
         frames_in = iter(source)
         try:
-            while True:
+            while not stops.requested:
                 asked = time.perf_counter()
                 frame = next(frames_in, None)
                 if frame is None:
@@ -114,12 +150,12 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
                 tracks.add(detections)
                 needs_picture = video is not None or config.show_window
                 shown = cam.annotate(frame.image, detections, fps_shown) if needs_picture else None
+                # Live frames are dropped when processing lags, so their time is the capture clock.
+                time_s = frame.captured_at - started if source.live else frame.index / source.fps
                 if video is not None:
                     with cam.timer.stage("encode"):
                         video.write(shown)
                 if table is not None:
-                    # Live frames are dropped when processing lags, so their time is the capture clock.
-                    time_s = frame.captured_at - started if source.live else frame.index / source.fps
                     table.write(frame.index, time_s, detections)
                 frames += 1
                 cam.timer.samples["capture_to_output"].append(time.perf_counter() - frame.captured_at)
@@ -133,6 +169,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            interrupted = interrupted or stops.requested is not None
             if config.show_window:
                 cv2.destroyAllWindows()
     return RunSummary(frames, time.perf_counter() - started, tracks.summary(), tracks, interrupted, stopped,

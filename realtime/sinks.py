@@ -10,11 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.atomic import temporary_name
+from core.atomic import remove_stale_partials, temporary_name
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age")
+# age_low, age_high (the calibrated 80% range) were added at the end so older readers keep working.
+CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age", "age_low", "age_high")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
@@ -37,6 +38,7 @@ class VideoSink:
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder not found: {self.path.parent}")
         self.fps, self.size, self.frames = fps, size, 0
+        remove_stale_partials(self.path)
         self._tmp = temporary_name(self.path)
         self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*FOURCC[self.path.suffix.lower()]),
                                        fps, size)
@@ -55,11 +57,15 @@ class VideoSink:
             return
         self._writer.release()
         self._writer = None
-        if self.frames:
-            os.replace(self._tmp, self.path)
-            log.info("wrote %s (%d frames)", self.path, self.frames)
-        else:
+        if not self.frames:
             self._tmp.unlink(missing_ok=True)
+            return
+        # OpenCV reports no write error (a full disk included): check the finished file plays.
+        if not _playable(self._tmp):
+            self._tmp.unlink(missing_ok=True)
+            raise OSError(f"could not finish writing {self.path} (is the disk full?); nothing was written")
+        os.replace(self._tmp, self.path)
+        log.info("wrote %s (%d frames)", self.path, self.frames)
 
     def __enter__(self) -> "VideoSink":
         return self
@@ -69,30 +75,75 @@ class VideoSink:
 
 
 class CsvSink:
-    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age``), written atomically."""
+    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high``), written atomically.
+
+    A regular file appears only when complete; a special file (``/dev/stdout``, a pipe) is written
+    directly. Any write error (a full disk) raises ``OSError`` and leaves no file behind.
+
+    Example::
+
+        with CsvSink("faces.csv") as sink:
+            sink.write(frame_index, time_s, detections)
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder not found: {self.path.parent}")
-        self._tmp = temporary_name(self.path)
+        # A device, pipe or terminal (or a link to one) is written in place: renaming would replace it.
+        self.special = self.path.exists() and not self.path.resolve().is_file()
+        if self.special:
+            self._tmp = self.path
+        else:
+            remove_stale_partials(self.path)
+            self._tmp = temporary_name(self.path)
         self._handle = open(self._tmp, "w", newline="")
+        self._failed = False
         self._writer = csv.writer(self._handle)
         self._writer.writerow(CSV_COLUMNS)
 
     def write(self, frame_index: int, time_s: float, detections) -> None:
-        for (x, y, w, h), track_id, age in zip(detections.xywh, detections.tracker_id, detections.age):
-            self._writer.writerow([frame_index, f"{time_s:.3f}", int(track_id), f"{x:.1f}", f"{y:.1f}",
-                                   f"{w:.1f}", f"{h:.1f}", f"{age:.1f}" if np.isfinite(age) else ""])
+        try:
+            for (x, y, w, h), track_id, age, low, high in zip(detections.xywh, detections.tracker_id, detections.age,
+                                                              detections.age_low, detections.age_high):
+                self._writer.writerow([frame_index, f"{time_s:.3f}", int(track_id), f"{x:.1f}", f"{y:.1f}",
+                                       f"{w:.1f}", f"{h:.1f}", *(_number(v) for v in (age, low, high))])
+        except OSError:
+            self._failed = True  # a row may be cut: the file must not be kept
+            raise
 
     def close(self) -> None:
         if self._handle.closed:
             return
-        self._handle.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self._handle.close()  # flushes: a full disk shows here
+            error = None
+        except OSError as caught:
+            error = caught
+        if error is not None or self._failed:
+            if not self.special:
+                self._tmp.unlink(missing_ok=True)
+            if error is not None:
+                raise OSError(f"could not finish writing {self.path}: {error.strerror or error}") from None
+            return
+        if not self.special:
+            os.replace(self._tmp, self.path)
 
     def __enter__(self) -> "CsvSink":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _number(value: float) -> str:
+    return f"{value:.1f}" if np.isfinite(value) else ""
+
+
+def _playable(path: Path) -> bool:
+    """Whether OpenCV can open ``path`` and decode its first frame."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return capture.isOpened() and capture.read()[0]
+    finally:
+        capture.release()

@@ -122,8 +122,11 @@ class VideoSource:
             else:
                 image = self._read_raw()
                 if image is None:
-                    if self.frame_count and index < self.frame_count - 1:
-                        self.failed = f"the video broke off after frame {index} of {self.frame_count}"
+                    # A container's frame count is an estimate (variable frame rate files overstate
+                    # it), so a short file is not an error; say so when it is far short.
+                    if self.frame_count and index < 0.9 * self.frame_count:
+                        log.warning("%s ended after %d frames; its header estimated %d (variable frame rate, "
+                                    "or a truncated file)", self.target, index, self.frame_count)
                     return
                 captured_at = time.perf_counter()
             yield Frame(index, image, captured_at)

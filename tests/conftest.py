@@ -17,6 +17,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 REPO = Path(__file__).resolve().parent.parent
 DATA_ENV = "AGECAM_UTKFACE_DIR"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "utkface-crop-part1"
+FULL_DATA_ENV = "AGECAM_UTKFACE_FULL_DIR"
+DEFAULT_FULL_DATA = REPO.parent / "shared" / "data" / "utkface"
 MANIFEST = REPO / "training" / "splits" / "utkface.csv"
 AGECAM = [sys.executable, "-m", "realtime.cli"]
 
@@ -35,13 +37,26 @@ def utk_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def utk_full_dir() -> Path:
+    """The whole UTKFace folder (22,107 faces) the shipped models are trained on."""
+    folder = Path(os.environ.get(FULL_DATA_ENV, DEFAULT_FULL_DATA))
+    if not (folder.is_dir() and any(folder.iterdir())):
+        pytest.skip(f"UTKFace (full) not found: set {FULL_DATA_ENV} or provide {DEFAULT_FULL_DATA}")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def test_split_faces(utk_dir) -> list[tuple[np.ndarray, int, str]]:
     """(image, true age, file name) of held-out test-split faces, adults of varied ages."""
     from training.split import read_manifest
 
     manifest = read_manifest(MANIFEST)
+    present = {p.name for p in utk_dir.iterdir()}
     wanted = {25: None, 45: None, 65: None}
+    # The first listed test faces of the crop-part1 folder: the same three faces since session 1.
     for name, split in sorted(manifest.items()):
+        if name not in present:
+            continue
         age = int(name.split("_")[0])
         if split == "test" and age in wanted and wanted[age] is None:
             wanted[age] = name

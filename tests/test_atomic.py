@@ -27,3 +27,24 @@ def test_failed_write_leaves_original_and_no_temporary(tmp_path):
 def test_temporary_name_is_hidden_sibling_with_same_suffix(tmp_path):
     tmp = temporary_name(tmp_path / "out.mp4")
     assert tmp.parent == tmp_path and tmp.suffix == ".mp4" and tmp.name.startswith(".")
+
+
+def test_stale_partials_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+
+    from core.atomic import atomic_path, remove_stale_partials
+
+    child = subprocess.Popen(["true"])
+    child.wait()  # its pid now belongs to no writer
+    stale = tmp_path / f".model.partial-{child.pid}.keras"
+    live = tmp_path / f".model.partial-{os.getppid()}.keras"  # our parent runs: a live writer's file
+    other = tmp_path / f".other.partial-{child.pid}.keras"
+    for path in (stale, live, other):
+        path.write_text("half")
+    assert remove_stale_partials(tmp_path / "model.keras") == [stale]
+    assert live.exists() and other.exists() and not stale.exists()
+    stale.write_text("half")
+    with atomic_path(tmp_path / "model.keras") as tmp:  # every atomic write cleans up first
+        tmp.write_text("whole")
+    assert not stale.exists() and (tmp_path / "model.keras").read_text() == "whole"

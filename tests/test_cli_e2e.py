@@ -3,8 +3,11 @@
 import csv
 import json
 import signal
+import shutil
 import subprocess
 import time
+
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,6 +27,20 @@ def frame_count(path):
     fps = capture.get(cv2.CAP_PROP_FPS)
     capture.release()
     return n, fps
+
+
+def wait_for_frames_written(folder: Path, timeout: float = 120) -> None:
+    """Return once the partial video in ``folder`` has grown past its header: frames are being written.
+    Waits for that event (polling), never for a fixed time."""
+    deadline, first_size = time.time() + timeout, None
+    while time.time() < deadline:
+        sizes = [p.stat().st_size for p in folder.glob(".*.partial-*.mp4")]
+        if sizes and first_size is None and sizes[0] > 0:
+            first_size = sizes[0]
+        elif sizes and first_size is not None and sizes[0] > first_size:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no frame was written into {folder} within {timeout} s")
 
 
 def test_video_headless_outputs(tmp_path, three_face_clip, tiny_model_path):
@@ -49,6 +66,8 @@ def test_video_headless_outputs(tmp_path, three_face_clip, tiny_model_path):
     assert {int(r["frame"]) for r in rows} <= set(range(config.frames))
     first = rows[0]
     assert float(first["w"]) > 50 and float(first["h"]) > 50 and float(first["age"]) > 0
+    # The tiny model has no calibration: the range columns are there, and empty.
+    assert CSV_COLUMNS[-2:] == ("age_low", "age_high") and first["age_low"] == first["age_high"] == ""
     assert float(rows[-1]["time_s"]) == pytest.approx(int(rows[-1]["frame"]) / config.fps, abs=1e-3)
 
 
@@ -60,7 +79,8 @@ def test_image_json_and_annotated_copies(tmp_path, astronaut_png, tiny_model_pat
     report = json.loads(result.stdout)
     assert [r["path"] for r in report] == [str(astronaut_png), str(plain)]
     face, = report[0]["faces"]
-    assert set(face) == {"box", "score", "age"}
+    assert set(face) == {"box", "score", "age", "age_range"}
+    assert face["age_range"] is None  # the tiny model has no calibrated range
     x, y, w, h = face["box"]
     assert 150 < x + w / 2 < 300 and 80 < y + h / 2 < 200 and face["score"] > 0.7
     assert report[1]["faces"] == []
@@ -129,17 +149,75 @@ def test_ctrl_c_finalises_what_was_processed(tmp_path, test_split_faces, tiny_mo
     clip = write_scene(tmp_path / "long.mp4", [f for f, _, _ in test_split_faces], SceneConfig(frames=900))
     out = tmp_path / "out" / "annotated.mp4"
     out.parent.mkdir()
-    process = subprocess.Popen([*AGECAM, "video", str(clip), "--no-window", "-o", str(out), "--model",
-                                str(tiny_model_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.time() + 120
-    while not any(out.parent.iterdir()) and time.time() < deadline:  # the partial file shows work began
-        time.sleep(0.2)
-    time.sleep(1.0)
+    # --realtime paces the 900 frames at the clip's 30 fps, so the run lasts 30 s on any machine and
+    # the signal always lands mid-run (without it a fast machine finished first).
+    process = subprocess.Popen([*AGECAM, "video", str(clip), "--no-window", "-o", str(out), "--realtime", "--json",
+                                "--model", str(tiny_model_path)], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for_frames_written(out.parent)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert [p.name for p in out.parent.iterdir()] == ["annotated.mp4"]  # no partial file left behind
     frames, _ = frame_count(out)
     assert 0 < frames < 900
+    assert json.loads(stdout)["frames"] == frames  # the summary counts exactly the frames written
+
+
+def test_colliding_outputs_are_refused_and_same_named_images_both_kept(tmp_path, astronaut_png, tiny_model_path,
+                                                                       three_face_clip):
+    clip, _, _ = three_face_clip
+    same = tmp_path / "same.mp4"
+    result = run_agecam("video", clip, "--no-window", "-o", same, "--csv", same, "--model", tiny_model_path)
+    assert result.returncode == 1 and "different names" in result.stderr and not same.exists()
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(astronaut_png, tmp_path / folder / "face.png")
+    result = run_agecam("image", tmp_path / "a" / "face.png", tmp_path / "b" / "face.png", "-o", tmp_path / "out",
+                        "--model", tiny_model_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["face.png", "face_2.png"]
+
+
+def test_huge_side_images_and_blocked_outputs_fail_per_file_without_a_crash(tmp_path, astronaut_png,
+                                                                              tiny_model_path):
+    huge = tmp_path / "strip.png"
+    cv2.imwrite(str(huge), np.zeros((200, 32800), np.uint8))  # aborted MediaPipe (side > 32767) before
+    assert huge.stat().st_size < 1_000_000
+    out = tmp_path / "out"
+    (out / "astronaut.png").mkdir(parents=True)  # a folder where the annotated copy would go
+    result = run_agecam("image", huge, astronaut_png, "-o", out, "--json", "--model", tiny_model_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "strip.png: image too large: 32800x200" in result.stderr
+    assert "a folder of that name is in the way" in result.stderr
+    report = json.loads(result.stdout)
+    assert [r["path"] for r in report] == [str(astronaut_png)] and len(report[0]["faces"]) == 1
+
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_termination_signals_finalise_outputs_and_stale_partials_are_cleaned(tmp_path, test_split_faces,
+                                                                              tiny_model_path, signum):
+    from realtime.synthetic import SceneConfig, write_scene
+
+    clip = write_scene(tmp_path / "long.mp4", [f for f, _, _ in test_split_faces], SceneConfig(frames=900))
+    out = tmp_path / "out"
+    out.mkdir()
+    child = subprocess.Popen(["true"])  # its pid, once it has ended, belongs to no running writer
+    child.wait()
+    (out / f".faces.partial-{child.pid}.csv").write_text("frame\n")  # what a SIGKILLed run leaves
+    process = subprocess.Popen([*AGECAM, "video", str(clip), "--no-window", "-o", str(out / "annotated.mp4"),
+                                "--csv", str(out / "faces.csv"), "--realtime", "--model", str(tiny_model_path)],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_frames_written(out)  # paced at 30 fps, the clip cannot end before the signal
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["annotated.mp4", "faces.csv"]  # stale partial gone too
+    frames, _ = frame_count(out / "annotated.mp4")
+    with open(out / "faces.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert 0 < frames < 900 and {int(r["frame"]) for r in rows} <= set(range(900))

@@ -90,7 +90,7 @@ def test_report_lists_an_ensemble_without_training_columns(models_folder):
     cards = load_cards(models_folder)
     assert list(cards) == ["both"]  # the plain copies have no cards
     row = models_table(cards).splitlines()[2]
-    assert row.startswith("| `both` | 32 px | mean of a + b | 5 | 4.00 |") and row.endswith("| - | - |")
+    assert row.startswith("| `both` | mean of members | 32 px | mean of a + b | 5 | 4.00 |") and row.endswith("| - | - |")
     assert tool_runtimes(cards, models_folder) == {"both": "keras"}
 
 

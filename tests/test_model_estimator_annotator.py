@@ -69,3 +69,16 @@ def test_annotator_draws_box_and_label(tiny_model):
     assert out[100:200, 100].any() and out[150, 110:190].sum() == 0  # box outline, not filled
     assert out[70:100, 100:160].any()  # the label tag above the box
     assert out[0:30, 0:80].any()  # FPS tag
+
+
+def test_annotator_shows_the_age_range_only_when_asked():
+    plain, ranged = AgeAnnotator(), AgeAnnotator(AnnotatorConfig(show_range=True))
+    assert plain.age_text(34.2, 29.4, 40.1) == "34"
+    assert ranged.age_text(34.2, 29.4, 40.1) == "34 (29-40)"
+    assert ranged.age_text(34.2, np.nan, np.nan) == "34"  # a model without calibration
+    assert ranged.age_text(np.nan, 1.0, 2.0) == "..."
+    frame = np.zeros((240, 320, 3), np.uint8)
+    d = Detections(xyxy=[[100, 100, 200, 200]], tracker_id=[4], age=[33.4], age_low=[28.0], age_high=[41.0])
+    short, wide = plain.annotate(frame, d), ranged.annotate(frame, d)
+    # The longer label makes a wider tag above the box.
+    assert np.count_nonzero(wide[70:100].any(axis=(0, 2))) > np.count_nonzero(short[70:100].any(axis=(0, 2)))

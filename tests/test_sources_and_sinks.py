@@ -61,13 +61,15 @@ def test_csv_sink_schema_and_atomicity(tmp_path):
 
     path = tmp_path / "faces.csv"
     with CsvSink(path) as sink:
-        sink.write(0, 0.0, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[40.26]))
+        sink.write(0, 0.0, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[40.26], age_low=[33.04],
+                                      age_high=[49.96]))
         sink.write(1, 0.033, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[np.nan]))
         assert not path.exists()
     lines = path.read_text().splitlines()
-    assert lines[0] == ",".join(CSV_COLUMNS)
-    assert lines[1] == "0,0.000,3,1.0,2.0,10.0,20.0,40.3"
-    assert lines[2] == "1,0.033,3,1.0,2.0,10.0,20.0,"
+    # The range columns come last, so the earlier columns keep their places.
+    assert lines[0] == "frame,time_s,track_id,x,y,w,h,age,age_low,age_high" == ",".join(CSV_COLUMNS)
+    assert lines[1] == "0,0.000,3,1.0,2.0,10.0,20.0,40.3,33.0,50.0"
+    assert lines[2] == "1,0.033,3,1.0,2.0,10.0,20.0,,,"
 
 
 def test_describe_source():
@@ -97,3 +99,54 @@ def test_source_errors(tmp_path):
         VideoSource(str(text))
     with pytest.raises(SourceError, match="cannot open camera"):
         VideoSource("57")
+
+
+def test_csv_sink_on_a_full_disk_leaves_no_file_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    from core.detections import Detections
+
+    path = tmp_path / "faces.csv"
+    sink = CsvSink(path)
+    sink.write(0, 0.0, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[40.0]))
+    real_close = sink._handle.close
+
+    def full_disk():
+        real_close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sink._handle, "close", full_disk)
+    with pytest.raises(OSError, match="could not finish writing .*No space left"):
+        sink.close()
+    assert list(tmp_path.iterdir()) == []  # neither the CSV nor its temporary file
+
+
+def test_csv_sink_writes_special_files_in_place(tmp_path):
+    import os
+    import stat
+
+    from core.detections import Detections
+
+    with pytest.raises(OSError, match="could not finish writing /dev/full"):
+        with CsvSink("/dev/full") as sink:
+            sink.write(0, 0.0, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[40.0]))
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)  # still the device, not a regular file
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    with CsvSink(fifo) as sink:
+        sink.write(0, 0.0, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[40.0]))
+    assert os.read(reader, 4096).decode().startswith("frame,time_s")
+    os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_video_sink_that_cannot_finish_leaves_no_file(tmp_path, monkeypatch):
+    import realtime.sinks as sinks
+
+    monkeypatch.setattr(sinks, "_playable", lambda path: False)  # what a full disk leaves: an unplayable file
+    sink = VideoSink(tmp_path / "out.mp4", 25, (160, 120))
+    sink.write(np.zeros((120, 160, 3), np.uint8))
+    with pytest.raises(OSError, match="could not finish writing"):
+        sink.close()
+    assert list(tmp_path.iterdir()) == []

@@ -6,7 +6,8 @@ import pytest
 
 from training.data import FaceRecord, scan_folder
 from training.metrics import metrics_by_age_band, regression_metrics
-from training.split import age_band, assign_splits, read_manifest, split_records, write_manifest
+from training.split import (age_band, assign_splits, dropped_test_files, effective_splits, read_manifest,
+                            read_manifest_groups, split_records, write_manifest)
 from conftest import MANIFEST
 
 
@@ -33,23 +34,65 @@ def test_split_is_disjoint_complete_and_stratified():
 
 def test_manifest_round_trip_and_unlisted_files(tmp_path):
     records = _records(300)
-    parts, assignment = split_records(records, None)
-    write_manifest(assignment, tmp_path / "m.csv")
-    assert read_manifest(tmp_path / "m.csv") == assignment
+    result = split_records(records, None)
+    write_manifest(result.assignment, tmp_path / "m.csv", result.groups)
+    assert read_manifest(tmp_path / "m.csv") == result.assignment
     # A bigger folder keeps the listed files where they were.
     bigger = records + [FaceRecord(Path(f"33_1_1_2018{i:08d}.jpg"), 33, 1, 1) for i in range(50)]
-    _, merged = split_records(bigger, assignment)
-    assert all(merged[name] == split for name, split in assignment.items())
+    merged = split_records(bigger, result.assignment).assignment
+    assert all(merged[name] == split for name, split in result.assignment.items())
     assert len(merged) == 350
-    assert sum(len(p) for p in parts.values()) == 300
+    assert sum(len(p) for p in result.parts.values()) == 300
 
 
-def test_committed_manifest_covers_the_shared_folder(utk_dir):
+def test_new_groups_stay_in_one_split_and_join_listed_copies():
+    records = _records(400)
+    listed = split_records(records[:200], None).assignment
+    # New files 200..399 form groups of four; group 0 also holds a listed file (record 0).
+    group_ids = list(range(200)) + [200 + (i - 200) // 4 for i in range(200, 400)]
+    group_ids[200] = group_ids[201] = group_ids[202] = group_ids[203] = 0
+    result = split_records(records, listed, group_ids=group_ids)
+    assert all(result.assignment[n] == s for n, s in listed.items())  # listed files keep their split
+    by_group = {}
+    for record, gid in zip(records, group_ids):
+        if record.name not in listed:
+            by_group.setdefault(gid, set()).add(result.assignment[record.name])
+    assert all(len(splits) == 1 for splits in by_group.values())
+    assert by_group[0] == {listed[records[0].name]}
+    assert {s for splits in by_group.values() for s in splits} == {"train", "val", "test"}
+
+
+def test_test_copies_of_listed_train_faces_are_dropped(tmp_path):
+    records = _records(30)
+    listed = split_records(records, None).assignment
+    train_name = next(n for n, s in listed.items() if s == "train")
+    test_name = next(n for n, s in listed.items() if s == "test")
+    ids = {r.name: i for i, r in enumerate(records)}
+    group_ids = list(range(30))
+    group_ids[ids[test_name]] = group_ids[ids[train_name]]  # the two listed files turn out to be copies
+    result = split_records(records, listed, group_ids=group_ids)
+    assert result.assignment[test_name] == "test"  # still listed as test ...
+    assert result.dropped_from_test == [test_name]  # ... but left out of the test split
+    assert test_name not in {r.name for part in result.parts.values() for r in part}
+    write_manifest(result.assignment, tmp_path / "m.csv", result.groups)
+    assert read_manifest_groups(tmp_path / "m.csv")[test_name] == read_manifest_groups(tmp_path / "m.csv")[train_name]
+    assert test_name not in effective_splits(tmp_path / "m.csv")
+    assert dropped_test_files(result.assignment, result.groups) == {test_name}
+
+
+def test_committed_manifest_covers_the_shared_folders(utk_dir, utk_full_dir):
     manifest = read_manifest(MANIFEST)
-    names = {r.name for r in scan_folder(utk_dir).records}
-    assert set(manifest) == names
-    counts = Counter(manifest.values())
+    assert {r.name for r in scan_folder(utk_full_dir).records} == set(manifest)
+    part1 = {r.name for r in scan_folder(utk_dir).records}
+    assert part1 <= set(manifest)
+    counts = Counter(manifest[name] for name in part1)
     assert counts["test"] >= 850 and counts["val"] >= 850
+    # No group of near-duplicates straddles splits, except listed test copies that the split drops.
+    groups, splits = read_manifest_groups(MANIFEST), effective_splits(MANIFEST)
+    by_group = {}
+    for name, split in splits.items():
+        by_group.setdefault(groups[name], set()).add(split)
+    assert all("test" not in s or len(s) == 1 for s in by_group.values())
 
 
 def test_regression_metrics_against_hand_computed_values():

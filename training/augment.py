@@ -8,6 +8,8 @@ import cv2
 import keras
 import numpy as np
 
+from training.degrade import DegradeConfig, degrade_face
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -19,10 +21,12 @@ class AugmentConfig:
     max_rotation_deg: float = 10.0
     brightness: float = 0.15  # fraction of 255 added or removed
     contrast_range: tuple[float, float] = (0.8, 1.2)
+    # Small, compressed, soft faces as the live pipeline sees them (training.degrade); None: off.
+    degrade: DegradeConfig | None = DegradeConfig()
 
 
 def augment_face(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """One randomly flipped, shifted, scaled, rotated and re-lit copy of a uint8 face."""
+    """One randomly flipped, shifted, scaled, rotated, re-lit and (maybe) degraded copy of a uint8 face."""
     size = image.shape[0]
     if config.flip and rng.random() < 0.5:
         image = image[:, ::-1]
@@ -32,6 +36,8 @@ def augment_face(image: np.ndarray, rng: np.random.Generator, config: AugmentCon
     matrix[:, 2] += rng.uniform(-config.max_shift, config.max_shift, size=2) * size
     # Reflecting the border avoids black wedges the model would never see at inference.
     out = cv2.warpAffine(np.ascontiguousarray(image), matrix, (size, size), borderMode=cv2.BORDER_REFLECT_101)
+    if config.degrade is not None:
+        out = degrade_face(out, rng, config.degrade)
     out = out.astype(np.float32)
     mean = out.mean()
     out = (out - mean) * rng.uniform(*config.contrast_range) + mean
@@ -42,8 +48,9 @@ def augment_face(image: np.ndarray, rng: np.random.Generator, config: AugmentCon
 class AugmentedFaces(keras.utils.PyDataset):
     """Shuffled, augmented ``(images float32, ages)`` batches from in-memory uint8 faces."""
 
-    def __init__(self, images, ages, batch_size, seed=0, config=AugmentConfig(), **kwargs):
+    def __init__(self, images, ages, batch_size, seed=0, config=AugmentConfig(), outputs=None, **kwargs):
         super().__init__(**kwargs)
+        self.outputs = outputs  # output names of a multi-output model: each gets the ages
         self.images, self.ages = images, np.asarray(ages, np.float32)
         self.batch_size, self.config = batch_size, config
         self.epoch, self.seed = 0, seed
@@ -59,7 +66,8 @@ class AugmentedFaces(keras.utils.PyDataset):
         ids = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         batch = np.stack([augment_face(self.images[i], rng, self.config) for i in ids])
-        return batch, self.ages[ids]
+        ages = self.ages[ids]
+        return batch, ({name: ages for name in self.outputs} if self.outputs else ages)
 
     def on_epoch_end(self):
         self.epoch += 1

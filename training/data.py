@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from core.images import ImageError, read_image_file
 from core.preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,12 @@ def scan_folder(folder: str | Path) -> ScanReport:
 
 
 def read_image(path: str | Path) -> np.ndarray | None:
-    """Read an image as BGR uint8 (gray and alpha converted), or None when unreadable."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0:
+    """Read an image as BGR uint8 (gray and alpha converted), or None when unreadable or too large
+    (the checks of :func:`core.images.read_image_file`)."""
+    try:
+        return read_image_file(path)
+    except (ImageError, OSError):
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None or image.dtype != np.uint8:
-        return None
-    return image
 
 
 def load_arrays(

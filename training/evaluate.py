@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from core.age_model import AgeModel
-from training.data import ScanReport, load_arrays, scan_folder
+from training.data import DataError, ScanReport, load_arrays, scan_folder
 from training.metrics import metrics_by_age_band, regression_metrics
-from training.split import read_manifest
+from training.split import effective_splits
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ class EvaluateConfig:
     split: str | None = None  # "train", "val" or "test"; None means every image in the folder
     manifest: Path | None = None
     batch_size: int = 64
+    degrade: tuple[int, ...] = ()  # effective face widths for the degraded evaluation (training.degrade)
 
 
 def predict_in_batches(model: AgeModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -36,8 +37,59 @@ def predict_in_batches(model: AgeModel, images: np.ndarray, batch_size: int = 64
 
 
 def metrics_report(y_true, y_pred) -> dict:
-    """``{"n", "mae", "mse", "rmse", "by_age"}`` for true and predicted ages."""
-    return {**regression_metrics(y_true, y_pred), "by_age": metrics_by_age_band(y_true, y_pred)}
+    """``{"n", "mae", "mse", "rmse", "bias", "by_age"}`` for true and predicted ages."""
+    return {**regression_metrics(y_true, y_pred), "bias": mean_signed_error(y_true, y_pred),
+            "by_age": metrics_by_age_band(y_true, y_pred)}
+
+
+def mean_signed_error(y_true, y_pred) -> float:
+    """Mean of predicted minus true age (negative: faces read too young)."""
+    error = np.asarray(y_pred, np.float64).ravel() - np.asarray(y_true, np.float64).ravel()
+    return float(error.mean()) if error.size else float("nan")
+
+
+def degraded_predictions(model: AgeModel, images: np.ndarray, widths, batch_size: int = 64) -> dict[int, np.ndarray]:
+    """Ages per effective face width, each face re-rendered there with JPEG quality 50
+    (:func:`training.degrade.render_at_width`)."""
+    from training.degrade import render_at_width
+
+    out = {}
+    for width in widths:
+        small = np.stack([render_at_width(image, width) for image in images]) if len(images) else images
+        out[width] = predict_in_batches(model, small, batch_size)
+    return out
+
+
+def degraded_metrics(ages: np.ndarray, predictions: dict[int, np.ndarray]) -> dict:
+    """MAE and bias per width from :func:`degraded_predictions`."""
+    from training.degrade import EVAL_JPEG_QUALITY
+
+    return {str(width): {"n": int(len(ages)), "mae": regression_metrics(ages, predicted)["mae"],
+                         "bias": mean_signed_error(ages, predicted), "jpeg_quality": EVAL_JPEG_QUALITY}
+            for width, predicted in predictions.items()}
+
+
+def degraded_report(model: AgeModel, images: np.ndarray, ages: np.ndarray, widths, batch_size: int = 64) -> dict:
+    """MAE and bias per effective face width (see :func:`degraded_predictions`)."""
+    return degraded_metrics(ages, degraded_predictions(model, images, widths, batch_size))
+
+
+def range_report(calibration, y_true, y_pred) -> dict:
+    """Coverage of the calibrated age ranges, overall and per age band of the true age."""
+    from core.age_range import coverage_of
+    from training.split import AGE_BANDS, age_band
+
+    low, high = calibration.interval(y_pred)
+    y_true = np.asarray(y_true, np.float64)
+    bands = np.array([age_band(a) for a in y_true])
+    by_band = {}
+    for low_age, _ in AGE_BANDS:
+        band = age_band(low_age)
+        mask = bands == band
+        if mask.any():
+            by_band[band] = {"n": int(mask.sum()), "coverage": coverage_of(y_true[mask], low[mask], high[mask])}
+    return {"n": int(y_true.size), "coverage": coverage_of(y_true, low, high),
+            "mean_width": float(np.mean(high - low)) if y_true.size else float("nan"), "by_age": by_band}
 
 
 def evaluate(config: EvaluateConfig, model: AgeModel | None = None) -> tuple[dict, ScanReport]:
@@ -48,12 +100,21 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None) -> tuple[dic
     if config.split:
         if config.manifest is None or not Path(config.manifest).is_file():
             raise FileNotFoundError(f"split manifest not found: {config.manifest}")
-        manifest = read_manifest(config.manifest)
+        manifest = effective_splits(config.manifest)  # near-duplicates of train faces left out of test
         records = [r for r in records if manifest.get(r.name) == config.split]
         if not records:
             raise ValueError(f"no image of {config.data} is in the {config.split!r} split of {config.manifest}")
     images, ages, _ = load_arrays(records, model.input_size, report)
+    if len(images) == 0:
+        raise DataError(f"no readable image to evaluate in {config.data} ({report.summary()})")
     predicted = predict_in_batches(model, images, config.batch_size)
     result = metrics_report(ages, predicted)
     result["skipped"] = dict(report.skipped)
+    if config.degrade:
+        result["degraded"] = degraded_report(model, images, ages, config.degrade, config.batch_size)
+    from core.age_range import AgeRangeCalibration
+
+    calibration = AgeRangeCalibration.from_card(model.card)
+    if calibration is not None:
+        result["age_range"] = range_report(calibration, ages, predicted)
     return result, report

@@ -1,7 +1,15 @@
-"""Age regression models, written against the Keras 3 API only (any backend).
+"""Age models, written against the Keras 3 API only (any backend).
 
 Both take RGB images in 0..255 (see ``core.preprocess.preprocess_face``) and return one
 age in years per image. Input scaling is part of each model, so inference needs no extra step.
+
+Two age heads (``head=``):
+- ``regression``: one linear unit, trained with L1 loss.
+- ``distribution``: label-distribution learning as in DLDL-v2 (Gao et al. 2018): a softmax over
+  one-year age bins 0..116 (layer ``age_probs``); the age is its expectation, computed by a
+  frozen ``Dense`` whose weights are the bin centres, so the saved model still returns one age
+  per image. Trained with KL divergence to a Gaussian label distribution around the true age
+  plus L1 on the expected age (:func:`distribution_losses`).
 """
 
 from __future__ import annotations
@@ -17,13 +25,60 @@ from core.age_model import first_line
 log = logging.getLogger(__name__)
 
 ARCHITECTURES = ("cnn", "resnet50")
+HEADS = ("regression", "distribution")
+AGE_BINS = 117  # one bin per year, 0..116 (UTKFace's range)
+LABEL_SIGMA = 2.0  # years: spread of the Gaussian label distribution (DLDL-v2 uses 2)
 # Mean age of UTKFace is about 33; starting the output there shortens the first epochs.
 INITIAL_AGE = 33.0
 # ImageNet channel means (RGB) that Keras' ResNet50 weights were trained with (caffe mode).
 IMAGENET_RGB_MEAN = (123.68, 116.779, 103.939)
 
 
-def build_cnn(img_size: int, dropout: float = 0.3) -> keras.Model:
+def age_head(x, head: str = "regression"):
+    """The age output on top of features ``x``: a regression unit, or bins and their expectation."""
+    if head == "regression":
+        return layers.Dense(1, bias_initializer=keras.initializers.Constant(INITIAL_AGE), name="age")(x)
+    if head != "distribution":
+        raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
+    probs = layers.Dense(AGE_BINS, activation="softmax", name="age_probs")(x)
+    centres = keras.initializers.Constant([[float(i)] for i in range(AGE_BINS)])
+    return layers.Dense(1, use_bias=False, kernel_initializer=centres, trainable=False, name="age")(probs)
+
+
+def training_view(model: keras.Model) -> keras.Model:
+    """The model with the outputs its loss needs: ``{"age"}`` or ``{"age", "dist"}`` (distribution head)."""
+    outputs = {"age": model.output}
+    if any(layer.name == "age_probs" for layer in model.layers):
+        outputs["dist"] = model.get_layer("age_probs").output
+    return keras.Model(model.input, outputs, name=model.name + "_train")
+
+
+def label_distribution_kl(y_true, y_pred):
+    """KL divergence from a Gaussian over the age bins (centred on the true age) to ``y_pred``."""
+    from keras import ops
+
+    bins = ops.arange(AGE_BINS, dtype="float32")
+    age = ops.reshape(ops.cast(y_true, "float32"), (-1, 1))
+    target = ops.exp(-0.5 * ops.square((bins[None, :] - age) / LABEL_SIGMA))
+    target = target / ops.sum(target, axis=-1, keepdims=True)
+    eps = 1e-7
+    return ops.sum(target * (ops.log(target + eps) - ops.log(y_pred + eps)), axis=-1)
+
+
+def distribution_losses(model: keras.Model) -> dict:
+    """Losses per output of :func:`training_view`: L1 on the age, plus KL on the bins if present."""
+    losses = {"age": "mae"}
+    if any(layer.name == "age_probs" for layer in model.layers):
+        losses["dist"] = label_distribution_kl
+    return losses
+
+
+def head_of(model: keras.Model) -> str:
+    """Which head a built or loaded model has."""
+    return "distribution" if any(layer.name == "age_probs" for layer in model.layers) else "regression"
+
+
+def build_cnn(img_size: int, dropout: float = 0.3, head: str = "regression") -> keras.Model:
     """A compact VGG-style CNN: four conv blocks with batch norm, global pooling, small head."""
     inputs = keras.Input((img_size, img_size, 3), name="image")
     x = layers.Rescaling(1.0 / 255.0)(inputs)
@@ -36,11 +91,10 @@ def build_cnn(img_size: int, dropout: float = 0.3) -> keras.Model:
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(128, activation="relu")(x)
-    outputs = layers.Dense(1, bias_initializer=keras.initializers.Constant(INITIAL_AGE), name="age")(x)
-    return keras.Model(inputs, outputs, name="agecam_cnn")
+    return keras.Model(inputs, age_head(x, head), name="agecam_cnn")
 
 
-def build_resnet50(img_size: int, weights: str = "none", dropout: float = 0.3) -> keras.Model:
+def build_resnet50(img_size: int, weights: str = "none", dropout: float = 0.3, head: str = "regression") -> keras.Model:
     """ResNet50 backbone (``keras.applications``) with a regression head.
 
     ``weights`` is ``"imagenet"``, ``"none"`` or a path to a ``.weights.h5`` backbone file.
@@ -63,8 +117,7 @@ def build_resnet50(img_size: int, weights: str = "none", dropout: float = 0.3) -
         backbone.load_weights(weights)
     x = backbone(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, bias_initializer=keras.initializers.Constant(INITIAL_AGE), name="age")(x)
-    return keras.Model(inputs, outputs, name="agecam_resnet50")
+    return keras.Model(inputs, age_head(x, head), name="agecam_resnet50")
 
 
 def resolve_weights(weights: str) -> str:
@@ -87,11 +140,11 @@ def resolve_weights(weights: str) -> str:
     return weights
 
 
-def build_model(arch: str, img_size: int, weights: str = "none") -> keras.Model:
-    """Build ``arch`` (one of :data:`ARCHITECTURES`) for square inputs of ``img_size``."""
+def build_model(arch: str, img_size: int, weights: str = "none", head: str = "regression") -> keras.Model:
+    """Build ``arch`` (one of :data:`ARCHITECTURES`) for square inputs of ``img_size`` with ``head``."""
     if arch == "cnn":
-        return build_cnn(img_size)
+        return build_cnn(img_size, head=head)
     if arch == "resnet50":
-        return build_resnet50(img_size, weights)
+        return build_resnet50(img_size, weights, head=head)
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
 

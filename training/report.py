@@ -18,6 +18,7 @@ BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PERF_BEGIN, PERF_END = "<!-- performance-table:begin -->", "<!-- performance-table:end -->"
 BANDS_BEGIN, BANDS_END = "<!-- age-bands-table:begin -->", "<!-- age-bands-table:end -->"
 DEFAULT_BEGIN, DEFAULT_END = "<!-- default-model:begin -->", "<!-- default-model:end -->"
+SIZE_BEGIN, SIZE_END = "<!-- face-size-table:begin -->", "<!-- face-size-table:end -->"
 # Real time as issue #5 defines it: headless with encoding, at the tools' default refresh rate.
 REALTIME_FPS = {3: 30.0, 5: 20.0}
 REALTIME_LATENCY_P95_MS = 50.0  # added camera-to-display latency at 3 faces
@@ -38,8 +39,9 @@ def models_table(cards: dict[str, dict]) -> str:
     """Markdown table of test-split metrics per shipped model."""
     if not cards:
         return "_No trained model is shipped yet: train one with `agecam train` (see Training)._"
-    lines = ["| model | input | init | test n | MAE | MSE | RMSE | target MAE | seed app MAE / RMSE | epochs "
-             "| training time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | head | input | init | test n | MAE | MSE | RMSE | crop-part1 test n | crop-part1 MAE "
+             "| target MAE (crop-part1) | 80% range coverage | seed app MAE / RMSE | epochs | training time |",
+             "|---" * 15 + "|"]
     for name, card in cards.items():
         test, training = card["metrics"]["test"], card.get("training")  # an ensemble is not trained itself
         seed = SEED_APP.get(card["architecture"])
@@ -49,12 +51,34 @@ def models_table(cards: dict[str, dict]) -> str:
         epochs = " + ".join(str(s["epochs_run"]) for s in [*stages, training]) if training else "-"
         time = (f"{sum(s['seconds'] for s in [*stages, training]) / 60:.0f} min on "
                 f"{training['hardware'].get('cpu_count')} CPU cores" if training else "-")
+        part1 = card["metrics"].get("test_part1")
+        part1_n, part1_mae = (part1["n"], f"{part1['mae']:.2f}") if part1 else ("-", "-")
+        coverage = card.get("age_range", {}).get("test", {}).get("coverage")
         lines.append(
-            f"| `{name}`{' (default)' if card.get('default') else ''} | {card['input_size']} px "
-            f"| {init} | {test['n']} | {test['mae']:.2f} | {test['mse']:.1f} | {test['rmse']:.2f} "
-            f"| {_target_cell(card.get('target'))} | {f'{seed[0]} / {seed[1]}' if seed else '-'} "
-            f"| {epochs} | {time} |"
+            f"| `{name}`{' (default)' if card.get('default') else ''} "
+            f"| {card.get('head', 'mean of members' if 'members' in card else 'regression')} "
+            f"| {card['input_size']} px | {init} | {test['n']} | {test['mae']:.2f} | {test['mse']:.1f} "
+            f"| {test['rmse']:.2f} | {part1_n} | {part1_mae} "
+            f"| {_target_cell(card.get('target'))} | {f'{coverage:.1%}' if coverage is not None else '-'} "
+            f"| {f'{seed[0]} / {seed[1]}' if seed else '-'} | {epochs} | {time} |"
         )
+    return "\n".join(lines)
+
+
+def face_size_table(cards: dict[str, dict]) -> str:
+    """Markdown: MAE (bias) per effective face width of the degraded evaluation, per model."""
+    cards = {name: card for name, card in cards.items() if card.get("degraded")}
+    if not cards:
+        return "_No model has a degraded evaluation yet: run `agecam calibrate` (see Training)._"
+    which = {name: "test_part1" if "test_part1" in card["degraded"] else "test" for name, card in cards.items()}
+    widths = sorted({int(w) for name, card in cards.items() for w in card["degraded"][which[name]]})
+    lines = ["| face width (JPEG q50) | " + " | ".join(f"`{name}` MAE (bias)" for name in cards) + " |",
+             "|---" * (1 + len(cards)) + "|"]
+    clean = [card["metrics"].get(which[name], card["metrics"]["test"]) for name, card in cards.items()]
+    lines.append("| clean crop | " + " | ".join(f"{m['mae']:.2f} ({m.get('bias', float('nan')):+.2f})" for m in clean) + " |")
+    for width in widths:
+        cells = [card["degraded"][which[name]].get(str(width)) for name, card in cards.items()]
+        lines.append(f"| {width} px | " + " | ".join(f"{c['mae']:.2f} ({c['bias']:+.2f})" if c else "-" for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -193,7 +217,8 @@ def generated_sections(cards: dict[str, dict], results: list[dict],
     """Each generated README section, keyed by its (begin, end) markers."""
     return {(BEGIN, END): models_table(cards), (PERF_BEGIN, PERF_END): performance_table(results),
             (BANDS_BEGIN, BANDS_END): age_bands_table(cards),
-            (DEFAULT_BEGIN, DEFAULT_END): default_model_text(cards, results, runtimes)}
+            (DEFAULT_BEGIN, DEFAULT_END): default_model_text(cards, results, runtimes),
+            (SIZE_BEGIN, SIZE_END): face_size_table(cards)}
 
 
 def _replace_between(text: str, begin: str, end: str, body: str) -> str:

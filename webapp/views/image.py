@@ -1,4 +1,5 @@
 import cv2
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -52,12 +53,23 @@ whole_crop = len(faces) == 0 and true_age is not None
 if whole_crop:
     # Dataset images are already face crops: with no detection, age the whole crop.
     ages = model.predict([image])
+
+
+def age_range_text(age: float) -> str:
+    """The model's calibrated 80% range around ``age`` as "29-40" (empty without calibration)."""
+    calibration = model.age_range
+    if calibration is None or not np.isfinite(age):
+        return ""
+    low, high = calibration.interval([age])
+    return f"{low[0]:.0f}-{high[0]:.0f}"
+
+
 rows = [{"face": int(t), "x": int(x), "y": int(y), "w": int(w), "h": int(h), "score": round(float(s), 3),
-         "age": round(float(a), 1)} for t, (x, y, w, h), s, a in zip(faces.tracker_id, faces.xywh, faces.confidence,
-                                                                     faces.age)]
+         "age": round(float(a), 1), "80% range": age_range_text(a)}
+        for t, (x, y, w, h), s, a in zip(faces.tracker_id, faces.xywh, faces.confidence, faces.age)]
 if whole_crop:
     rows = [{"face": 1, "x": 0, "y": 0, "w": image.shape[1], "h": image.shape[0], "score": None,
-             "age": round(float(ages[0]), 1)}]
+             "age": round(float(ages[0]), 1), "80% range": age_range_text(float(ages[0]))}]
 if true_age is not None:
     for row in rows:
         row["true age"], row["error"] = true_age, round(row["age"] - true_age, 1)

@@ -29,6 +29,29 @@ by_band = pd.DataFrame({name: {band: m["mae"] for band, m in card["metrics"]["te
                         for name, card in model_cards.items()})
 st.bar_chart(by_band, stack=False, x_label="true age band", y_label="MAE (years)")
 
+st.subheader("MAE by face size")
+degraded = {name: card["degraded"].get("test_part1") or card["degraded"]["test"]
+            for name, card in model_cards.items() if card.get("degraded")}
+if degraded:
+    st.markdown("Each test face re-rendered as a camera would see it: shrunk to an effective face width, "
+                "JPEG quality 50, enlarged back as the pipeline does. MAE (bias: + reads older, - younger) in "
+                "years, read from the cards; written by `agecam calibrate --model NAME --data "
+                "../shared/data/utkface --part1 ../shared/data/utkface-crop-part1`.")
+    widths = sorted({int(w) for sizes in degraded.values() for w in sizes})
+    st.dataframe(pd.DataFrame([
+        {"face width (px)": width,
+         **{f"{name} MAE": sizes[str(width)]["mae"] for name, sizes in degraded.items() if str(width) in sizes},
+         **{f"{name} bias": sizes[str(width)]["bias"] for name, sizes in degraded.items() if str(width) in sizes}}
+        for width in widths
+    ]), hide_index=True)
+    coverage = {name: card["age_range"]["test"]["coverage"] for name, card in model_cards.items()
+                if card.get("age_range")}
+    if coverage:
+        st.markdown("Share of test faces whose true age lies in the model's calibrated 80% age range: "
+                    + ", ".join(f"`{name}` {value:.1%}" for name, value in coverage.items()) + ".")
+else:
+    st.info("No degraded evaluation yet: run `agecam calibrate` (README, Training).")
+
 st.subheader("Speed")
 benchmarks = load_benchmarks()
 if benchmarks:

@@ -1,0 +1,112 @@
+"""Measure a trained model the way the product is judged, and record it in the model card.
+
+    agecam calibrate --model cnn --data ../shared/data/utkface --part1 ../shared/data/utkface-crop-part1
+
+One pass over the split manifest's validation and test faces (near-duplicates of training
+faces left out of test, see ``training.split``):
+
+- clean metrics on the validation split, the whole test split and the test faces of the
+  ``--part1`` folder (the 879 crop-part1 test faces earlier figures refer to, less dropped copies);
+- the calibrated 80% age range (``core.age_range``) fitted on validation, with its coverage on
+  both test sets, overall and per age band;
+- the degraded evaluation: each test face re-rendered at effective widths 32/48/64/96 px with
+  JPEG quality 50 (``training.degrade``), MAE and bias per width.
+
+The card gains ``metrics.test_part1``, ``age_range`` and ``degraded``; ``metrics.val`` and
+``metrics.test`` are replaced by this pass's numbers, and ``assessed`` records when and how.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from core.age_model import AgeModel, ModelError
+from core.age_range import AgeRangeCalibration
+from core.atomic import write_json_atomic
+from training.data import load_arrays, scan_folder
+from training.evaluate import degraded_metrics, degraded_predictions, metrics_report, predict_in_batches, range_report
+from training.split import DEFAULT_MANIFEST, effective_splits
+
+log = logging.getLogger(__name__)
+
+DEGRADE_WIDTHS = (32, 48, 64, 96)
+
+
+@dataclass(frozen=True)
+class AssessConfig:
+    """The data to measure on and the range's nominal coverage."""
+
+    data: Path
+    part1: Path | None = None
+    manifest: Path = DEFAULT_MANIFEST
+    coverage: float = 0.8
+    widths: tuple[int, ...] = DEGRADE_WIDTHS
+    batch_size: int = 64
+
+
+def card_path_of(model: AgeModel) -> Path:
+    """Where a loaded model's card lives: ``NAME.json`` beside the model (an ensemble is its card)."""
+    return model.path if model.path.suffix == ".json" else model.path.with_suffix(".json")
+
+
+def assess(model: AgeModel, config: AssessConfig, command: str | None = None) -> dict:
+    """Measure ``model`` (see the module docstring), write the results into its card, return the card."""
+    splits = effective_splits(config.manifest)
+    report = scan_folder(config.data)
+    by_split = {name: [r for r in report.records if splits.get(r.name) == name] for name in ("val", "test")}
+    if not by_split["val"] or not by_split["test"]:
+        raise ModelError(f"{config.data} has no validation or test faces in {config.manifest}")
+    part1_names = {r.name for r in scan_folder(config.part1).records} if config.part1 else set()
+
+    x_val, y_val, _ = load_arrays(by_split["val"], model.input_size, report)
+    x_test, y_test, kept_test = load_arrays(by_split["test"], model.input_size, report)
+    val_pred = predict_in_batches(model, x_val, config.batch_size)
+    test_pred = predict_in_batches(model, x_test, config.batch_size)
+    calibration = AgeRangeCalibration.fit(y_val, val_pred, config.coverage)
+    in_part1 = np.array([r.name in part1_names for r in kept_test], bool)
+
+    card_path = card_path_of(model)
+    card = dict(model.card) if model.card else {}
+    metrics = dict(card.get("metrics", {}))
+    metrics["val"] = metrics_report(y_val, val_pred)
+    metrics["test"] = metrics_report(y_test, test_pred)
+    sets = {"test": np.ones(len(y_test), bool)}
+    if in_part1.any():
+        metrics["test_part1"] = metrics_report(y_test[in_part1], test_pred[in_part1])
+        sets["test_part1"] = in_part1
+    card["metrics"] = metrics
+    from training.train import target_status  # Keras is loaded already to run the model
+
+    target = target_status(card.get("architecture", ""), metrics.get("test_part1", metrics["test"])["mae"])
+    if target is not None:
+        card["target"] = {**target, "measured_on": "test_part1" if "test_part1" in metrics else "test"}
+    card["age_range"] = {
+        "method": "split-conformal on validation residuals scaled by a spread linear in the predicted age",
+        "calibration": calibration.to_dict(),
+        **{name: range_report(calibration, y_test[mask], test_pred[mask]) for name, mask in sets.items()},
+    }
+    degraded = degraded_predictions(model, x_test, config.widths, config.batch_size)  # once, then per subset
+    card["degraded"] = {name: degraded_metrics(y_test[mask], {w: p[mask] for w, p in degraded.items()})
+                        for name, mask in sets.items()}
+    card["assessed"] = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "data": str(config.data), "part1": str(config.part1) if config.part1 else None,
+                        "runtime": model.runtime, "command": command}
+    write_json_atomic(card_path, card)
+    log.info("%s: test MAE %.2f; 80%% range coverage on test %.3f; MAE at 48/64 px %s", model.name,
+             metrics["test"]["mae"], card["age_range"]["test"]["coverage"],
+             [round(card["degraded"]["test"][str(w)]["mae"], 2) for w in config.widths if w in (48, 64)])
+    return card
+
+
+def command_line(model: str | None, config: AssessConfig) -> str:
+    """The command that reproduces an assessment (stored in the card)."""
+    parts = ["agecam", "calibrate", "--model", model or "(default)", "--data", str(config.data)]
+    if config.part1:
+        parts += ["--part1", str(config.part1)]
+    return shlex.join(parts)
