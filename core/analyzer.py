@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -13,9 +13,10 @@ from core.age_model import AgeModel
 from core.annotator import AgeAnnotator, AnnotatorConfig
 from core.crop import CropConfig, crop_faces
 from core.detections import Detections
-from core.detector import DetectorConfig, FaceDetector
+from core.detector import DetectorConfig, FaceDetector, non_max_suppression
 from core.estimator import AgeEstimator, EstimatorConfig
 from core.smoothing import AgeSmoother, SmootherConfig
+from core.geometry import iou_matrix
 from core.tracker import FaceTracker, TrackerConfig
 
 
@@ -64,7 +65,13 @@ class AgeCam:
         self.config = config
         self.model = model or AgeModel.load(config.model, config.runtime)
         crop = config.crop or CropConfig.for_detector_range(config.detector.range)
-        self.detector = FaceDetector(config.detector)
+        # The user's confidence starts tracks; the detector also reports weaker faces, which may
+        # only extend a track already there (core.tracker).
+        self.start_confidence = config.detector.min_confidence
+        extend = min(config.tracker.extend_confidence, self.start_confidence)
+        self.tracker_config = replace(config.tracker, start_confidence=self.start_confidence,
+                                      extend_confidence=extend)
+        self.detector = FaceDetector(replace(config.detector, min_confidence=extend))
         self.timer = StageTimer()
         self.estimator = AgeEstimator(self.model, config.estimator, crop, self.timer)
         self.annotator = AgeAnnotator(config.annotator)
@@ -73,9 +80,9 @@ class AgeCam:
         self.detector.detect(np.zeros((64, 64, 3), np.uint8))
         self.reset()
 
-    def reset(self) -> None:
-        """Forget all tracks (start of a new video)."""
-        self.tracker = FaceTracker(self.config.tracker)
+    def reset(self, fps: float = 30.0) -> None:
+        """Forget all tracks: the start of a new video, whose frame rate scales the tracker's time limits."""
+        self.tracker = FaceTracker(self.tracker_config, fps)
         self.smoother = AgeSmoother(self.config.smoother)
         self.estimator.reset()
         self.frame_index = 0
@@ -83,9 +90,16 @@ class AgeCam:
     def get(self, frame_bgr: np.ndarray) -> Detections:
         """Faces of the next frame of a stream, with stable ids and smoothed ages."""
         with self.timer.stage("detect"):
-            detections = self.detector.detect(frame_bgr, self.frame_index)
+            if self.config.detector.tile_streams:
+                detections = self.detector.detect_with_tile(frame_bgr, self.frame_index, self.frame_index)
+            else:
+                detections = self.detector.detect(frame_bgr, self.frame_index)
+            if self.config.detector.search_missed:
+                detections = self._search_missed(frame_bgr, detections)
         with self.timer.stage("track"):
-            self.tracker.update_with_detections(detections)
+            detections = self.tracker.update_with_detections(detections)
+            height, width = frame_bgr.shape[:2]
+            detections.xyxy = np.clip(detections.xyxy, 0, [width, height, width, height])
         self.estimator.update_with_detections(frame_bgr, detections)  # times "crop" and "infer"
         with self.timer.stage("smooth"):
             self.smoother.update_with_detections(detections)
@@ -93,9 +107,27 @@ class AgeCam:
         self.frame_index += 1
         return detections
 
+    def _search_missed(self, frame_bgr: np.ndarray, detections: Detections) -> Detections:
+        """Add faces found around confirmed tracks that this frame's detections do not cover."""
+        expected, missed = self.tracker.predicted_boxes(confirmed_only=False)
+        if len(expected) and len(detections):
+            uncovered = iou_matrix(expected, detections.xyxy).max(axis=1) < self.tracker_config.min_iou
+            expected, missed = expected[uncovered], missed[uncovered]
+        if not len(expected):
+            return detections
+        # The longer a track went unseen, the wider its region: its predicted place is less sure.
+        order = np.argsort(missed)[: self.config.detector.max_searches]
+        scales = np.minimum(2.2 + 0.3 * missed[order], 4.0)
+        found = self.detector.detect_regions(frame_bgr, expected[order], self.frame_index, scales)
+        return non_max_suppression(Detections.merge([detections, found])) if len(found) else detections
+
     def get_image(self, image_bgr: np.ndarray) -> Detections:
         """Faces of a still image, each estimated once; ids are 1..N in detection order."""
-        detections = self.detector.detect(image_bgr)
+        if self.config.detector.tile_stills:
+            detections = self.detector.detect_tiled(image_bgr)
+        else:
+            detections = self.detector.detect(image_bgr)
+        detections = detections[detections.confidence >= self.start_confidence]
         detections.tracker_id[:] = np.arange(1, len(detections) + 1)
         faces = crop_faces(image_bgr, detections, self.estimator.crop)
         detections.raw_age[:] = self.model.predict(faces)

@@ -50,11 +50,16 @@ class AgeAnnotator:
         scale = max(out.shape[:2])
         thickness = max(1, round(scale * self.config.thickness_fraction))
         font_scale = max(0.4, scale * self.config.text_fraction)
-        for box, track_id, age, low, high in zip(detections.xyxy, detections.tracker_id, detections.age,
-                                                 detections.age_low, detections.age_high):
+        for box, track_id, age, low, high, detected in zip(detections.xyxy, detections.tracker_id, detections.age,
+                                                           detections.age_low, detections.age_high,
+                                                           detections.detected):
             colour = PALETTE[int(track_id) % len(PALETTE)] if track_id >= 0 else (200, 200, 200)
             x1, y1, x2, y2 = (int(round(v)) for v in box)
-            cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
+            if detected:
+                cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
+            else:  # coasted over a missed detection: a thin, dimmed box on the predicted place
+                colour = tuple(int(0.55 * c + 0.45 * 128) for c in colour)
+                cv2.rectangle(out, (x1, y1), (x2, y2), colour, max(1, thickness // 2), cv2.LINE_AA)
             parts = [f"#{track_id}" if track_id >= 0 else "", self.age_text(age, low, high)]
             self._label(out, [p for p in parts if p], (x1, y1), colour, font_scale, thickness)
         if self.config.show_fps and fps is not None:

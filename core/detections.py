@@ -24,6 +24,8 @@ class Detections:
     - ``age``: the age to show (smoothed over the track), NaN while unknown
     - ``age_low``, ``age_high``: the calibrated 80% range around ``age`` (``core.age_range``),
       NaN while unknown or when the model has no calibration
+    - ``detected``: True where the detector found the face on this frame, False where a tracker
+      carried it over a missed frame on a predicted box (``core.tracker``)
 
     Example:
 
@@ -40,6 +42,7 @@ class Detections:
     age: np.ndarray | None = None
     age_low: np.ndarray | None = None
     age_high: np.ndarray | None = None
+    detected: np.ndarray | None = None
     frame_index: int = field(default=0, compare=False)
 
     def __post_init__(self):
@@ -53,6 +56,7 @@ class Detections:
             "age": ((n,), np.float32, np.nan),
             "age_low": ((n,), np.float32, np.nan),
             "age_high": ((n,), np.float32, np.nan),
+            "detected": ((n,), bool, True),
         }
         for name, (shape, dtype, fill) in defaults.items():
             value = getattr(self, name)
@@ -63,6 +67,15 @@ class Detections:
     def empty(cls, frame_index: int = 0) -> "Detections":
         return cls(xyxy=np.zeros((0, 4), np.float32), frame_index=frame_index)
 
+    @classmethod
+    def merge(cls, parts: list["Detections"]) -> "Detections":
+        """One Detections holding the rows of ``parts`` in order (frame index of the first)."""
+        if not parts:
+            return cls.empty()
+        arrays = {f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                  for f in fields(cls) if f.name != "frame_index"}
+        return cls(**arrays, frame_index=parts[0].frame_index)
+
     def __len__(self) -> int:
         return len(self.xyxy)
 
@@ -72,6 +85,13 @@ class Detections:
             index = [index]
         arrays = {f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "frame_index"}
         return Detections(**arrays, frame_index=self.frame_index)
+
+    def shifted(self, dx: float, dy: float) -> "Detections":
+        """The same faces with boxes and keypoints moved by ``(dx, dy)`` pixels (tile to frame)."""
+        moved = self[np.arange(len(self))]
+        moved.xyxy = moved.xyxy + np.array([dx, dy, dx, dy], np.float32)
+        moved.keypoints = moved.keypoints + np.array([dx, dy], np.float32)
+        return moved
 
     @property
     def xywh(self) -> np.ndarray:

@@ -50,7 +50,8 @@ class AgeEstimator:
         ids = detections.tracker_id
         new = np.array([int(t) < 0 or int(t) not in self._last_estimate for t in ids], bool)
         # (frame + id) % k staggers the refreshes of different tracks over the k frames.
-        return new | ((frame_index + ids) % k == 0)
+        # A coasted face (box predicted, not detected) keeps its age: its crop may be off the face.
+        return (new | ((frame_index + ids) % k == 0)) & detections.detected
 
     def update_with_detections(self, frame_bgr: np.ndarray, detections: Detections) -> Detections:
         """Estimate the due faces (all in one batch) and set their ``raw_age``; return detections."""

@@ -51,10 +51,10 @@ class BenchmarkConfig:
 def benchmark_faces(count: int, data: Path | None) -> list[np.ndarray]:
     """``count`` distinct faces: held-out (test-split) UTKFace adults if present, else astronaut variants."""
     from training.data import scan_folder
-    from training.split import DEFAULT_MANIFEST, read_manifest
+    from training.split import DEFAULT_MANIFEST, effective_splits
 
     if data is not None and Path(data).is_dir():
-        manifest = read_manifest(DEFAULT_MANIFEST) if DEFAULT_MANIFEST.is_file() else {}
+        manifest = effective_splits(DEFAULT_MANIFEST) if DEFAULT_MANIFEST.is_file() else {}
         records = [r for r in scan_folder(data).records if manifest.get(r.name, "test") == "test" and r.age >= 18]
         picked = records[:: max(1, len(records) // count)][:count]
         faces = [cv2.imread(str(r.path)) for r in picked]
@@ -154,6 +154,8 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
         "frames": config.frames,
         "refresh_every": config.refresh_every,
         "detector_range": cam_config.detector.range,
+        # Tiles and region search for small faces (core.detector); absent in runs saved before them.
+        "small_faces": cam_config.detector.tile_streams or cam_config.detector.search_missed,
         "pipeline": results,
         "live_latency": latency,
         "models": throughput,

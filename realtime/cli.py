@@ -44,16 +44,46 @@ def _guarded(action):
         raise Failure(str(error) or type(error).__name__) from None
 
 
-def _stop_on_termination() -> None:
-    """SIGTERM and SIGHUP stop a run the way Ctrl-C does: outputs keep what was processed, exit 130."""
-    import signal
+class Interrupts:
+    """Ctrl-C, SIGTERM and SIGHUP outside a run: raise KeyboardInterrupt, and remember it.
 
-    def stop(signum, frame):
+    A signal that lands while a native library calls back into Python (TensorFlow's garbage
+    collection hook, early in start-up) has its KeyboardInterrupt swallowed with a warning;
+    :meth:`check` raises it again once set-up is done, so the command still stops (exit 130).
+    During a run, :class:`realtime.runner.StopRequests` takes the signals over.
+
+    Example::
+
+        interrupts = Interrupts().install()
+        cam = load_everything()
+        interrupts.check()
+    """
+
+    def __init__(self):
+        self.received: int | None = None
+
+    def install(self) -> "Interrupts":
+        import signal
+
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
         raise KeyboardInterrupt(f"signal {signum}")
 
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), stop)
+    def check(self) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt(f"signal {self.received}")
+
+
+def _check_interrupts() -> None:
+    context = click.get_current_context(silent=True)
+    interrupts = (context.obj or {}).get("interrupts") if context is not None else None
+    if interrupts is not None:
+        interrupts.check()
 
 
 def _setup_logging(verbose: int) -> None:
@@ -75,7 +105,14 @@ def model_option(func):
                         help="Shipped model name (cnn, resnet50) or a .keras file; default: the shipped default.")(func)
 
 
+_small_faces_option = click.option(
+    "--small-faces/--no-small-faces", default=True, show_default=True,
+    help="Also search tiles (and, in video, regions around missed tracks) so faces of 40-100 px are found; "
+         "--no-small-faces is faster on slow CPUs.")
+
+
 def _pipeline_options(func):
+    func = _small_faces_option(func)
     func = click.option("--range", "detector_range", type=click.Choice(["short", "full"]), default="full",
                         show_default=True, help="Detector range: full (faces of any size, up to ~5 m) or short (close-up webcam, faster).")(func)
     func = click.option("--confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True,
@@ -115,13 +152,20 @@ def _import_keras_quietly() -> None:
         import keras  # noqa: F401
 
 
-def _make_cam(model, runtime, detector_range, confidence, refresh_every=3, show_fps=False, show_range=False):
+def _detector_config(detector_range="full", confidence=0.5, small_faces=True):
+    from core.detector import DetectorConfig
+
+    return DetectorConfig(detector_range, confidence, tile_stills=small_faces, tile_streams=small_faces,
+                          search_missed=small_faces)
+
+
+def _make_cam(model, runtime, detector_range, confidence, refresh_every=3, show_fps=False, show_range=False,
+              small_faces=True):
     from core.analyzer import AgeCam, AgeCamConfig
     from core.annotator import AnnotatorConfig
-    from core.detector import DetectorConfig
     from core.estimator import EstimatorConfig
 
-    config = AgeCamConfig(model=model, runtime=runtime, detector=DetectorConfig(detector_range, confidence),
+    config = AgeCamConfig(model=model, runtime=runtime, detector=_detector_config(detector_range, confidence, small_faces),
                           estimator=EstimatorConfig(refresh_every),
                           annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range))
     with native_stderr_silenced(_quiet()):
@@ -133,9 +177,9 @@ def _make_cam(model, runtime, detector_range, confidence, refresh_every=3, show_
 @click.pass_context
 def main(context: click.Context, verbose: int) -> None:
     """agecam: real-time apparent-age estimation for every face in cameras, videos and images."""
-    _stop_on_termination()
+    interrupts = Interrupts().install()
     _setup_logging(verbose)
-    context.obj = {"quiet": verbose < 2}
+    context.obj = {"quiet": verbose < 2, "interrupts": interrupts}
 
 
 @main.command()
@@ -147,29 +191,29 @@ def main(context: click.Context, verbose: int) -> None:
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
 @click.option("--realtime", is_flag=True,
               help="Play a video file at its own frame rate, like a camera (frames are dropped if processing lags).")
-def video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-          show_range, refresh_every, max_frames, realtime):
+def video(source, model, runtime, detector_range, confidence, small_faces, no_window, output, csv_path, as_json,
+          show_fps, show_range, refresh_every, max_frames, realtime):
     """Estimate ages in SOURCE: a video file, a camera index (0) or a stream URL.
 
     In the window: q or Esc quits, space pauses, s saves a snapshot.
     """
     _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               refresh_every, max_frames, realtime, show_range=show_range)
+               refresh_every, max_frames, realtime, show_range=show_range, small_faces=small_faces)
 
 
 @main.command()
 @click.option("--camera", type=click.IntRange(0), default=0, show_default=True, help="Camera index.")
 @_pipeline_options
 @_stream_output_options
-def webcam(camera, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-           show_range):
+def webcam(camera, model, runtime, detector_range, confidence, small_faces, no_window, output, csv_path, as_json,
+           show_fps, show_range):
     """Estimate ages live on a camera (the camera shortcut of 'video')."""
     _run_video(str(camera), model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               3, None, show_range=show_range)
+               3, None, show_range=show_range, small_faces=small_faces)
 
 
 def _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               refresh_every, max_frames, realtime=False, show_range=False):
+               refresh_every, max_frames, realtime=False, show_range=False, small_faces=True):
     from realtime.runner import RunConfig, display_available, run
     from realtime.sources import VideoSource, describe_source
 
@@ -183,8 +227,10 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
         raise Failure("no display to open a window on; add --no-window (with -o/--csv/--json for output)")
 
     def action():
-        with _make_cam(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range) as cam, \
+        with _make_cam(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range,
+                       small_faces) as cam, \
                 VideoSource(source, realtime=realtime) as src:
+            _check_interrupts()  # a Ctrl-C while the libraries loaded may have been swallowed
             config = RunConfig(show_window=not no_window, output=output, csv=csv_path, max_frames=max_frames)
             return run(cam, src, config)
 
@@ -232,13 +278,14 @@ def demo(out, model, runtime):
               help="Runs per face count; the run with the median fps is reported.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Folder of UTKFace crops for the faces [../shared/data/utkface-crop-part1 if present].")
+@_small_faces_option
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the JSON results to this file (the README's Performance table reads assets/benchmark-*.json).")
-def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every, repeats, data, as_json, save):
+def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every, repeats, data, small_faces, as_json,
+              save):
     """Measure end-to-end fps and per-stage latency on synthetic clips (headless, with encoding)."""
     from core.analyzer import AgeCamConfig
-    from core.detector import DetectorConfig
     from realtime.benchmark import STAGES, BenchmarkConfig, run_benchmark
 
     try:
@@ -249,7 +296,8 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
     if min(counts) < 1 or max(counts) > 12 or width < 160 or height < 120:
         raise Failure("face counts must be 1..12 and the size at least 160x120")
     options = dict(faces=counts, frames=frames, width=width, height=height, model=model, runtime=runtime,
-                   refresh_every=refresh_every, repeats=repeats, cam=AgeCamConfig(detector=DetectorConfig(detector_range)))
+                   refresh_every=refresh_every, repeats=repeats,
+                   cam=AgeCamConfig(detector=_detector_config(detector_range, small_faces=small_faces)))
     if data is not None:
         options["data"] = data
 
@@ -284,6 +332,58 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
     click.echo(f"peak memory {result['peak_memory_mb']} MB")
 
 
+@main.command("field-test")
+@model_option
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated scene seeds, one clip per case each.")
+@click.option("--frames", type=click.IntRange(30), default=600, show_default=True, help="Frames per clip.")
+@click.option("--stills", type=click.IntRange(0), default=300, show_default=True, help="Stills with one face (40-200 px).")
+@click.option("--empty-stills", type=click.IntRange(0), default=200, show_default=True, help="Face-free stills.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Folder of UTKFace crops for the faces [../shared/data/utkface-crop-part1 if present].")
+@click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON results to this file (the README's small-face table reads assets/field-test.json).")
+def field_test(model, runtime, seeds, frames, stills, empty_stills, data, as_json, save):
+    """Track coverage on generated clips and face recall on generated stills, with the default settings."""
+    from realtime.benchmark import DEFAULT_DATA, benchmark_faces
+    from realtime.field_test import FieldTestConfig, field_test as run_field_test
+
+    try:
+        seed_list = tuple(int(v) for v in seeds.split(","))
+    except ValueError:
+        raise Failure(f"--seeds takes numbers like 0,1,2 (got {seeds!r})") from None
+    folder = data if data is not None else DEFAULT_DATA
+    if not Path(folder).is_dir():
+        raise Failure(f"no face folder at {folder}: the field test pastes held-out UTKFace faces (--data)")
+    config = FieldTestConfig(seeds=seed_list, frames=frames, stills=stills, empty_stills=empty_stills)
+
+    def action():
+        faces = benchmark_faces(200, folder)
+        cam = _make_cam(model, runtime, "full", 0.5)
+        with cam, native_stderr_silenced(_quiet()):
+            result = run_field_test(cam, faces, config)
+        result["model"], result["runtime"] = cam.model.name, cam.model.runtime
+        return result
+
+    result = _guarded(action)
+    result["command"] = "agecam field-test " + " ".join(sys.argv[2:])
+    if save is not None:
+        from core.atomic import write_json_atomic
+
+        _guarded(lambda: write_json_atomic(save, result))
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for clip in result["clips"]:
+        coverage = ", ".join(f"{c:.1%}" for c in clip["main_track_coverage"])
+        click.echo(f"{clip['case']}, seed {clip['seed']}: main track covers {coverage}; tracks per face "
+                   f"{clip['tracks_per_face']}; {clip['fps']:.1f} fps")
+    if result["stills"]["recall"]:
+        recall = ", ".join(f"{band} px {v['found']:.1%} of {v['n']}" for band, v in result["stills"]["recall"].items())
+        click.echo(f"stills: found {recall}; face-free scenes with a face: "
+                   f"{result['stills']['face_free']['with_a_face']:.1%}")
+
+
 @main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
 @click.option("--host", default="localhost", show_default=True, help="Address to bind; 0.0.0.0 for the LAN.")
@@ -315,9 +415,11 @@ def web(port, host, ice_servers):
               help="Write annotated copies into this folder (created if needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print faces and ages (with the 80% age range) as JSON.")
 @_show_range_option
-def image(paths, model, runtime, detector_range, confidence, output_dir, as_json, show_range):
+def image(paths, model, runtime, detector_range, confidence, small_faces, output_dir, as_json, show_range):
     """Estimate the age of every face in still images."""
-    cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence, show_range=show_range))
+    cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence, show_range=show_range,
+                                     small_faces=small_faces))
+    _guarded(_check_interrupts)
     if output_dir is not None:
         _guarded(lambda: output_dir.mkdir(parents=True, exist_ok=True))
     try:

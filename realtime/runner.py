@@ -129,6 +129,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
     Outputs are finalised in every case, holding exactly the frames processed.
     """
     tracks = _TrackLog()
+    cam.reset(source.fps)  # a new stream: no tracks yet, time limits at its frame rate
     frames, started, fps_shown = 0, time.perf_counter(), None
     interrupted = stopped = False
     if config.show_window:

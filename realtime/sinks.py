@@ -14,8 +14,9 @@ from core.atomic import remove_stale_partials, temporary_name
 
 log = logging.getLogger(__name__)
 
-# age_low, age_high (the calibrated 80% range) were added at the end so older readers keep working.
-CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age", "age_low", "age_high")
+# Later columns were added at the end so older readers keep working: age_low, age_high (the calibrated
+# 80% range), then detected (1: found on this frame; 0: carried over a missed detection on a predicted box).
+CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age", "age_low", "age_high", "detected")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
@@ -37,7 +38,7 @@ class VideoSink:
             raise ValueError(f"unsupported video type {self.path.suffix or '(none)'}; use one of {', '.join(FOURCC)}")
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder not found: {self.path.parent}")
-        self.fps, self.size, self.frames = fps, size, 0
+        self.fps, self.size, self.frames, self._resized = fps, size, 0, False
         remove_stale_partials(self.path)
         self._tmp = temporary_name(self.path)
         self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*FOURCC[self.path.suffix.lower()]),
@@ -47,8 +48,13 @@ class VideoSink:
             raise OSError(f"cannot write video {self.path}")
 
     def write(self, frame: np.ndarray) -> None:
+        """Append a frame; one of another size is scaled to fit the video, keeping its aspect ratio."""
         if (frame.shape[1], frame.shape[0]) != self.size:
-            frame = cv2.resize(frame, self.size)
+            if not self._resized:
+                log.warning("%s: the frame size changed from %dx%d to %dx%d at frame %d; such frames are scaled "
+                            "to fit", self.path, *self.size, frame.shape[1], frame.shape[0], self.frames)
+                self._resized = True
+            frame = fit_into(frame, self.size)
         self._writer.write(frame)
         self.frames += 1
 
@@ -75,7 +81,8 @@ class VideoSink:
 
 
 class CsvSink:
-    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high``), written atomically.
+    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected``), written
+    atomically.
 
     A regular file appears only when complete; a special file (``/dev/stdout``, a pipe) is written
     directly. Any write error (a full disk) raises ``OSError`` and leaves no file behind.
@@ -104,10 +111,12 @@ class CsvSink:
 
     def write(self, frame_index: int, time_s: float, detections) -> None:
         try:
-            for (x, y, w, h), track_id, age, low, high in zip(detections.xywh, detections.tracker_id, detections.age,
-                                                              detections.age_low, detections.age_high):
+            for (x, y, w, h), track_id, age, low, high, detected in zip(
+                    detections.xywh, detections.tracker_id, detections.age, detections.age_low,
+                    detections.age_high, detections.detected):
                 self._writer.writerow([frame_index, f"{time_s:.3f}", int(track_id), f"{x:.1f}", f"{y:.1f}",
-                                       f"{w:.1f}", f"{h:.1f}", *(_number(v) for v in (age, low, high))])
+                                       f"{w:.1f}", f"{h:.1f}", *(_number(v) for v in (age, low, high)),
+                                       int(detected)])
         except OSError:
             self._failed = True  # a row may be cut: the file must not be kept
             raise
@@ -134,6 +143,17 @@ class CsvSink:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def fit_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit ``size`` (width, height) whole, centred on black bars."""
+    width, height = size
+    scale = min(width / image.shape[1], height / image.shape[0])
+    inner = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    canvas = np.zeros((height, width, 3), image.dtype)
+    left, top = (width - inner[0]) // 2, (height - inner[1]) // 2
+    canvas[top:top + inner[1], left:left + inner[0]] = cv2.resize(image, inner, interpolation=cv2.INTER_AREA)
+    return canvas
 
 
 def _number(value: float) -> str:

@@ -21,6 +21,78 @@ class SourceError(Exception):
     """A source that cannot be opened or read."""
 
 
+class _CameraReader:
+    """OpenCV's capture: cameras (V4L2 and the like) and network streams."""
+
+    def __init__(self, target: str | int):
+        self._capture = cv2.VideoCapture(target)
+        self.opened = self._capture.isOpened()
+        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0 if self.opened else 0.0
+        self.frame_count = 0
+
+    def read(self) -> np.ndarray | None:
+        ok, image = self._capture.read()
+        return image if ok and image is not None and image.size else None
+
+    def release(self) -> None:
+        self._capture.release()
+
+
+class _FileReader:
+    """Files decoded with PyAV (FFmpeg), frame by frame.
+
+    Not OpenCV's capture: when a stream's frame size changes mid-way, OpenCV keeps returning the
+    last frame of the old size (its scaler fails silently), so frames would be repeated unseen.
+    PyAV hands over every frame at its own size. Packets that fail to decode are skipped, as
+    players do, and counted.
+    """
+
+    def __init__(self, path: str):
+        import av
+
+        self.opened, self.fps, self.frame_count, self.skipped = False, 0.0, 0, 0
+        try:
+            self._container = av.open(path)
+        except (av.FFmpegError, OSError, ValueError):
+            return
+        if not self._container.streams.video:
+            self._container.close()
+            return
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame and slice threads: decoding keeps up with the pipeline
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else 0.0
+        self.frame_count = int(stream.frames or 0)
+        self._frames = self._decode(stream)
+        self.opened = True
+
+    def _decode(self, stream):
+        import av
+
+        for packet in self._container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                self.skipped += 1
+                continue
+            for frame in frames:
+                yield frame.to_ndarray(format="bgr24")
+
+    def read(self) -> np.ndarray | None:
+        import av
+
+        try:
+            return next(self._frames, None)
+        except (av.FFmpegError, OSError):  # the container itself broke off
+            return None
+
+    def release(self) -> None:
+        if self.opened:
+            self._frames.close()
+            self._container.close()
+            self.opened = False
+
+
 @dataclass(frozen=True)
 class Frame:
     """One captured frame with its index and capture time (``time.perf_counter``)."""
@@ -59,14 +131,14 @@ class VideoSource:
         self.kind, self.target = describe_source(source)
         if self.kind == "file" and not Path(self.target).is_file():
             raise SourceError(f"video file not found: {self.target}")
-        self._capture = cv2.VideoCapture(self.target)
-        if not self._capture.isOpened():
+        self._capture = _FileReader(self.target) if self.kind == "file" else _CameraReader(self.target)
+        if not self._capture.opened:
             what = {"camera": "camera", "url": "stream", "file": "video file (not a video?)"}[self.kind]
             raise SourceError(f"cannot open {what}: {source}")
-        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
+        self.fps = self._capture.fps
         if not 1.0 <= self.fps <= 240.0:
             self.fps = 30.0
-        self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.kind == "file" else 0
+        self.frame_count = self._capture.frame_count
         self.failed: str | None = None  # why the stream stopped early, if it did
         self.live = self.kind != "file" or realtime
         self._stop = threading.Event()
@@ -83,8 +155,7 @@ class VideoSource:
             self._thread.start()
 
     def _read_raw(self) -> np.ndarray | None:
-        ok, image = self._capture.read()
-        return image if ok and image is not None and image.size else None
+        return self._capture.read()
 
     def _capture_loop(self) -> None:
         interval = 1.0 / self.fps if self.kind == "file" else 0.0  # a file is paced like a camera
@@ -122,6 +193,9 @@ class VideoSource:
             else:
                 image = self._read_raw()
                 if image is None:
+                    if getattr(self._capture, "skipped", 0):
+                        log.warning("%s: %d damaged packets could not be decoded and were skipped",
+                                    self.target, self._capture.skipped)
                     # A container's frame count is an estimate (variable frame rate files overstate
                     # it), so a short file is not an error; say so when it is far short.
                     if self.frame_count and index < 0.9 * self.frame_count:

@@ -26,6 +26,8 @@ class SceneConfig:
     fps: float = 30.0
     face_size: int = 130
     seed: int = 0
+    speed: float = 1.0  # multiplies every face's speed
+    occlusions: bool = False  # now and then a face is hidden for a few frames (a hand, a passer-by)
 
 
 def astronaut_face() -> np.ndarray:
@@ -36,7 +38,7 @@ def astronaut_face() -> np.ndarray:
     return image[30:250, 115:335].copy()  # head with some hair and neck around the face
 
 
-def _background(config: SceneConfig, rng: np.random.Generator) -> np.ndarray:
+def background(config: SceneConfig, rng: np.random.Generator) -> np.ndarray:
     ys, xs = np.mgrid[0 : config.height, 0 : config.width].astype(np.float32)
     base = rng.uniform(60, 200, size=3)
     tilt = rng.uniform(-0.1, 0.1, size=3)
@@ -55,7 +57,7 @@ def face_paths(count: int, config: SceneConfig, rng: np.random.Generator) -> np.
     lane_width = config.width / count
     centre_x = lane_width * (np.arange(count) + 0.5)
     sway = max(0.0, (lane_width - size) / 2 - 2)
-    speed = rng.uniform(0.15, 0.3, size=count)
+    speed = rng.uniform(0.15, 0.3, size=count) * config.speed
     phase = rng.uniform(0, 2 * np.pi, size=count)
     x = centre_x - size / 2 + sway * np.sin(2 * np.pi * speed * t + phase)
     y = (config.height - size) * (0.5 + 0.4 * np.sin(2 * np.pi * speed * 0.7 * t + phase * 1.3))
@@ -65,17 +67,32 @@ def face_paths(count: int, config: SceneConfig, rng: np.random.Generator) -> np.
 def render_scene(faces: list[np.ndarray], config: SceneConfig = SceneConfig()):
     """Yield ``(frame, boxes)`` for each frame; boxes are the pasted faces' xyxy, one per face."""
     rng = np.random.default_rng(config.seed)
-    background = _background(config, rng)
+    scenery = background(config, rng)
     tiles = [cv2.resize(face, (config.face_size, config.face_size), interpolation=cv2.INTER_AREA) for face in faces]
     paths = face_paths(len(tiles), config, rng)
+    hidden = _occlusions(config, len(tiles), rng)
     size = config.face_size
-    for corners in paths:
-        frame = background.copy()
+    for corners, covered in zip(paths, hidden):
+        frame = scenery.copy()
         boxes = []
-        for tile, (x, y) in zip(tiles, corners):
-            frame[y : y + size, x : x + size] = tile
+        for tile, (x, y), face_hidden in zip(tiles, corners, covered):
+            if not face_hidden:
+                frame[y : y + size, x : x + size] = tile
             boxes.append((x, y, x + size, y + size))
         yield frame, np.asarray(boxes, np.float32)
+
+
+def _occlusions(config: SceneConfig, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``(frames, count)`` True where a face is hidden: with ``occlusions``, 0.1-0.3 s about every 4 s."""
+    hidden = np.zeros((config.frames, count), bool)
+    if config.occlusions:
+        for face in range(count):
+            start = rng.uniform(0.5, 4.0) * config.fps
+            while start < config.frames:
+                length = rng.uniform(0.1, 0.3) * config.fps
+                hidden[int(start):int(start + length), face] = True
+                start += rng.uniform(3.0, 5.0) * config.fps
+    return hidden
 
 
 def write_scene(path: str | os.PathLike, faces: list[np.ndarray], config: SceneConfig = SceneConfig()) -> Path:

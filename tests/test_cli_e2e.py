@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import signal
 import shutil
 import subprocess
@@ -186,11 +187,15 @@ def test_huge_side_images_and_blocked_outputs_fail_per_file_without_a_crash(tmp_
     huge = tmp_path / "strip.png"
     cv2.imwrite(str(huge), np.zeros((200, 32800), np.uint8))  # aborted MediaPipe (side > 32767) before
     assert huge.stat().st_size < 1_000_000
+    bulky = tmp_path / "bulky.jpg"
+    with open(bulky, "wb") as handle:  # 2 GiB (sparse): was read whole into memory, then cv2.error
+        handle.truncate(2**31)
     out = tmp_path / "out"
     (out / "astronaut.png").mkdir(parents=True)  # a folder where the annotated copy would go
-    result = run_agecam("image", huge, astronaut_png, "-o", out, "--json", "--model", tiny_model_path)
+    result = run_agecam("image", huge, bulky, astronaut_png, "-o", out, "--json", "--model", tiny_model_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "strip.png: image too large: 32800x200" in result.stderr
+    assert "bulky.jpg: file too large for an image: 2147 MB" in result.stderr
     assert "a folder of that name is in the way" in result.stderr
     report = json.loads(result.stdout)
     assert [r["path"] for r in report] == [str(astronaut_png)] and len(report[0]["faces"]) == 1
@@ -221,3 +226,25 @@ def test_termination_signals_finalise_outputs_and_stale_partials_are_cleaned(tmp
     with open(out / "faces.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert 0 < frames < 900 and {int(r["frame"]) for r in rows} <= set(range(900))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only file system needs root (CI runs as root)")
+def test_outputs_on_a_read_only_file_system_fail_in_one_line(tmp_path, astronaut_png, three_face_clip,
+                                                              tiny_model_path):
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        cases = [("image", astronaut_png, "-o", readonly),
+                 ("image", astronaut_png, "-o", readonly / "new"),
+                 ("video", three_face_clip[0], "--no-window", "-o", readonly / "out.mp4"),
+                 ("video", three_face_clip[0], "--no-window", "--csv", readonly / "faces.csv")]
+        for args in cases:
+            result = run_agecam(*args, "--model", tiny_model_path)
+            assert result.returncode == 1, (args, result.stderr)
+            assert "Traceback" not in result.stderr and result.stderr.count("agecam: error:") == 1, result.stderr
+            assert "Read-only file system" in result.stderr or "cannot write" in result.stderr, result.stderr
+            assert not os.listdir(readonly)
+    finally:
+        subprocess.run(["umount", str(readonly)])

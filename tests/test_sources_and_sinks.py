@@ -63,13 +63,13 @@ def test_csv_sink_schema_and_atomicity(tmp_path):
     with CsvSink(path) as sink:
         sink.write(0, 0.0, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[40.26], age_low=[33.04],
                                       age_high=[49.96]))
-        sink.write(1, 0.033, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[np.nan]))
+        sink.write(1, 0.033, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[np.nan], detected=[False]))
         assert not path.exists()
     lines = path.read_text().splitlines()
-    # The range columns come last, so the earlier columns keep their places.
-    assert lines[0] == "frame,time_s,track_id,x,y,w,h,age,age_low,age_high" == ",".join(CSV_COLUMNS)
-    assert lines[1] == "0,0.000,3,1.0,2.0,10.0,20.0,40.3,33.0,50.0"
-    assert lines[2] == "1,0.033,3,1.0,2.0,10.0,20.0,,,"
+    # New columns come last, so the earlier columns keep their places.
+    assert lines[0] == "frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected" == ",".join(CSV_COLUMNS)
+    assert lines[1] == "0,0.000,3,1.0,2.0,10.0,20.0,40.3,33.0,50.0,1"
+    assert lines[2] == "1,0.033,3,1.0,2.0,10.0,20.0,,,,0"
 
 
 def test_describe_source():
@@ -150,3 +150,47 @@ def test_video_sink_that_cannot_finish_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="could not finish writing"):
         sink.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def _growing_stream(path, before=20, after=20):
+    """A raw MJPEG stream whose frames grow from 160x120 to 320x240 after ``before`` frames."""
+    with open(path, "wb") as out:
+        for i, frame in enumerate([*_frames(before), *_frames(after, (320, 240))]):
+            cv2.rectangle(frame, (0, 0), (frame.shape[1] - 1, frame.shape[0] - 1), (0, 0, 255), 3)
+            out.write(cv2.imencode(".jpg", frame)[1].tobytes())
+
+
+def test_a_stream_whose_frame_size_changes_is_read_frame_by_frame(tmp_path):
+    path = tmp_path / "grows.mjpeg"
+    _growing_stream(path)
+    with VideoSource(str(path)) as source:
+        images = [frame.image for frame in source]
+    assert [image.shape[:2] for image in images] == [(120, 160)] * 20 + [(240, 320)] * 20
+    # No frame repeats the one before (OpenCV's reader returned frame 19 again and again here).
+    assert not any(np.array_equal(a, b) for a, b in zip(images, images[1:]))
+
+
+def test_video_sink_fits_frames_of_another_size_keeping_their_shape(tmp_path):
+    path = tmp_path / "out.avi"
+    wide = np.full((100, 400, 3), 255, np.uint8)  # 4:1 into 160x120: 160x40 between black bars
+    with VideoSink(path, 25, (160, 120)) as sink:
+        sink.write(wide)
+    capture = cv2.VideoCapture(str(path))
+    ok, shown = capture.read()
+    capture.release()
+    assert ok and shown.shape == (120, 160, 3)
+    assert shown[60].mean() > 200 and shown[5].mean() < 30 and shown[115].mean() < 30
+
+
+def test_cli_video_of_a_growing_stream_writes_every_frame(tmp_path):
+    import subprocess
+
+    from conftest import AGECAM
+
+    source, out = tmp_path / "grows.mjpeg", tmp_path / "out.avi"
+    _growing_stream(source)
+    done = subprocess.run([*AGECAM, "video", str(source), "--no-window", "-o", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "frame size changed from 160x120 to 320x240 at frame 20" in done.stderr
+    assert _count(out) == 40

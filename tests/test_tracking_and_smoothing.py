@@ -34,17 +34,53 @@ def test_fast_motion_without_overlap_still_matches():
     assert d.tracker_id.tolist() == [1]
 
 
-def test_brief_occlusion_keeps_the_id_and_long_absence_does_not():
-    tracker = FaceTracker(TrackerConfig(max_missed_frames=10))
+def _weak(*boxes, score=0.3):
+    d = _frame(*boxes)
+    d.confidence[:] = score
+    return d
+
+
+def test_a_track_coasts_through_missed_frames_and_ends_after_the_gap_limit():
+    # At 10 fps: coasted (drawn on a predicted box) for 0.5 s = 5 frames, ended after 1 s = 10 frames.
+    tracker = FaceTracker(TrackerConfig(coast_s=0.5, max_gap_s=1.0), fps=10)
     for t in range(10):
         tracker.update_with_detections(_frame([100 + 2 * t, 100, 180 + 2 * t, 180]))
-    for _ in range(8):  # hidden for 8 frames
-        tracker.update_with_detections(_frame())
+    shown = [tracker.update_with_detections(_frame()) for _ in range(8)]  # hidden for 8 frames
+    assert [len(d) for d in shown] == [1] * 5 + [0] * 3
+    assert all(d.tracker_id.tolist() == [1] and d.detected.tolist() == [False] for d in shown[:5])
+    # The coasted box keeps moving the way the face moved (2 px a frame, slowing down).
+    lefts = [float(d.xyxy[0, 0]) for d in shown[:5]]
+    assert 118 < lefts[0] < lefts[-1] < 130
     back = tracker.update_with_detections(_frame([136, 100, 216, 180]))
-    assert back.tracker_id.tolist() == [1]
-    for _ in range(12):
+    assert back.tracker_id.tolist() == [1] and back.detected.tolist() == [True]
+    for _ in range(11):
         tracker.update_with_detections(_frame())
     assert tracker.update_with_detections(_frame([136, 100, 216, 180])).tracker_id.tolist() == [2]
+
+
+def test_gap_limits_are_seconds_scaled_by_the_frame_rate():
+    config = TrackerConfig(coast_s=0.5, max_gap_s=1.0)
+    for fps, frames in ((10, 10), (30, 30), (60, 60)):
+        tracker = FaceTracker(config, fps=fps)
+        assert (tracker.coast_frames, tracker.max_gap_frames) == (frames // 2, frames)
+
+
+def test_weak_detections_extend_a_track_but_never_start_one():
+    tracker = FaceTracker(TrackerConfig(start_confidence=0.5, extend_confidence=0.2), fps=30)
+    assert len(tracker.update_with_detections(_weak([0, 0, 50, 50]))) == 0  # clutter starts nothing
+    for t in range(5):
+        tracker.update_with_detections(_frame([200 + t, 100, 260 + t, 160]))
+    d = tracker.update_with_detections(_weak([206, 100, 266, 160], [0, 0, 50, 50]))
+    assert d.tracker_id.tolist() == [1] and d.detected.tolist() == [True]  # extended, still detected
+    assert len(tracker.update_with_detections(_weak([400, 400, 450, 450]))) == 1  # only the coasted track
+    with pytest.raises(ValueError):
+        TrackerConfig(start_confidence=0.3, extend_confidence=0.6)
+
+
+def test_an_unconfirmed_track_is_not_coasted():
+    tracker = FaceTracker(TrackerConfig(min_hits=3), fps=30)
+    tracker.update_with_detections(_frame([0, 0, 50, 50]))  # a one-frame false alarm
+    assert len(tracker.update_with_detections(_frame())) == 0
 
 
 def test_new_face_gets_a_new_id():

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -64,6 +65,8 @@ def web_app(tmp_path_factory, tiny_model_path):
     server.terminate()
     server.wait(timeout=20)
     log.close()
+    # Every request the tests made was answered without a server-side error.
+    assert "Traceback" not in Path(log.name).read_text(), Path(log.name).read_text()[-3000:]
     # agecam web is the server itself: once it is stopped, nothing may keep serving the port.
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
@@ -73,6 +76,9 @@ def test_health_and_every_page_served(web_app):
     assert urllib.request.urlopen(f"{web_app}/_stcore/health", timeout=5).read() == b"ok"
     for path in ("", "live", "image", "performance", "insights"):
         assert urllib.request.urlopen(f"{web_app}/{path}", timeout=5).status == 200
+    # What a browser asks for with every page (favicon.png answered 500 with Starlette >= 1.8).
+    for path in ("favicon.png", "manifest.json"):
+        assert urllib.request.urlopen(f"{web_app}/{path}", timeout=5).status == 200, path
 
 
 def test_live_page_streams_annotated_frames(web_app, tmp_path, test_split_faces):

@@ -102,3 +102,52 @@ def test_image_page_rejects_bad_uploads(models_dir, monkeypatch):
     with pytest.raises(ImageError):
         decode_image(truncated)
     assert decode_image(cv2.imencode(".webp", np.full((20, 30, 3), 9, np.uint8))[1].tobytes()).shape == (20, 30, 3)
+
+
+def _threads() -> int:
+    """Threads of this process, native ones included (each MediaPipe graph starts some)."""
+    import os
+
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_live_sessions_release_their_detector_when_closed_or_dropped(tiny_model_path):
+    import gc
+
+    from core.age_model import AgeModel
+    from webapp.live import LiveSession
+
+    model = AgeModel.load(str(tiny_model_path))
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    LiveSession(model).close()  # loads what a first session loads once per process
+    gc.collect()
+    before = _threads()
+    sessions = [LiveSession(model) for _ in range(4)]
+    assert _threads() > before  # the check below can see a graph's threads
+    sessions[0].close()
+    sessions[0].close()  # twice is harmless
+    assert sessions[0].closed and sessions[0].annotate(frame) is frame  # a late frame passes through
+    del sessions  # Streamlit dropping a session's state
+    gc.collect()
+    assert _threads() <= before
+
+
+def test_live_page_setting_changes_do_not_accumulate_detectors(models_dir):
+    app = _run("live")
+    app.slider[0].set_value(0.6).run()
+    start = _threads()
+    for step in range(10):
+        app.slider[0].set_value(0.3 + 0.05 * (step % 2)).run()
+        assert not app.exception, [e.message for e in app.exception]
+    assert _threads() <= start
+
+
+def test_image_page_sessions_share_one_detector(models_dir, utk_dir, monkeypatch):
+    monkeypatch.setenv("AGECAM_UTKFACE_DIR", str(utk_dir))
+    counts = []
+    for _ in range(4):  # four browser sessions, each aging a face
+        app = _run("image")
+        app.radio[0].set_value("Pick from the dataset").run()
+        assert not app.exception and len(app.dataframe[0].value)
+        counts.append(_threads())
+    assert counts[-1] <= counts[0]

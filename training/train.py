@@ -16,6 +16,7 @@ import platform
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -190,7 +191,7 @@ def train(config: TrainConfig) -> dict:
             "skipped": dict(report.skipped),
             "manifest": repo_relative(config.manifest),
             "split_sizes": {"train": len(x_train), "val": len(x_val), "test": len(x_test)},
-            "duplicate_groups": sum(1 for members in _group_sizes(split.groups).values() if members > 1),
+            "duplicate_groups": sum(1 for members in Counter(split.groups.values()).values() if members > 1),
             "test_dropped_as_duplicates": len(split.dropped_from_test),
             "train_files": train_files_path(config.out).name,
         },
@@ -247,13 +248,6 @@ def duplicate_groups(records, manifest_path: Path) -> np.ndarray:
     return group_near_duplicates(fingerprint_images([r.path for r in records]))
 
 
-def _group_sizes(groups: dict[str, str]) -> dict[str, int]:
-    sizes: dict[str, int] = {}
-    for group in groups.values():
-        sizes[group] = sizes.get(group, 0) + 1
-    return sizes
-
-
 def train_files_path(out: Path) -> Path:
     """The list of every face a model's weights were trained on: ``<out>.train-files.txt``."""
     return Path(out).with_name(Path(out).name + ".train-files.txt")
@@ -286,7 +280,6 @@ def check_no_test_leakage(init_from: Path, test_records, groups: dict[str, str])
                          "saw a test face, so it cannot start this run")
     test_groups = {groups.get(r.name, r.name) for r in test_records}
     leaked = sorted(name for name in seen if name in test_groups or groups.get(name, name) in test_groups)
-    leaked += sorted(r.name for r in test_records if r.name in seen and r.name not in leaked)
     if leaked:
         raise ModelError(f"{init_from} was trained on {len(leaked)} face(s) of this run's test split "
                          f"(e.g. {leaked[0]}); start from another model or keep its split")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -30,6 +31,9 @@ class LiveSession:
         config = AgeCamConfig(detector=DetectorConfig(min_confidence=confidence),
                               annotator=AnnotatorConfig(show_fps=show_fps))
         self._cam = AgeCam(config, model=model)
+        # Each AgeCam holds a MediaPipe graph (threads and ~20 MB): release it when the session is
+        # closed, or at the latest when Streamlit drops the session's state.
+        self._release = weakref.finalize(self, self._cam.close)
         self._lock = threading.Lock()
         self._frames = 0
         self._ages: dict[int, float] = {}
@@ -38,6 +42,8 @@ class LiveSession:
 
     def annotate(self, image_bgr: np.ndarray) -> np.ndarray:
         with self._lock:  # tracking is stateful: one frame at a time, in order
+            if not self._release.alive:  # closed: a frame still in flight passes through as it is
+                return image_bgr
             faces = self._cam.get(image_bgr)
             now = time.perf_counter()
             if self._last is not None:
@@ -64,7 +70,13 @@ class LiveSession:
             return self._frames, dict(self._ages), self._fps
 
     def close(self) -> None:
-        self._cam.close()
+        """Release the detector; later frames pass through unannotated. Safe to call twice."""
+        with self._lock:
+            self._release()
+
+    @property
+    def closed(self) -> bool:
+        return not self._release.alive
 
 
 def streaming_available() -> bool:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
 
 from core.age_model import AgeModel, available_models, default_model_name
+from core.analyzer import AgeCam, AgeCamConfig
 from training.report import load_cards
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +25,31 @@ NO_MODEL_HELP = ("No trained model is installed in `models/`. Train one with "
 def shared_model(name: str) -> AgeModel:
     """One model instance per process, shared by every session and frame."""
     return AgeModel.load(name)
+
+
+class SharedStillCam:
+    """One still-image pipeline per model and process, shared by every session under a lock
+    (a MediaPipe graph is not thread-safe, and one per session would never be released).
+
+    Example::
+
+        faces, picture = shared_still_cam("cnn").age_and_draw(image_bgr)
+    """
+
+    def __init__(self, model: AgeModel):
+        self._cam = AgeCam(AgeCamConfig(), model=model)
+        self._lock = threading.Lock()
+
+    def age_and_draw(self, image_bgr):
+        """The faces of a still image and the image with them drawn."""
+        with self._lock:
+            faces = self._cam.get_image(image_bgr)
+            return faces, self._cam.annotate(image_bgr, faces)
+
+
+@st.cache_resource(show_spinner=False)
+def shared_still_cam(name: str) -> SharedStillCam:
+    return SharedStillCam(shared_model(name))
 
 
 def model_names() -> list[str]:

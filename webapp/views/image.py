@@ -4,10 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from core.age_model import ModelError
-from core.analyzer import AgeCam, AgeCamConfig
 from core.images import ImageError, decode_image
 from training.data import parse_name
-from webapp.resources import NO_MODEL_HELP, dataset_folder, model_names, shared_model
+from webapp.resources import NO_MODEL_HELP, dataset_folder, model_names, shared_model, shared_still_cam
 
 st.title("Image prediction")
 names = model_names()
@@ -40,42 +39,34 @@ except ImageError as error:
     st.stop()
 try:
     model = shared_model(model_name)
+    faces, picture = shared_still_cam(model_name).age_and_draw(image)
 except ModelError as error:
     st.error(f"The model could not be loaded: {error}")
     st.stop()
 
-cam_key = f"still_cam_{model_name}"
-if cam_key not in st.session_state:
-    st.session_state[cam_key] = AgeCam(AgeCamConfig(), model=model)
-cam: AgeCam = st.session_state[cam_key]
-faces = cam.get_image(image)
-whole_crop = len(faces) == 0 and true_age is not None
-if whole_crop:
-    # Dataset images are already face crops: with no detection, age the whole crop.
-    ages = model.predict([image])
 
-
-def age_range_text(age: float) -> str:
-    """The model's calibrated 80% range around ``age`` as "29-40" (empty without calibration)."""
-    calibration = model.age_range
-    if calibration is None or not np.isfinite(age):
-        return ""
-    low, high = calibration.interval([age])
-    return f"{low[0]:.0f}-{high[0]:.0f}"
+def range_text(low: float, high: float) -> str:
+    """A calibrated 80% range as "29-40" (empty without calibration)."""
+    return f"{low:.0f}-{high:.0f}" if np.isfinite(low) and np.isfinite(high) else ""
 
 
 rows = [{"face": int(t), "x": int(x), "y": int(y), "w": int(w), "h": int(h), "score": round(float(s), 3),
-         "age": round(float(a), 1), "80% range": age_range_text(a)}
-        for t, (x, y, w, h), s, a in zip(faces.tracker_id, faces.xywh, faces.confidence, faces.age)]
+         "age": round(float(a), 1), "80% range": range_text(low, high)}
+        for t, (x, y, w, h), s, a, low, high in zip(faces.tracker_id, faces.xywh, faces.confidence, faces.age,
+                                                    faces.age_low, faces.age_high)]
+whole_crop = len(faces) == 0 and true_age is not None
 if whole_crop:
+    # Dataset images are already face crops: with no detection, age the whole crop.
+    age = float(model.predict([image])[0])
+    low, high = model.age_range.interval([age]) if model.age_range is not None else ([np.nan], [np.nan])
     rows = [{"face": 1, "x": 0, "y": 0, "w": image.shape[1], "h": image.shape[0], "score": None,
-             "age": round(float(ages[0]), 1), "80% range": age_range_text(float(ages[0]))}]
+             "age": round(age, 1), "80% range": range_text(low[0], high[0])}]
 if true_age is not None:
     for row in rows:
         row["true age"], row["error"] = true_age, round(row["age"] - true_age, 1)
 
 left, right = st.columns([3, 2])
-left.image(cv2.cvtColor(cam.annotate(image, faces), cv2.COLOR_BGR2RGB), caption=label, use_container_width=True)
+left.image(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB), caption=label, use_container_width=True)
 with right:
     if rows:
         if whole_crop:

@@ -25,7 +25,10 @@ if st.session_state.get("live_settings") != settings:
     except ModelError as error:
         st.error(f"The model could not be loaded: {error}")
         st.stop()
+    previous = st.session_state.get("live_session")
     st.session_state["live_session"] = LiveSession(model, confidence, show_fps)
+    if previous is not None:
+        previous.close()  # its detector's graph and threads go now, not when the browser leaves
     st.session_state["live_settings"] = settings
 session: LiveSession = st.session_state["live_session"]
 

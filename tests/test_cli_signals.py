@@ -1,0 +1,46 @@
+"""Signals that land before a run starts (while libraries load) still stop the command."""
+
+import gc
+import os
+import signal
+
+import pytest
+
+from realtime.cli import Interrupts
+
+
+@pytest.fixture
+def restored_handlers():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+class _NativeCallback:
+    """Stands in for TensorFlow's gc hook: a signal raised inside ``__del__`` is swallowed by Python."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs at the next bytecode boundary, still in here
+            pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one, on purpose
+def test_an_interrupt_swallowed_by_a_callback_is_raised_again_after_setup(restored_handlers):
+    interrupts = Interrupts().install()
+    interrupts.check()  # nothing received: no effect
+    _NativeCallback()  # destroyed at once: the KeyboardInterrupt is "ignored" inside __del__
+    gc.collect()
+    assert interrupts.received == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.check()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_termination_signals_interrupt_like_ctrl_c(restored_handlers, signum):
+    Interrupts().install()
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signum)
+        for _ in range(1000):
+            pass
