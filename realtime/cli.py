@@ -172,6 +172,19 @@ def _make_cam(model, runtime, detector_range, confidence, refresh_every=3, show_
         return AgeCam(config)
 
 
+def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool) -> bool:
+    """Stamp ``result`` with the command that made it, save it (``--save``), print it (``--json``);
+    True when it was printed as JSON (nothing more to print)."""
+    result["command"] = f"agecam {command} " + " ".join(sys.argv[2:])
+    if save is not None:
+        from core.atomic import write_json_atomic
+
+        _guarded(lambda: write_json_atomic(save, result))
+    if as_json:
+        click.echo(json.dumps(result))
+    return as_json
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.pass_context
@@ -306,13 +319,7 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
             return run_benchmark(BenchmarkConfig(**options))
 
     result = _guarded(action)
-    result["command"] = "agecam benchmark " + " ".join(sys.argv[2:])
-    if save is not None:
-        from core.atomic import write_json_atomic
-
-        _guarded(lambda: write_json_atomic(save, result))
-    if as_json:
-        click.echo(json.dumps(result))
+    if _save_and_print(result, "benchmark", save, as_json):
         return
     click.echo(f"model {result['model']} ({result['runtime']}), {result['size']}, {result['frames']} frames per clip, "
                f"detector {result['detector_range']}, refresh every {result['refresh_every']} frames")
@@ -366,13 +373,7 @@ def field_test(model, runtime, seeds, frames, stills, empty_stills, data, as_jso
         return result
 
     result = _guarded(action)
-    result["command"] = "agecam field-test " + " ".join(sys.argv[2:])
-    if save is not None:
-        from core.atomic import write_json_atomic
-
-        _guarded(lambda: write_json_atomic(save, result))
-    if as_json:
-        click.echo(json.dumps(result))
+    if _save_and_print(result, "field-test", save, as_json):
         return
     for clip in result["clips"]:
         coverage = ", ".join(f"{c:.1%}" for c in clip["main_track_coverage"])

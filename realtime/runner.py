@@ -152,7 +152,10 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
                 needs_picture = video is not None or config.show_window
                 shown = cam.annotate(frame.image, detections, fps_shown) if needs_picture else None
                 # Live frames are dropped when processing lags, so their time is the capture clock.
-                time_s = frame.captured_at - started if source.live else frame.index / source.fps
+                if source.live:
+                    time_s = frame.captured_at - started
+                else:  # the file's own clock where it has one (variable frame rate), else index / fps
+                    time_s = frame.media_time if frame.media_time is not None else frame.index / source.fps
                 if video is not None:
                     with cam.timer.stage("encode"):
                         video.write(shown)

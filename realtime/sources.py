@@ -51,6 +51,7 @@ class _FileReader:
         import av
 
         self.opened, self.fps, self.frame_count, self.skipped = False, 0.0, 0, 0
+        self.time_s: float | None = None
         try:
             self._container = av.open(path)
         except (av.FFmpegError, OSError, ValueError):
@@ -76,15 +77,17 @@ class _FileReader:
                 self.skipped += 1
                 continue
             for frame in frames:
-                yield frame.to_ndarray(format="bgr24")
+                yield frame.to_ndarray(format="bgr24"), frame.time
 
     def read(self) -> np.ndarray | None:
+        """The next frame; its presentation time in seconds is then in ``time_s`` (None if unknown)."""
         import av
 
         try:
-            return next(self._frames, None)
+            image, self.time_s = next(self._frames, (None, None))
         except (av.FFmpegError, OSError):  # the container itself broke off
             return None
+        return image
 
     def release(self) -> None:
         if self.opened:
@@ -95,11 +98,13 @@ class _FileReader:
 
 @dataclass(frozen=True)
 class Frame:
-    """One captured frame with its index and capture time (``time.perf_counter``)."""
+    """One captured frame with its index, capture time (``time.perf_counter``) and, from a file,
+    its presentation time: the true clock of a variable-frame-rate file, where index / fps is not."""
 
     index: int
     image: np.ndarray
     captured_at: float
+    media_time: float | None = None  # a file frame's presentation time (seconds from the start)
 
 
 def describe_source(source: str) -> tuple[str, str | int]:
@@ -150,6 +155,7 @@ class VideoSource:
             raise SourceError(f"no frame could be read from {source} (not a video, or empty)")
         self.width, self.height = first.shape[1], first.shape[0]
         self._first: np.ndarray | None = first
+        self._first_time = getattr(self._capture, "time_s", None)
         if self.live:
             self._thread = threading.Thread(target=self._capture_loop, name="agecam-capture", daemon=True)
             self._thread.start()
@@ -182,7 +188,7 @@ class VideoSource:
     def __iter__(self):
         index = 0
         if self._first is not None:
-            yield Frame(index, self._first, time.perf_counter())
+            yield Frame(index, self._first, time.perf_counter(), None if self.live else self._first_time)
             self._first, index = None, 1
         while True:
             if self.live:
@@ -203,7 +209,7 @@ class VideoSource:
                                     "or a truncated file)", self.target, index, self.frame_count)
                     return
                 captured_at = time.perf_counter()
-            yield Frame(index, image, captured_at)
+            yield Frame(index, image, captured_at, getattr(self._capture, "time_s", None) if not self.live else None)
             index += 1
 
     def close(self) -> None:

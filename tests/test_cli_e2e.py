@@ -68,7 +68,8 @@ def test_video_headless_outputs(tmp_path, three_face_clip, tiny_model_path):
     first = rows[0]
     assert float(first["w"]) > 50 and float(first["h"]) > 50 and float(first["age"]) > 0
     # The tiny model has no calibration: the range columns are there, and empty.
-    assert CSV_COLUMNS[-2:] == ("age_low", "age_high") and first["age_low"] == first["age_high"] == ""
+    assert CSV_COLUMNS[-3:-1] == ("age_low", "age_high") and first["age_low"] == first["age_high"] == ""
+    assert CSV_COLUMNS[-1] == "detected" and {r["detected"] for r in rows} <= {"0", "1"} and first["detected"] == "1"
     assert float(rows[-1]["time_s"]) == pytest.approx(int(rows[-1]["frame"]) / config.fps, abs=1e-3)
 
 

@@ -110,3 +110,22 @@ def test_video_small_faces_keep_one_track_each_and_coasted_rows_are_marked(tmp_p
     assert min(coverage) >= 0.95, coverage
     assert max(tracks) <= 2, tracks
     assert 0 < coasted < 0.2
+
+
+def test_field_test_command_writes_what_the_readme_table_reads(tmp_path, tiny_model_path, utk_dir):
+    import json
+
+    from training.report import field_test_table
+
+    saved = tmp_path / "field-test.json"
+    result = run_agecam("field-test", "--seeds", "0", "--frames", "30", "--stills", "6", "--empty-stills", "3",
+                        "--data", utk_dir, "--model", tiny_model_path, "--save", saved, timeout=600)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(saved.read_text())
+    assert len(record["clips"]) == 4 and record["command"].startswith("agecam field-test --seeds 0")
+    assert all(len(c["main_track_coverage"]) == len(c["tracks_per_face"]) for c in record["clips"])
+    assert sum(v["n"] for band, v in record["stills"]["recall"].items() if band != "40-200") == 6
+    table = field_test_table(record)
+    assert "| 3 faces of 120 px, 640x480 (30 frames) | 1 |" in table and "| no face (a face reported) | 3 |" in table
+    bad = run_agecam("field-test", "--seeds", "x", "--model", tiny_model_path)
+    assert bad.returncode != 0 and "--seeds takes numbers" in bad.stderr

@@ -182,15 +182,58 @@ def test_video_sink_fits_frames_of_another_size_keeping_their_shape(tmp_path):
     assert shown[60].mean() > 200 and shown[5].mean() < 30 and shown[115].mean() < 30
 
 
-def test_cli_video_of_a_growing_stream_writes_every_frame(tmp_path):
+def test_cli_video_of_a_growing_stream_writes_every_frame(tmp_path, tiny_model_path):
     import subprocess
 
     from conftest import AGECAM
 
     source, out = tmp_path / "grows.mjpeg", tmp_path / "out.avi"
     _growing_stream(source)
-    done = subprocess.run([*AGECAM, "video", str(source), "--no-window", "-o", str(out)], capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run([*AGECAM, "video", str(source), "--no-window", "-o", str(out), "--model",
+                           str(tiny_model_path)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "frame size changed from 160x120 to 320x240 at frame 20" in done.stderr
     assert _count(out) == 40
+
+
+def test_a_variable_frame_rate_file_is_read_whole_on_its_own_clock(tmp_path, tiny_model_path):
+    import fractions
+    import subprocess
+
+    import av
+
+    from conftest import AGECAM
+    from realtime.synthetic import astronaut_face
+
+    path = tmp_path / "vfr.mp4"
+    head = cv2.resize(astronaut_face(), (150, 150))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        pts = 0
+        for i in range(60):
+            image = np.full((240, 320, 3), 90, np.uint8)
+            image[40:190, 80 + i:230 + i] = head
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = pts, fractions.Fraction(1, 1000)
+            pts += 33 if i < 30 else 200  # 30 fps, then 5 fps
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    table = tmp_path / "faces.csv"
+    done = subprocess.run([*AGECAM, "video", str(path), "--no-window", "--csv", str(table), "--json",
+                           "--model", str(tiny_model_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    assert json.loads(done.stdout)["frames"] == 60
+    import csv
+
+    with open(table, newline="") as handle:
+        times = {int(r["frame"]): float(r["time_s"]) for r in csv.DictReader(handle)}
+    # The CSV's clock is the file's: frame 59 comes 30 x 0.033 + 29 x 0.2 = 6.79 s in, not 59 / fps.
+    assert times[59] == pytest.approx(6.79, abs=0.01)
+    assert times[10] == pytest.approx(0.33, abs=0.01)
