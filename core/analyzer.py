@@ -108,7 +108,8 @@ class AgeCam:
         return detections
 
     def _search_missed(self, frame_bgr: np.ndarray, detections: Detections) -> Detections:
-        """Add faces found around confirmed tracks that this frame's detections do not cover."""
+        """Add faces found around the tracks that this frame's detections do not cover (those
+        unseen the shortest first, at most ``max_searches``)."""
         expected, missed = self.tracker.predicted_boxes(confirmed_only=False)
         if len(expected) and len(detections):
             uncovered = iou_matrix(expected, detections.xyxy).max(axis=1) < self.tracker_config.min_iou
