@@ -1,7 +1,7 @@
 """``agecam benchmark``: end-to-end speed of the full pipeline on reproducible synthetic clips.
 
-For each face count a clip is generated (held-out UTKFace faces when the data folder is
-present, else variants of the public-domain astronaut), then processed headless exactly as
+For each face count a clip is generated (held-out UTKFace faces when the caller gives them,
+else variants of the public-domain astronaut), then processed headless exactly as
 ``agecam video --no-window -o out.mp4`` does, annotated video included.
 """
 
@@ -11,6 +11,7 @@ import logging
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from realtime.synthetic import SceneConfig, astronaut_face, write_scene
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "track", "crop", "infer", "smooth", "draw", "encode")
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "utkface-crop-part1"
+FaceSource = Callable[[int], list[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ class BenchmarkConfig:
     height: int = 480
     model: str | None = None
     runtime: str = "auto"
-    data: Path | None = DEFAULT_DATA
+    # Real faces for the clips, ``count -> faces`` (the CLI passes held-out UTKFace faces);
+    # None, or too few: generated astronaut variants.
+    faces_for: FaceSource | None = None
     refresh_every: int = 3
     # Runs per face count; the median-fps run is reported (this VM's speed varies ~±10% run to run).
     repeats: int = 3
@@ -48,21 +51,17 @@ class BenchmarkConfig:
     cam: AgeCamConfig = field(default_factory=AgeCamConfig)
 
 
-def benchmark_faces(count: int, data: Path | None) -> list[np.ndarray]:
-    """``count`` distinct faces: held-out (test-split) UTKFace adults if present, else astronaut variants."""
-    from training.data import scan_folder
-    from training.split import DEFAULT_MANIFEST, effective_splits
-
-    if data is not None and Path(data).is_dir():
-        manifest = effective_splits(DEFAULT_MANIFEST) if DEFAULT_MANIFEST.is_file() else {}
-        records = [r for r in scan_folder(data).records if manifest.get(r.name, "test") == "test" and r.age >= 18]
-        picked = records[:: max(1, len(records) // count)][:count]
-        faces = [cv2.imread(str(r.path)) for r in picked]
-        if len(faces) == count and all(f is not None for f in faces):
-            return faces
+def generated_faces(count: int) -> list[np.ndarray]:
+    """``count`` distinct faces made from the public-domain astronaut (when no real faces are given)."""
     base = astronaut_face()
     variants = [base, cv2.flip(base, 1)]
     return [cv2.convertScaleAbs(variants[i % 2], alpha=1.0 - 0.08 * (i // 2), beta=6 * i) for i in range(count)]
+
+
+def benchmark_faces(count: int, faces_for: FaceSource | None) -> list[np.ndarray]:
+    """``count`` distinct faces from ``faces_for`` when it has that many, else generated ones."""
+    faces = faces_for(count) if faces_for is not None else []
+    return faces if len(faces) == count else generated_faces(count)
 
 
 def _stats(samples: list[float]) -> dict:
@@ -131,13 +130,13 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
     results = []
     with tempfile.TemporaryDirectory(prefix="agecam-bench-") as tmp, AgeCam(cam_config) as cam:
         for count in config.faces:
-            faces = benchmark_faces(count, config.data)
+            faces = benchmark_faces(count, config.faces_for)
             runs = sorted((run_pipeline(cam, faces, config, Path(tmp)) for _ in range(config.repeats)),
                           key=lambda r: r["fps"])
             results.append({**runs[len(runs) // 2], "fps_runs": [r["fps"] for r in runs]})
             log.info("%d faces: %.1f fps (runs: %s)", count, results[-1]["fps"], results[-1]["fps_runs"])
         # Live latency: 3 faces played at 30 fps like a camera; frames are dropped if processing lags.
-        live = run_pipeline(cam, benchmark_faces(config.latency_faces, config.data), config, Path(tmp), realtime=True)
+        live = run_pipeline(cam, benchmark_faces(config.latency_faces, config.faces_for), config, Path(tmp), realtime=True)
         latency = {"faces": config.latency_faces, "frames_captured": config.frames, "frames_shown": live["frames"],
                    "capture_to_output_ms": live["capture_to_output"]}
         model_name, runtime = cam.model.name, cam.model.runtime

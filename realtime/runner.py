@@ -42,7 +42,7 @@ class RunSummary:
     frames: int
     seconds: float
     tracks: list[dict]
-    track_log: _TrackLog | None = None
+    track_log: TrackLog | None = None
     interrupted: bool = False
     stopped_by_user: bool = False
     failure: str | None = None
@@ -61,7 +61,7 @@ def display_available() -> bool:
     return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-class _TrackLog:
+class TrackLog:
     """Per track: frames seen, ages shown, the model's raw estimates, and when its first age came."""
 
     def __init__(self):
@@ -128,7 +128,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
 
     Outputs are finalised in every case, holding exactly the frames processed.
     """
-    tracks = _TrackLog()
+    tracks = TrackLog()
     cam.reset(source.fps)  # a new stream: no tracks yet, time limits at its frame rate
     frames, started, fps_shown = 0, time.perf_counter(), None
     interrupted = stopped = False

@@ -20,7 +20,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "utkface-crop-part1"
 FULL_DATA_ENV = "AGECAM_UTKFACE_FULL_DIR"
 DEFAULT_FULL_DATA = REPO.parent / "shared" / "data" / "utkface"
 MANIFEST = REPO / "training" / "splits" / "utkface.csv"
-AGECAM = [sys.executable, "-m", "realtime.cli"]
+AGECAM = [sys.executable, "-m", "agecam"]
 
 
 def utkface_dir() -> Path | None:

@@ -8,6 +8,7 @@ import pytest
 from conftest import run_agecam
 from core.age_model import AgeModel, available_models
 from realtime.benchmark import STAGES, BenchmarkConfig, benchmark_faces, run_benchmark
+from training.split import held_out_faces
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +17,8 @@ def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir, 
     # Named like a shipped model on purpose: the model-only rows must still measure the shipped one.
     user_model = tmp_path / "cnn.keras"
     shutil.copy(tiny_model_path, user_model)
-    result = run_benchmark(BenchmarkConfig(faces=(1, 3), frames=30, model=str(user_model), data=utk_dir))
+    result = run_benchmark(BenchmarkConfig(faces=(1, 3), frames=30, model=str(user_model),
+                                           faces_for=lambda n: held_out_faces(utk_dir, n)))
     assert [row["faces"] for row in result["pipeline"]] == [1, 3]
     for row in result["pipeline"]:
         assert row["frames"] == 30 and row["tracks"] == row["faces"]
@@ -46,6 +48,7 @@ def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir, 
 def test_benchmark_faces_without_data_are_generated():
     faces = benchmark_faces(5, None)
     assert len(faces) == 5 and all(f.ndim == 3 for f in faces)
+    assert len(benchmark_faces(3, lambda n: faces[:1])) == 3  # too few real faces: generated ones
 
 
 def test_benchmark_cli_json_and_bad_options(tiny_model_path):

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from realtime.cli import Interrupts
+from agecam.cli import Interrupts
 
 
 @pytest.fixture

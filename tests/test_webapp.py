@@ -69,7 +69,7 @@ def test_performance_table_equals_the_cards(models_dir):
         for column, key in (("MAE", "mae"), ("MSE", "mse"), ("RMSE", "rmse"), ("test faces", "n")):
             assert table.loc[name, column] == pytest.approx(card[key])
 
-    from training.report import benchmark_runtime, load_benchmarks
+    from core.model_card import benchmark_runtime, load_benchmarks
 
     speed = app.dataframe[1].value
     for shown, saved in zip(speed.to_dict("records"), load_benchmarks(), strict=True):

@@ -8,7 +8,6 @@ counted, never fatal.
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from core.images import ImageError, read_image_file
+from core.utkface import parse_name
 from core.preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
 
 MIN_AGE, MAX_AGE = 0, 116
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-_NAME = re.compile(r"^(\d+)_([01])_([0-4])_(\d+)\.[A-Za-z]+(?:\.chip\.jpg)?$")
 
 
 class DataError(Exception):
@@ -54,21 +53,6 @@ class ScanReport:
         parts = [f"{len(self.records)} labelled images"]
         parts += [f"{n} skipped ({reason})" for reason, n in sorted(self.skipped.items())]
         return ", ".join(parts)
-
-
-def parse_name(name: str) -> tuple[int, int, int] | None:
-    """Return ``(age, gender, race)`` from a UTKFace file name, or None when it is malformed.
-
-    >>> parse_name("26_1_2_20170116174525125.jpg.chip.jpg")
-    (26, 1, 2)
-    >>> parse_name("61_1_20170109142408075.jpg.chip.jpg") is None
-    True
-    """
-    match = _NAME.match(name)
-    if not match:
-        return None
-    age, gender, race = (int(match.group(i)) for i in (1, 2, 3))
-    return age, gender, race
 
 
 def scan_folder(folder: str | Path) -> ScanReport:

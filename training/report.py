@@ -10,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from core.age_model import available_models, combined_runtime, models_dir
+from core.age_model import combined_runtime, models_dir
+from core.model_card import ASSETS_DIR, benchmark_runtime, load_benchmarks, load_cards
 from core.atomic import write_json_atomic, write_text_atomic
 from core.estimator import EstimatorConfig
 
@@ -29,16 +30,9 @@ RECALL_TARGETS = {"40-63": 0.90, "40-200": 0.95}
 REALTIME_FPS = {3: 30.0, 5: 20.0}
 REALTIME_LATENCY_P95_MS = 50.0  # added camera-to-display latency at 3 faces
 DEFAULT_REFRESH_EVERY = EstimatorConfig().refresh_every
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = ASSETS_DIR
 STAGE_COLUMNS = ("detect", "crop", "infer", "track", "draw", "encode")
 SEED_APP = {"resnet50": (6.72, 9.68), "cnn": (8.58, 11.67)}  # MAE, RMSE published by the seed app
-
-
-def load_cards(folder: Path | None = None) -> dict[str, dict]:
-    """Every shipped model's card (ensembles included), by model name."""
-    folder = Path(folder or models_dir())
-    return {name: json.loads((folder / f"{name}.json").read_text())
-            for name in available_models(folder) if (folder / f"{name}.json").is_file()}
 
 
 def models_table(cards: dict[str, dict]) -> str:
@@ -93,16 +87,6 @@ def _target_cell(target: dict | None) -> str:
         return "-"
     verdict = "met" if target["met"] else f"missed by {target['missed_by']:.2f}"
     return f"≤ {target['test_mae_at_most']:.1f}: {verdict}"
-
-
-def load_benchmarks(folder: Path = ASSETS) -> list[dict]:
-    """Saved ``agecam benchmark --save`` results, in file-name order."""
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("benchmark-*.json"))]
-
-
-def benchmark_runtime(result: dict) -> str:
-    """The runtime a saved benchmark ran on (those saved before the ONNX path ran on Keras)."""
-    return result.get("runtime", "keras")
 
 
 def tool_runtimes(cards: dict[str, dict], folder: Path | None = None) -> dict[str, str]:

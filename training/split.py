@@ -164,3 +164,19 @@ def split_records(records: list[FaceRecord], manifest: dict[str, str] | None,
         if record.name not in dropped:
             parts[assignment[record.name]].append(record)
     return SplitResult(parts, assignment, groups, sorted(dropped))
+
+
+def held_out_faces(data: str | Path, count: int, manifest: str | Path = DEFAULT_MANIFEST, min_age: int = 18):
+    """``count`` test-split faces of ``data`` (adults, spread over the folder's names) as BGR images;
+    fewer when the folder or the manifest has fewer. For generated scenes: benchmarks, field tests."""
+    import cv2
+
+    from training.data import scan_folder
+
+    if not Path(data).is_dir():
+        return []
+    splits = effective_splits(manifest) if Path(manifest).is_file() else {}
+    records = [r for r in scan_folder(data).records if splits.get(r.name, "test") == "test" and r.age >= min_age]
+    picked = records[:: max(1, len(records) // count)][:count] if count else []
+    faces = [cv2.imread(str(r.path)) for r in picked]
+    return [f for f in faces if f is not None]

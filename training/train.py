@@ -26,6 +26,7 @@ import numpy as np
 
 from core.age_model import AgeModel, ModelError
 from core.atomic import atomic_path, write_json_atomic, write_text_atomic
+from core.model_card import figure_prefix
 from training.augment import AugmentConfig, AugmentedFaces
 from training.data import DataError, load_arrays, scan_folder
 from training.evaluate import metrics_report, predict_in_batches
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Figure names follow the seed app's, so its readers find them where they expect.
-PLOT_PREFIX = {"cnn": "cnn", "resnet50": "resnet"}
 # The project's accuracy targets (issue #12: on the crop-part1 test faces; a training run checks
 # its own test split until `agecam calibrate --part1` measures those), recorded in every card.
 TARGET_TEST_MAE = {"cnn": 4.9, "resnet50": 4.8}
@@ -390,7 +390,7 @@ def _save_for_inference(model: keras.Model, config: TrainConfig, path: Path) -> 
 
 
 def _write_plots(config: TrainConfig, history: dict, y_true, y_pred, by_age: dict) -> None:
-    prefix = PLOT_PREFIX.get(config.arch, config.arch)
+    prefix = figure_prefix(config.arch)
     label = {"cnn": "CNN", "resnet50": "ResNet50"}.get(config.arch, config.arch)
     plot_training(history, f"{label}: training and validation loss", config.assets / f"{prefix}_training_plot.png")
     if len(y_true):

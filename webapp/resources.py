@@ -11,10 +11,9 @@ import streamlit as st
 
 from core.age_model import AgeModel, available_models, default_model_name
 from core.analyzer import AgeCam, AgeCamConfig
-from training.report import load_cards
+from core.model_card import load_cards
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSETS_DIR = REPO_ROOT / "assets"
 DATASET_ENV = "AGECAM_UTKFACE_DIR"
 ICE_ENV = "AGECAM_ICE_SERVERS"
 NO_MODEL_HELP = ("No trained model is installed in `models/`. Train one with "

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.age_model import ModelError
 from core.images import ImageError, decode_image
-from training.data import parse_name
+from core.utkface import parse_name
 from webapp.resources import NO_MODEL_HELP, dataset_folder, model_names, shared_model, shared_still_cam
 
 st.title("Image prediction")

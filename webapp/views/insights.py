@@ -1,7 +1,7 @@
 import streamlit as st
 
-from training.train import PLOT_PREFIX
-from webapp.resources import ASSETS_DIR, NO_MODEL_HELP, cards
+from core.model_card import ASSETS_DIR, figure_prefix
+from webapp.resources import NO_MODEL_HELP, cards
 
 st.title("Training insights")
 model_cards = cards()
@@ -21,7 +21,7 @@ for name, card in model_cards.items():
         f"on {training['hardware'].get('cpu_count')} CPU cores, Keras {training['keras_version']} "
         f"({training['keras_backend']}); {card['data']['split_sizes']['train']} training faces."
     )
-    prefix = PLOT_PREFIX.get(card["architecture"], card["architecture"])
+    prefix = figure_prefix(card["architecture"])
     figures = [ASSETS_DIR / f"{prefix}_{kind}.png" for kind in ("training_plot", "prediction_plot", "error_by_age")]
     columns = st.columns(3)
     for column, figure in zip(columns, figures):

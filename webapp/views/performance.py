@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from training.report import benchmark_runtime, load_benchmarks
+from core.model_card import benchmark_runtime, load_benchmarks
 from webapp.resources import NO_MODEL_HELP, cards
 
 st.title("Model performance")

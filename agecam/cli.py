@@ -1,4 +1,4 @@
-"""The ``agecam`` command line: video, webcam, image, train, evaluate."""
+"""The ``agecam`` command line: every command parses, calls one function of a package, and prints."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from realtime.quiet import native_stderr_silenced, quiet_environment
+from agecam.quiet import native_stderr_silenced, quiet_environment
 
 log = logging.getLogger("agecam")
+# Held-out faces for generated scenes (benchmark, field test): UTKFace's crop-part1 beside the checkout.
+DEFAULT_FACES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "utkface-crop-part1"
 
 
 
@@ -311,12 +313,13 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
     options = dict(faces=counts, frames=frames, width=width, height=height, model=model, runtime=runtime,
                    refresh_every=refresh_every, repeats=repeats,
                    cam=AgeCamConfig(detector=_detector_config(detector_range, small_faces=small_faces)))
-    if data is not None:
-        options["data"] = data
+    folder = data if data is not None else DEFAULT_FACES
 
     def action():
+        from training.split import held_out_faces
+
         with native_stderr_silenced(_quiet()):
-            return run_benchmark(BenchmarkConfig(**options))
+            return run_benchmark(BenchmarkConfig(**options, faces_for=lambda n: held_out_faces(folder, n)))
 
     result = _guarded(action)
     if _save_and_print(result, "benchmark", save, as_json):
@@ -352,20 +355,21 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
               help="Also write the JSON results to this file (the README's small-face table reads assets/field-test.json).")
 def field_test(model, runtime, seeds, frames, stills, empty_stills, data, as_json, save):
     """Track coverage on generated clips and face recall on generated stills, with the default settings."""
-    from realtime.benchmark import DEFAULT_DATA, benchmark_faces
     from realtime.field_test import FieldTestConfig, field_test as run_field_test
 
     try:
         seed_list = tuple(int(v) for v in seeds.split(","))
     except ValueError:
         raise Failure(f"--seeds takes numbers like 0,1,2 (got {seeds!r})") from None
-    folder = data if data is not None else DEFAULT_DATA
+    folder = data if data is not None else DEFAULT_FACES
     if not Path(folder).is_dir():
         raise Failure(f"no face folder at {folder}: the field test pastes held-out UTKFace faces (--data)")
     config = FieldTestConfig(seeds=seed_list, frames=frames, stills=stills, empty_stills=empty_stills)
 
     def action():
-        faces = benchmark_faces(200, folder)
+        from training.split import held_out_faces
+
+        faces = held_out_faces(folder, 200)
         cam = _make_cam(model, runtime, "full", 0.5)
         with cam, native_stderr_silenced(_quiet()):
             result = run_field_test(cam, faces, config)
