@@ -77,7 +77,12 @@ def combined_runtime(runtimes) -> str:
 
 
 class EnsembleRunner:
-    """The weighted mean of member models' ages; members may take different input sizes."""
+    """The weighted mean of member models' ages; members may take different input sizes.
+
+    One numeric path for live inference and evaluation alike: faces are preprocessed once at the
+    largest member's size, and a smaller member gets that batch resized down (area interpolation),
+    so a card's metrics measure exactly what users get.
+    """
 
     def __init__(self, members: list["AgeModel"], weights: list[float]):
         if not members or len(weights) != len(members):
@@ -92,10 +97,6 @@ class EnsembleRunner:
         """Ages for a batch preprocessed at :attr:`input_size`; smaller members get it resized down."""
         return sum(w * m.predict_preprocessed(resize_batch(batch, m.input_size))
                    for w, m in zip(self.weights, self.members)).astype(np.float32)
-
-    def predict_faces(self, faces_bgr: list[np.ndarray]) -> np.ndarray:
-        """Ages for BGR crops, each member preprocessing them at its own size (as it was trained)."""
-        return sum(w * m.predict(faces_bgr) for w, m in zip(self.weights, self.members)).astype(np.float32)
 
 
 def resize_batch(batch: np.ndarray, size: int) -> np.ndarray:
@@ -186,8 +187,7 @@ class AgeModel:
         """Ages (years, float32) for a list of BGR face crops, all in one batch."""
         if not faces_bgr:
             return np.zeros((0,), np.float32)
-        if isinstance(self.runner, EnsembleRunner):
-            return self.runner.predict_faces(faces_bgr)
+        # Every runner, an ensemble included, takes a batch at its input size (see EnsembleRunner).
         batch = np.stack([preprocess_face(face, self.input_size) for face in faces_bgr])
         return self.predict_preprocessed(batch)
 

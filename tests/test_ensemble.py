@@ -58,6 +58,20 @@ def test_members_of_different_input_sizes_each_get_faces_at_their_size():
     np.testing.assert_allclose(ensemble.predict_preprocessed(np.full((1, 48, 48, 3), 60, np.float32)), [60], rtol=1e-5)
 
 
+def test_an_ensemble_predicts_live_exactly_what_evaluation_measures():
+    """Live inference (crops) and evaluation (preprocessed batches) share one numeric path."""
+    from core.preprocess import preprocess_face
+
+    small, large = MeanPixelRunner(0), MeanPixelRunner(0)
+    small.input_size, large.input_size = 32, 48
+    members = [AgeModel(runner, name=f"m{runner.input_size}", path=None, card={}) for runner in (small, large)]
+    ensemble = AgeModel(EnsembleRunner(members, [1, 2]), name="mixed", path=None, card={})
+    rng = np.random.default_rng(0)
+    faces = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((100, 80), (61, 77), (200, 200))]
+    evaluated = ensemble.predict_preprocessed(np.stack([preprocess_face(f, ensemble.input_size) for f in faces]))
+    np.testing.assert_array_equal(ensemble.predict(faces), evaluated)
+
+
 @pytest.fixture()
 def models_folder(tmp_path, tiny_model_path):
     """Two copies of the tiny model and an ensemble card naming them."""
