@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -151,7 +150,7 @@ class AgeModel:
             raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         path = resolve_model_path(name_or_path)
         if path.suffix == ".json":  # an ensemble: a card naming shipped member models
-            card = _read_card(path)
+            card = _load_card(path)
             if "members" not in card:
                 raise ModelError(f"{path} is not an ensemble card (it names no members)")
             members = [cls.load(path.parent / f"{name}.keras", runtime) for name in card["members"]]
@@ -167,7 +166,7 @@ class AgeModel:
                 log.info("running %s with Keras: %s", path.name, why_not)
         runner = runner or KerasRunner.load(path)
         card_path = path.with_suffix(".json")
-        card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        card = _load_card(card_path) if card_path.is_file() else {}
         return cls(runner, name=path.stem, path=path, card=card)
 
     @property
@@ -205,12 +204,23 @@ def is_ensemble(card_path: Path) -> bool:
 
 
 def _read_card(card_path: Path) -> dict:
-    """A card's content; empty when the file is missing or not a JSON object."""
+    """A card's content; empty when the file is missing or unusable (for telling what a file is)."""
+    from core.model_card import read_card
+
     try:
-        card = json.loads(Path(card_path).read_text())
+        return read_card(card_path)
     except (OSError, ValueError):
         return {}
-    return card if isinstance(card, dict) else {}
+
+
+def _load_card(card_path: Path) -> dict:
+    """A model's card, or :class:`ModelError` with the one-line reason it cannot be used."""
+    from core.model_card import read_card
+
+    try:
+        return read_card(card_path)
+    except (OSError, ValueError) as error:
+        raise ModelError(str(error)) from None
 
 
 def default_model_name(folder: Path | None = None) -> str:
@@ -221,7 +231,7 @@ def default_model_name(folder: Path | None = None) -> str:
         raise ModelError(f"no model in {folder}; train one with 'agecam train' or pass --model PATH")
     for name in names:
         card_path = folder / f"{name}.json"
-        if card_path.is_file() and json.loads(card_path.read_text()).get("default"):
+        if card_path.is_file() and _read_card(card_path).get("default"):
             return name
     for name in DEFAULT_MODEL_ORDER:
         if name in names:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,10 +36,14 @@ class AgeCamConfig:
 
 
 class StageTimer:
-    """Wall-clock seconds spent per named stage, one entry per call."""
+    """Wall-clock seconds per named stage of the frame in hand (a stage called twice adds up)."""
 
     def __init__(self):
-        self.samples: dict[str, list[float]] = defaultdict(list)
+        self.frame: dict[str, float] = {}
+
+    def start_frame(self) -> dict[str, float]:
+        self.frame = {}
+        return self.frame
 
     @contextmanager
     def stage(self, name: str):
@@ -47,7 +51,19 @@ class StageTimer:
         try:
             yield
         finally:
-            self.samples[name].append(time.perf_counter() - start)
+            self.frame[name] = self.frame.get(name, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class FrameResult:
+    """One processed frame of :meth:`AgeCam.stream`: what the source gave, its faces, and the seconds
+    each stage took on it (``decode``, ``detect``, ``track``, ``crop``, ``infer``, ``smooth``; ``draw``
+    once it is annotated; a caller may add its own, such as ``encode``)."""
+
+    frame: object
+    detections: Detections
+    timings: dict[str, float]
+    faces_inferred: int  # faces sent to the age model on this frame
 
 
 class AgeCam:
@@ -87,8 +103,34 @@ class AgeCam:
         self.estimator.reset()
         self.frame_index = 0
 
+    def stream(self, frames: Iterable, fps: float = 30.0) -> Iterator[FrameResult]:
+        """Process a stream frame by frame, as it comes (a new stream: tracks start afresh).
+
+        ``frames`` yields BGR images, or objects holding one as ``.image`` (``realtime.sources.Frame``);
+        each result carries it back. Used by the window, headless runs and the benchmark alike.
+
+        Example::
+
+            for result in cam.stream(frames_bgr, fps=25):
+                print(result.detections.tracker_id, result.detections.age, result.timings["detect"])
+        """
+        self.reset(fps)
+        source = iter(frames)
+        while True:
+            asked = time.perf_counter()
+            frame = next(source, None)
+            if frame is None:
+                return
+            decoded = time.perf_counter() - asked
+            before = self.estimator.inferences
+            detections = self.get(getattr(frame, "image", frame))
+            self.timer.frame["decode"] = decoded
+            yield FrameResult(frame, detections, self.timer.frame, self.estimator.inferences - before)
+
     def get(self, frame_bgr: np.ndarray) -> Detections:
-        """Faces of the next frame of a stream, with stable ids and smoothed ages."""
+        """Faces of the next frame of a stream, with stable ids and smoothed ages (the stage
+        seconds of this frame are in ``timer.frame`` until the next one)."""
+        self.timer.start_frame()
         with self.timer.stage("detect"):
             if self.config.detector.tile_streams:
                 detections = self.detector.detect_with_tile(frame_bgr, self.frame_index, self.frame_index)

@@ -1,15 +1,56 @@
-"""Reading what training and benchmarks wrote: model cards (``models/NAME.json``), saved
-benchmarks (``assets/benchmark-*.json``) and the names of the training figures.
+"""Model cards (``models/NAME.json``): the one place that reads and writes them, versioned;
+plus reading saved benchmarks (``assets/benchmark-*.json``) and the training figures' names.
 
-Read by the web app, the README report and the tools alike, so each reads them the same way.
+Training, evaluation and the ensemble fill a card's content; the web app, the README report
+and the tools read it, all through :func:`read_card` and :func:`write_card`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from datetime import datetime, timezone
 from pathlib import Path
 
-from core.age_model import available_models, models_dir
+from core.atomic import write_json_atomic
+
+# Version 2: cards carry "card_version" and "written_utc"; version 1 (no "card_version") had neither.
+CARD_VERSION = 2
+# Where a run kept its state and whether it resumed: true of one machine only, not of the model.
+MACHINE_FIELDS = ("run_dir", "resume")
+
+
+class CardError(ValueError):
+    """A model card that cannot be read: not JSON, not an object, or from a newer agecam."""
+
+
+def read_card(path: str | os.PathLike) -> dict:
+    """The card at ``path`` (``FileNotFoundError`` when absent); :class:`CardError` with a one-line
+    reason when it is unusable."""
+    path = Path(path)
+    try:
+        card = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CardError(f"{path} is not a model card (not JSON: {error})") from None
+    if not isinstance(card, dict):
+        raise CardError(f"{path} is not a model card (a JSON object is expected)")
+    version = card.get("card_version", 1)
+    if not isinstance(version, int) or version > CARD_VERSION:
+        raise CardError(f"{path} has card version {version!r}; this agecam reads up to {CARD_VERSION}: update agecam")
+    return card
+
+
+def write_card(path: str | os.PathLike, card: dict) -> dict:
+    """Write ``card`` atomically as the current version, stamped with the time in UTC; returns what was written."""
+    written = {**card, "card_version": CARD_VERSION,
+               "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    config = written.get("training", {}).get("config")
+    if isinstance(config, dict):
+        written["training"] = {**written["training"],
+                               "config": {k: v for k, v in config.items() if k not in MACHINE_FIELDS}}
+    write_json_atomic(path, written)
+    return written
+
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 # The training figures' file prefix per architecture (the ResNet50's figures were always "resnet_*").
@@ -18,8 +59,10 @@ _FIGURE_PREFIX = {"cnn": "cnn", "resnet50": "resnet"}
 
 def load_cards(folder: Path | None = None) -> dict[str, dict]:
     """Every shipped model's card (ensembles included), by model name."""
+    from core.age_model import available_models, models_dir  # age_model reads cards with this module
+
     folder = Path(folder or models_dir())
-    return {name: json.loads((folder / f"{name}.json").read_text())
+    return {name: read_card(folder / f"{name}.json")
             for name in available_models(folder) if (folder / f"{name}.json").is_file()}
 
 

@@ -11,6 +11,7 @@ import logging
 import resource
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,12 +82,9 @@ def run_pipeline(cam: AgeCam, faces: list[np.ndarray], config: BenchmarkConfig, 
     size = min(140, int(config.width / len(faces)) - 16)
     scene = SceneConfig(width=config.width, height=config.height, frames=config.frames, face_size=size, seed=len(faces))
     clip = write_scene(workdir / f"faces{len(faces)}.mp4", faces, scene)
-    cam.reset()
-    cam.timer.samples.clear()
-    inferences_before = cam.estimator.inferences
     with VideoSource(str(clip), realtime=realtime) as source:
         summary = run(cam, source, RunConfig(show_window=False, output=workdir / f"faces{len(faces)}_out.mp4"))
-    samples = cam.timer.samples
+    samples = defaultdict(list, summary.stage_seconds)
     bias = summary.track_log.smoothing_bias()
     first_age = summary.track_log.frames_to_first_age
     return {
@@ -96,7 +94,7 @@ def run_pipeline(cam: AgeCam, faces: list[np.ndarray], config: BenchmarkConfig, 
         "seconds": round(summary.seconds, 3),
         "stages": {stage: {**_stats(samples[stage]), "calls": len(samples[stage]),
                            "total_s": round(float(np.sum(samples[stage])), 4)} for stage in STAGES},
-        "inferences_per_frame": round((cam.estimator.inferences - inferences_before) / max(1, summary.frames), 2),
+        "inferences_per_frame": round(summary.inferences / max(1, summary.frames), 2),
         "tracks": len(summary.tracks),
         "max_smoothing_bias_years": round(max((abs(b) for b in bias.values()), default=0.0), 2),
         "max_frames_to_first_age": max(first_age.values(), default=None),

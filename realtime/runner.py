@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -46,6 +46,8 @@ class RunSummary:
     interrupted: bool = False
     stopped_by_user: bool = False
     failure: str | None = None
+    stage_seconds: dict[str, list[float]] = field(default_factory=dict)  # per stage, one entry per frame it ran
+    inferences: int = 0  # faces sent to the age model
 
     @property
     def fps(self) -> float:
@@ -129,7 +131,8 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
     Outputs are finalised in every case, holding exactly the frames processed.
     """
     tracks = TrackLog()
-    cam.reset(source.fps)  # a new stream: no tracks yet, time limits at its frame rate
+    stage_seconds: dict[str, list[float]] = defaultdict(list)
+    inferences = 0
     frames, started, fps_shown = 0, time.perf_counter(), None
     interrupted = stopped = False
     if config.show_window:
@@ -138,16 +141,11 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
         cv2.resizeWindow(WINDOW, source.width, source.height)
     with _optional(VideoSink, config.output, source.fps, (source.width, source.height)) as video, \
             _optional(CsvSink, config.csv) as table, StopRequests() as stops:
-        frames_in = iter(source)
         try:
-            while not stops.requested:
-                asked = time.perf_counter()
-                frame = next(frames_in, None)
-                if frame is None:
-                    break
-                cam.timer.samples["decode"].append(time.perf_counter() - asked)
+            # A new stream for the pipeline: no tracks yet, its time limits at the source's frame rate.
+            for result in cam.stream(source, source.fps):
+                frame, detections = result.frame, result.detections
                 tick = time.perf_counter()
-                detections = cam.get(frame.image)
                 tracks.add(detections)
                 needs_picture = video is not None or config.show_window
                 shown = cam.annotate(frame.image, detections, fps_shown) if needs_picture else None
@@ -157,18 +155,25 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
                 else:  # the file's own clock where it has one (variable frame rate), else index / fps
                     time_s = frame.media_time if frame.media_time is not None else frame.index / source.fps
                 if video is not None:
-                    with cam.timer.stage("encode"):
-                        video.write(shown)
+                    encode_started = time.perf_counter()
+                    video.write(shown)
+                    result.timings["encode"] = time.perf_counter() - encode_started
                 if table is not None:
                     table.write(frame.index, time_s, detections)
                 frames += 1
-                cam.timer.samples["capture_to_output"].append(time.perf_counter() - frame.captured_at)
-                elapsed = time.perf_counter() - tick
+                inferences += result.faces_inferred
+                result.timings["capture_to_output"] = time.perf_counter() - frame.captured_at
+                for stage, seconds in result.timings.items():
+                    stage_seconds[stage].append(seconds)
+                elapsed = time.perf_counter() - tick + sum(v for k, v in result.timings.items()
+                                                          if k in ("detect", "track", "crop", "infer", "smooth"))
                 fps_shown = 1 / elapsed if fps_shown is None else 0.9 * fps_shown + 0.1 / max(elapsed, 1e-6)
                 if config.show_window and _show(shown, frame.index, config.snapshot_dir):
                     stopped = True
                     break
                 if config.max_frames and frames >= config.max_frames:
+                    break
+                if stops.requested:  # after the frame in hand: every output holds it, or none
                     break
         except KeyboardInterrupt:
             interrupted = True
@@ -177,7 +182,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
             if config.show_window:
                 cv2.destroyAllWindows()
     return RunSummary(frames, time.perf_counter() - started, tracks.summary(), tracks, interrupted, stopped,
-                      source.failed)
+                      source.failed, dict(stage_seconds), inferences)
 
 
 def _show(image: np.ndarray, frame_index: int, snapshot_dir: Path) -> bool:

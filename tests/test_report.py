@@ -98,3 +98,38 @@ def test_table_reads_every_number_from_the_card(tmp_path):
     (tmp_path / "benchmark-cnn.json").write_text(json.dumps(_bench("cnn", 40, 30)))
     assert update_readme(readme, tmp_path, assets=tmp_path)
     assert "5.43" in readme.read_text() and "old" not in readme.read_text()
+
+
+def test_model_cards_round_trip_with_a_version_and_bad_cards_fail_in_one_line(tmp_path, tiny_model_path):
+    import shutil
+
+    import pytest
+
+    from conftest import run_agecam
+    from core.age_model import AgeModel, ModelError
+    from core.model_card import CARD_VERSION, CardError, read_card, write_card
+
+    card = {"name": "cnn", "metrics": {"test": {"mae": 5.0}},
+            "training": {"config": {"epochs": 3, "run_dir": "/home/someone/models/cnn.run", "resume": True}}}
+    path = tmp_path / "cnn.json"
+    written = write_card(path, card)
+    back = read_card(path)
+    assert back == written and back["card_version"] == CARD_VERSION and back["written_utc"].endswith("+00:00")
+    assert back["training"]["config"] == {"epochs": 3}  # one machine's paths stay out of the card
+    old = tmp_path / "old.json"
+    old.write_text('{"name": "from before versions"}')
+    assert read_card(old) == {"name": "from before versions"}  # version 1: still read
+    for text, reason in (("{not json", "not JSON"), ("[1, 2]", "JSON object"),
+                         (json.dumps({"card_version": CARD_VERSION + 1}), "update agecam")):
+        path.write_text(text)
+        with pytest.raises(CardError, match=reason) as caught:
+            read_card(path)
+        assert "\n" not in str(caught.value)
+    # A model whose card is unusable: a one-line error from the library and from the CLI.
+    shutil.copy(tiny_model_path, tmp_path / "cnn.keras")
+    path.write_text("{not json")
+    with pytest.raises(ModelError, match="not a model card"):
+        AgeModel.load(tmp_path / "cnn.keras")
+    result = run_agecam("image", tiny_model_path, "--model", tmp_path / "cnn.keras")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("agecam: error:") == 1 and "not a model card" in result.stderr

@@ -129,3 +129,21 @@ def test_field_test_command_writes_what_the_readme_table_reads(tmp_path, tiny_mo
     assert "| 3 faces of 120 px, 640x480 (30 frames) | 1 |" in table and "| no face (a face reported) | 3 |" in table
     bad = run_agecam("field-test", "--seeds", "x", "--model", tiny_model_path)
     assert bad.returncode != 0 and "--seeds takes numbers" in bad.stderr
+
+
+def test_agecam_stream_yields_each_frame_with_its_faces_and_stage_times(tiny_model_path):
+    from core import AgeCam, AgeCamConfig
+    from realtime.synthetic import render_scene
+
+    head = astronaut_face()
+    scene = SceneConfig(frames=20, face_size=150, seed=2)
+    frames = [frame for frame, _ in render_scene([head, cv2.flip(head, 1)], scene)]
+    with AgeCam(AgeCamConfig(model=str(tiny_model_path))) as cam:
+        results = list(cam.stream(iter(frames), fps=scene.fps))
+        assert [r.frame is f for r, f in zip(results, frames)] == [True] * 20
+        ids = [tuple(sorted(r.detections.tracker_id.tolist())) for r in results]
+        assert set(ids) <= {(1,), (2,), (1, 2)} and ids.count((1, 2)) >= 15  # two faces, two stable ids
+        assert all({"decode", "detect", "track", "smooth"} <= set(r.timings) for r in results)
+        assert sum(r.faces_inferred for r in results) >= 2 and results[0].timings["infer"] > 0
+        again = next(cam.stream(iter(frames[-1:])))  # a new stream starts its ids afresh
+        assert min(again.detections.tracker_id.tolist()) == 1

@@ -28,7 +28,7 @@ import numpy as np
 
 from core.age_model import AgeModel, ModelError
 from core.age_range import AgeRangeCalibration
-from core.atomic import write_json_atomic
+from core.model_card import write_card
 from training.data import load_arrays, scan_folder
 from training.evaluate import degraded_metrics, degraded_predictions, metrics_report, predict_in_batches, range_report
 from training.split import DEFAULT_MANIFEST, effective_splits
@@ -97,7 +97,7 @@ def assess(model: AgeModel, config: AssessConfig, command: str | None = None) ->
     card["assessed"] = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "data": str(config.data), "part1": str(config.part1) if config.part1 else None,
                         "runtime": model.runtime, "command": command}
-    write_json_atomic(card_path, card)
+    write_card(card_path, card)
     log.info("%s: test MAE %.2f; 80%% range coverage on test %.3f; MAE at 48/64 px %s", model.name,
              metrics["test"]["mae"], card["age_range"]["test"]["coverage"],
              [round(card["degraded"]["test"][str(w)]["mae"], 2) for w in config.widths if w in (48, 64)])

@@ -10,12 +10,12 @@ the tools and ``agecam evaluate --model ensemble`` treat it like a trained model
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from core.age_model import AgeModel, EnsembleRunner, ModelError, models_dir
-from core.atomic import write_json_atomic
+from core.model_card import write_card
 from core.onnx_runner import file_sha256
 from training.evaluate import EvaluateConfig, evaluate
 from training.split import DEFAULT_MANIFEST
@@ -62,9 +62,9 @@ def build_ensemble(config: EnsembleConfig) -> dict:
         "weights_note": "no weights of its own: the weighted mean of its members' ages",
         "data": {"folder": str(config.data), "manifest": repo_relative(config.manifest)},
         "metrics": metrics,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": f"agecam ensemble --data {config.data} --members {','.join(config.members)} --name {config.name}",
     }
-    write_json_atomic(path, card)
+    write_card(path, card)
     return card
 

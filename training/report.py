@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from core.age_model import combined_runtime, models_dir
+from core.atomic import write_text_atomic
+from core.default_model import (REALTIME_FPS, REALTIME_LATENCY_P95_MS, fps_by_faces, live_p95_ms, mark_default,
+                                pick_default, realtime_runs, tool_runtimes)
 from core.model_card import ASSETS_DIR, benchmark_runtime, load_benchmarks, load_cards
-from core.atomic import write_json_atomic, write_text_atomic
-from core.estimator import EstimatorConfig
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PERF_BEGIN, PERF_END = "<!-- performance-table:begin -->", "<!-- performance-table:end -->"
@@ -26,10 +26,6 @@ FIELD_TEST = "field-test.json"  # written by `agecam field-test --save assets/fi
 # Issue #13's targets: per case, the worst face's main-track share and the most tracks a face may get.
 COVERAGE_TARGETS = {"3 faces of 120 px, 640x480": (0.98, 1), "5 faces of 80 px, 640x480": (0.95, 2)}
 RECALL_TARGETS = {"40-63": 0.90, "40-200": 0.95}
-# Real time as issue #5 defines it: headless with encoding, at the tools' default refresh rate.
-REALTIME_FPS = {3: 30.0, 5: 20.0}
-REALTIME_LATENCY_P95_MS = 50.0  # added camera-to-display latency at 3 faces
-DEFAULT_REFRESH_EVERY = EstimatorConfig().refresh_every
 ASSETS = ASSETS_DIR
 STAGE_COLUMNS = ("detect", "crop", "infer", "track", "draw", "encode")
 SEED_APP = {"resnet50": (6.72, 9.68), "cnn": (8.58, 11.67)}  # MAE, RMSE published by the seed app
@@ -89,18 +85,6 @@ def _target_cell(target: dict | None) -> str:
     return f"≤ {target['test_mae_at_most']:.1f}: {verdict}"
 
 
-def tool_runtimes(cards: dict[str, dict], folder: Path | None = None) -> dict[str, str]:
-    """The runtime the tools use for each shipped model: ``onnx`` where a matching export is there;
-    an ensemble's is its members' (see :class:`core.age_model.EnsembleRunner`)."""
-    from core.onnx_runner import matching_onnx_runner
-
-    folder = Path(folder or models_dir())
-    # Each trained model checked once (loading its export and hashing its file), ensembles reuse it.
-    trained = {path.stem: "onnx" if matching_onnx_runner(path)[0] else "keras" for path in folder.glob("*.keras")}
-    return {name: combined_runtime(trained.get(m, "keras") for m in card["members"]) if "members" in card
-            else trained.get(name, "keras") for name, card in cards.items()}
-
-
 def report_inputs(folder: Path | None = None, assets: Path = ASSETS) -> tuple[dict, list, dict]:
     """(cards, saved benchmarks, the tools' runtime per model): everything the report reads."""
     cards = load_cards(folder)
@@ -141,52 +125,6 @@ def age_bands_table(cards: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def realtime_runs(results: list[dict], runtimes: dict[str, str] | None = None) -> dict[str, dict]:
-    """Each model's saved benchmark at the default refresh rate, on the runtime the tools use
-    for it (``runtimes``; any runtime when not given)."""
-    runtimes = runtimes or {}
-    return {r["model"]: r for r in results if r["refresh_every"] == DEFAULT_REFRESH_EVERY
-            and benchmark_runtime(r) == runtimes.get(r["model"], benchmark_runtime(r))}
-
-
-def _fps(run: dict) -> dict[int, float]:
-    return {row["faces"]: row["fps"] for row in run["pipeline"]}
-
-
-def _live_p95(run: dict) -> float:
-    return run["live_latency"]["capture_to_output_ms"]["p95_ms"]
-
-
-def is_realtime(run: dict) -> bool:
-    """Issue #5's targets: :data:`REALTIME_FPS` per face count, live latency p95 within budget."""
-    fps = _fps(run)
-    return (all(fps.get(n, 0.0) >= target for n, target in REALTIME_FPS.items())
-            and _live_p95(run) <= REALTIME_LATENCY_P95_MS)
-
-
-def pick_default(cards: dict[str, dict], results: list[dict], runtimes: dict[str, str] | None = None) -> str | None:
-    """The rule for the tools' default model: the lowest test MAE among the real-time models.
-
-    Real time (:func:`is_realtime`) is judged on a saved benchmark on the runtime the tools
-    use; a model without one is not known to be real-time and is not picked.
-    """
-    runs = realtime_runs(results, runtimes)
-    fast = [name for name in cards if name in runs and is_realtime(runs[name])]
-    return min(fast, key=lambda name: cards[name]["metrics"]["test"]["mae"]) if fast else None
-
-
-def mark_default(cards: dict[str, dict], results: list[dict], folder: Path | None = None,
-                 runtimes: dict[str, str] | None = None) -> str | None:
-    """Set ``"default": true`` on the card :func:`pick_default` chooses (and only on it)."""
-    chosen = pick_default(cards, results, runtimes)
-    folder = Path(folder or models_dir())
-    for name, card in cards.items():
-        if bool(card.get("default")) != (name == chosen):
-            card["default"] = name == chosen
-            write_json_atomic(folder / f"{name}.json", card)
-    return chosen
-
-
 def default_model_text(cards: dict[str, dict], results: list[dict], runtimes: dict[str, str] | None = None) -> str:
     """The README's sentence naming the default model and the numbers behind the choice."""
     name = pick_default(cards, results, runtimes)
@@ -194,11 +132,11 @@ def default_model_text(cards: dict[str, dict], results: list[dict], runtimes: di
         return "_No shipped model has a saved benchmark at real-time speed yet._"
     run = realtime_runs(results, runtimes)[name]
     others = [f"`{other}` {cards[other]['metrics']['test']['mae']:.2f}" for other in cards if other != name]
-    fps = ", ".join(f"{_fps(run)[n]:.0f} fps at {n} faces" for n in sorted(REALTIME_FPS))
+    fps = ", ".join(f"{fps_by_faces(run)[n]:.0f} fps at {n} faces" for n in sorted(REALTIME_FPS))
     targets = ", ".join(f"{target:.0f} fps at {n}" for n, target in sorted(REALTIME_FPS.items()))
     return (f"**Default model: `{name}`**, the lowest test MAE ({cards[name]['metrics']['test']['mae']:.2f}"
             + (f"; {', '.join(others)}" if others else "") + ") among the models that keep real-time speed "
-            f"({fps}, live latency p95 {_live_p95(run):.0f} ms, on {benchmark_runtime(run)}; the targets are "
+            f"({fps}, live latency p95 {live_p95_ms(run):.0f} ms, on {benchmark_runtime(run)}; the targets are "
             f"{targets} and {REALTIME_LATENCY_P95_MS:.0f} ms). Its card carries `\"default\": true`, which the tools read.")
 
 

@@ -8,7 +8,6 @@ backend), the model card ``<out>.json`` and the figures in ``assets/``.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -25,8 +24,8 @@ import keras
 import numpy as np
 
 from core.age_model import AgeModel, ModelError
-from core.atomic import atomic_path, write_json_atomic, write_text_atomic
-from core.model_card import figure_prefix
+from core.atomic import atomic_path, write_text_atomic
+from core.model_card import figure_prefix, read_card, write_card
 from training.augment import AugmentConfig, AugmentedFaces
 from training.data import DataError, load_arrays, scan_folder
 from training.evaluate import metrics_report, predict_in_batches
@@ -211,7 +210,7 @@ def train(config: TrainConfig) -> dict:
     if earlier_stages:
         card["earlier_stages"] = earlier_stages
     card["target"] = target_status(config.arch, card["metrics"]["test"]["mae"])
-    write_json_atomic(config.out.with_suffix(".json"), card)
+    write_card(config.out.with_suffix(".json"), card)
     _write_plots(config, history, y_test, test_pred, card["metrics"]["test"]["by_age"])
     log.info("test split: MAE %.2f, RMSE %.2f on %d faces", card["metrics"]["test"]["mae"],
              card["metrics"]["test"]["rmse"], len(y_test))
@@ -422,7 +421,7 @@ def earlier_training_stages(init_from: Path | None) -> list[dict]:
     card_path = Path(init_from).with_suffix(".json") if init_from is not None else None
     if card_path is None or not card_path.is_file():
         return []
-    card = json.loads(card_path.read_text())
+    card = read_card(card_path)
     training = card.get("training", {})
     stage = {"weights_init": card.get("weights_init"), "weights_note": card.get("weights_note"),
              "epochs_run": training.get("epochs_run"), "seconds": training.get("seconds"),

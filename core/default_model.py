@@ -1,0 +1,77 @@
+"""The rule for the tools' default model, read from the model cards and the saved benchmarks:
+the lowest test MAE among the models that keep real-time speed on the runtime the tools use.
+
+``python -m training.report README.md`` applies it (:func:`mark_default`) and the README states
+the numbers behind the choice; the tools read the card's ``"default"`` flag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.age_model import combined_runtime, models_dir
+from core.estimator import EstimatorConfig
+from core.model_card import benchmark_runtime, write_card
+
+# Real time as issue #5 defines it: headless with encoding, at the tools' default refresh rate.
+REALTIME_FPS = {3: 30.0, 5: 20.0}
+REALTIME_LATENCY_P95_MS = 50.0  # added camera-to-display latency at 3 faces
+DEFAULT_REFRESH_EVERY = EstimatorConfig().refresh_every
+
+
+def tool_runtimes(cards: dict[str, dict], folder: Path | None = None) -> dict[str, str]:
+    """The runtime the tools use for each shipped model: ``onnx`` where a matching export is there;
+    an ensemble's is its members' (see :class:`core.age_model.EnsembleRunner`)."""
+    from core.onnx_runner import matching_onnx_runner
+
+    folder = Path(folder or models_dir())
+    # Each trained model checked once (loading its export and hashing its file), ensembles reuse it.
+    trained = {path.stem: "onnx" if matching_onnx_runner(path)[0] else "keras" for path in folder.glob("*.keras")}
+    return {name: combined_runtime(trained.get(m, "keras") for m in card["members"]) if "members" in card
+            else trained.get(name, "keras") for name, card in cards.items()}
+
+
+def realtime_runs(results: list[dict], runtimes: dict[str, str] | None = None) -> dict[str, dict]:
+    """Each model's saved benchmark at the default refresh rate, on the runtime the tools use
+    for it (``runtimes``; any runtime when not given)."""
+    runtimes = runtimes or {}
+    return {r["model"]: r for r in results if r["refresh_every"] == DEFAULT_REFRESH_EVERY
+            and benchmark_runtime(r) == runtimes.get(r["model"], benchmark_runtime(r))}
+
+
+def fps_by_faces(run: dict) -> dict[int, float]:
+    return {row["faces"]: row["fps"] for row in run["pipeline"]}
+
+
+def live_p95_ms(run: dict) -> float:
+    return run["live_latency"]["capture_to_output_ms"]["p95_ms"]
+
+
+def is_realtime(run: dict) -> bool:
+    """Issue #5's targets: :data:`REALTIME_FPS` per face count, live latency p95 within budget."""
+    fps = fps_by_faces(run)
+    return (all(fps.get(n, 0.0) >= target for n, target in REALTIME_FPS.items())
+            and live_p95_ms(run) <= REALTIME_LATENCY_P95_MS)
+
+
+def pick_default(cards: dict[str, dict], results: list[dict], runtimes: dict[str, str] | None = None) -> str | None:
+    """The rule for the tools' default model: the lowest test MAE among the real-time models.
+
+    Real time (:func:`is_realtime`) is judged on a saved benchmark on the runtime the tools
+    use; a model without one is not known to be real-time and is not picked.
+    """
+    runs = realtime_runs(results, runtimes)
+    fast = [name for name in cards if name in runs and is_realtime(runs[name])]
+    return min(fast, key=lambda name: cards[name]["metrics"]["test"]["mae"]) if fast else None
+
+
+def mark_default(cards: dict[str, dict], results: list[dict], folder: Path | None = None,
+                 runtimes: dict[str, str] | None = None) -> str | None:
+    """Set ``"default": true`` on the card :func:`pick_default` chooses (and only on it)."""
+    chosen = pick_default(cards, results, runtimes)
+    folder = Path(folder or models_dir())
+    for name, card in cards.items():
+        if bool(card.get("default")) != (name == chosen):
+            card["default"] = name == chosen
+            write_card(folder / f"{name}.json", card)
+    return chosen
