@@ -12,10 +12,13 @@ import click
 import numpy as np
 
 from agecam.quiet import native_stderr_silenced, quiet_environment
+from core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
+from core.paths import REPO_ROOT, UTKFACE_CROP_PART1
+
+# The options' defaults are the configs' own, stated once there.
+DETECTOR, ESTIMATOR = DetectorConfig(), EstimatorConfig()
 
 log = logging.getLogger("agecam")
-# Held-out faces for generated scenes (benchmark, field test): UTKFace's crop-part1 beside the checkout.
-DEFAULT_FACES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "utkface-crop-part1"
 
 
 
@@ -98,9 +101,7 @@ def _setup_logging(verbose: int) -> None:
 
 def model_option(func):
     """The --model and --runtime options."""
-    # The choices are core.age_model.RUNTIMES, not imported here: that would load OpenCV before
-    # quiet_environment() has set its log level.
-    func = click.option("--runtime", type=click.Choice(["auto", "onnx", "keras"]), default="auto", show_default=True,
+    func = click.option("--runtime", type=click.Choice(RUNTIMES), default=RUNTIMES[0], show_default=True,
                         help="auto: ONNX Runtime when the model's .onnx export (made from this very file) is beside it, "
                              "else Keras.")(func)
     return click.option("--model", "model", default=None, metavar="NAME|PATH",
@@ -108,17 +109,17 @@ def model_option(func):
 
 
 _small_faces_option = click.option(
-    "--small-faces/--no-small-faces", default=True, show_default=True,
+    "--small-faces/--no-small-faces", default=DETECTOR.tile_streams, show_default=True,
     help="Also search tiles (and, in video, regions around missed tracks) so faces of 40-100 px are found; "
          "--no-small-faces is faster on slow CPUs.")
 
 
 def _pipeline_options(func):
     func = _small_faces_option(func)
-    func = click.option("--range", "detector_range", type=click.Choice(["short", "full"]), default="full",
+    func = click.option("--range", "detector_range", type=click.Choice(sorted(RANGES)), default=DETECTOR.range,
                         show_default=True, help="Detector range: full (faces of any size, up to ~5 m) or short (close-up webcam, faster).")(func)
-    func = click.option("--confidence", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-                        help="Minimum face detection confidence.")(func)
+    func = click.option("--confidence", type=click.FloatRange(0, 1), default=DETECTOR.min_confidence, show_default=True,
+                        help="Detection confidence that starts a face's track (weaker detections only extend one).")(func)
     return model_option(func)
 
 
@@ -154,18 +155,15 @@ def _import_keras_quietly() -> None:
         import keras  # noqa: F401
 
 
-def _detector_config(detector_range="full", confidence=0.5, small_faces=True):
-    from core.detector import DetectorConfig
-
+def _detector_config(detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence, small_faces=True):
     return DetectorConfig(detector_range, confidence, tile_stills=small_faces, tile_streams=small_faces,
                           search_missed=small_faces)
 
 
-def _make_cam(model, runtime, detector_range, confidence, refresh_every=3, show_fps=False, show_range=False,
-              small_faces=True):
+def _make_cam(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,
+              refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True):
     from core.analyzer import AgeCam, AgeCamConfig
     from core.annotator import AnnotatorConfig
-    from core.estimator import EstimatorConfig
 
     config = AgeCamConfig(model=model, runtime=runtime, detector=_detector_config(detector_range, confidence, small_faces),
                           estimator=EstimatorConfig(refresh_every),
@@ -201,7 +199,7 @@ def main(context: click.Context, verbose: int) -> None:
 @click.argument("source")
 @_pipeline_options
 @_stream_output_options
-@click.option("--refresh-every", type=click.IntRange(1, 1000), default=3, show_default=True,
+@click.option("--refresh-every", type=click.IntRange(1, 1000), default=ESTIMATOR.refresh_every, show_default=True,
               help="Re-estimate each face's age every k frames.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
 @click.option("--realtime", is_flag=True,
@@ -224,7 +222,7 @@ def webcam(camera, model, runtime, detector_range, confidence, small_faces, no_w
            show_fps, show_range):
     """Estimate ages live on a camera (the camera shortcut of 'video')."""
     _run_video(str(camera), model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               3, None, show_range=show_range, small_faces=small_faces)
+               ESTIMATOR.refresh_every, None, show_range=show_range, small_faces=small_faces)
 
 
 def _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
@@ -279,7 +277,8 @@ def demo(out, model, runtime):
     clip = write_scene(out / "astronaut.mp4", [face, cv2.flip(face, 1)], SceneConfig(frames=60))
     annotated = out / "astronaut_annotated.mp4"
     click.echo(f"generated {clip}; annotating it into {annotated}", err=True)
-    _run_video(str(clip), model, runtime, "full", 0.5, True, annotated, None, True, False, 3, None)
+    _run_video(str(clip), model, runtime, DETECTOR.range, DETECTOR.min_confidence, no_window=True, output=annotated,
+               csv_path=None, as_json=True, show_fps=False, refresh_every=ESTIMATOR.refresh_every, max_frames=None)
 
 
 @main.command()
@@ -287,8 +286,8 @@ def demo(out, model, runtime):
 @click.option("--frames", type=click.IntRange(10), default=300, show_default=True, help="Frames per clip.")
 @model_option
 @click.option("--size", default="640x480", show_default=True, help="Frame size WIDTHxHEIGHT.")
-@click.option("--range", "detector_range", type=click.Choice(["short", "full"]), default="full", show_default=True)
-@click.option("--refresh-every", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option("--range", "detector_range", type=click.Choice(sorted(RANGES)), default=DETECTOR.range, show_default=True)
+@click.option("--refresh-every", type=click.IntRange(1, 1000), default=ESTIMATOR.refresh_every, show_default=True)
 @click.option("--repeats", type=click.IntRange(1, 20), default=3, show_default=True,
               help="Runs per face count; the run with the median fps is reported.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
@@ -313,7 +312,7 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
     options = dict(faces=counts, frames=frames, width=width, height=height, model=model, runtime=runtime,
                    refresh_every=refresh_every, repeats=repeats,
                    cam=AgeCamConfig(detector=_detector_config(detector_range, small_faces=small_faces)))
-    folder = data if data is not None else DEFAULT_FACES
+    folder = data if data is not None else UTKFACE_CROP_PART1
 
     def action():
         from training.split import held_out_faces
@@ -361,7 +360,7 @@ def field_test(model, runtime, seeds, frames, stills, empty_stills, data, as_jso
         seed_list = tuple(int(v) for v in seeds.split(","))
     except ValueError:
         raise Failure(f"--seeds takes numbers like 0,1,2 (got {seeds!r})") from None
-    folder = data if data is not None else DEFAULT_FACES
+    folder = data if data is not None else UTKFACE_CROP_PART1
     if not Path(folder).is_dir():
         raise Failure(f"no face folder at {folder}: the field test pastes held-out UTKFace faces (--data)")
     config = FieldTestConfig(seeds=seed_list, frames=frames, stills=stills, empty_stills=empty_stills)
@@ -370,7 +369,7 @@ def field_test(model, runtime, seeds, frames, stills, empty_stills, data, as_jso
         from training.split import held_out_faces
 
         faces = held_out_faces(folder, 200)
-        cam = _make_cam(model, runtime, "full", 0.5)
+        cam = _make_cam(model, runtime)
         with cam, native_stderr_silenced(_quiet()):
             result = run_field_test(cam, faces, config)
         result["model"], result["runtime"] = cam.model.name, cam.model.runtime
@@ -396,7 +395,7 @@ def field_test(model, runtime, seeds, frames, stills, empty_stills, data, as_jso
               help='WebRTC ICE servers for LAN/remote use, e.g. \'[{"urls": ["stun:stun.example.org:3478"]}]\'.')
 def web(port, host, ice_servers):
     """Serve the web app (live camera, image prediction, model pages)."""
-    app = Path(__file__).resolve().parent.parent / "webapp" / "app.py"
+    app = REPO_ROOT / "webapp" / "app.py"
     env = dict(os.environ)
     if ice_servers is not None:
         try:

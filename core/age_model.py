@@ -10,11 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.config import RUNTIMES
+from core.paths import SHIPPED_MODELS
 from core.preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
 
-SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
 MODELS_ENV = "AGECAM_MODELS"
 # Used only when no card carries "default": true (e.g. a folder of the user's own models).
 DEFAULT_MODEL_ORDER = ("resnet50", "cnn")
@@ -29,7 +30,6 @@ class ModelError(Exception):
     """A model name or file that cannot be resolved or loaded."""
 
 
-RUNTIMES = ("auto", "onnx", "keras")
 
 
 class KerasRunner:

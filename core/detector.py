@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from core.config import RANGES, DetectorConfig
 from core.detections import Detections
 from core.geometry import iou_matrix
 
 log = logging.getLogger(__name__)
 
-RANGES = {"short": 0, "full": 1}
 REGION_INPUT = 192  # side of a searched region as the detector sees it (the full-range model's input)
 
 
@@ -74,32 +73,6 @@ def _cut_by_tile_edge(xyxy: np.ndarray, tile, width: int, height: int, margin: f
     local = xyxy + np.array([x1, y1, x1, y1], np.float32)
     return (((local[:, 0] <= x1 + margin) & (x1 > 0)) | ((local[:, 1] <= y1 + margin) & (y1 > 0))
             | ((local[:, 2] >= x2 - margin) & (x2 < width)) | ((local[:, 3] >= y2 - margin) & (y2 < height)))
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """``range``: ``full`` (faces of any size, up to ~5 m) or ``short`` (close-up, ~3x faster).
-
-    Measured on a 640x480 clip of three 150 px faces: full found all three in 59 of 60 frames
-    at 5.9 ms/frame; short found them in 8 of 60 at 1.8 ms/frame. Short suits a webcam close-up.
-    """
-
-    range: str = "full"
-    min_confidence: float = 0.5
-    # Stills: also search overlapping tiles, each seen closer than in the whole frame (small faces).
-    tile_stills: bool = True
-    # Streams: also search one tile per frame, in turn, so small faces get found and start tracks.
-    tile_streams: bool = True
-    # Streams: a tracked face the whole-frame pass missed is searched for in a region around its
-    # predicted box, magnified to the detector's input (a small or blurred face is found there).
-    search_missed: bool = True
-    max_searches: int = 6  # regions per frame at most (bounds the cost with many faces)
-
-    def __post_init__(self):
-        if self.range not in RANGES:
-            raise ValueError(f"detector range must be one of {sorted(RANGES)}, not {self.range!r}")
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError(f"detection confidence must be within 0..1, not {self.min_confidence}")
 
 
 class FaceDetector:

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
 from contextlib import nullcontext
 
 from core.age_model import AgeModel
+from core.config import EstimatorConfig
 from core.crop import CropConfig, crop_faces
 from core.detections import Detections
-
-
-@dataclass(frozen=True)
-class EstimatorConfig:
-    """``refresh_every``: re-estimate a track's age every k frames (1 = every frame).
-
-    New tracks are estimated on their first frame; refreshes are staggered by track id so
-    several faces do not all need inference on the same frame.
-    """
-
-    refresh_every: int = 3
 
 
 class AgeEstimator:

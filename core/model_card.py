@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from core.atomic import write_json_atomic
+from core.paths import ASSETS_DIR
 
 # Version 2: cards carry "card_version" and "written_utc"; version 1 (no "card_version") had neither.
 CARD_VERSION = 2
@@ -52,7 +53,6 @@ def write_card(path: str | os.PathLike, card: dict) -> dict:
     return written
 
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 # The training figures' file prefix per architecture (the ResNet50's figures were always "resnet_*").
 _FIGURE_PREFIX = {"cnn": "cnn", "resnet50": "resnet"}
 

@@ -47,3 +47,25 @@ def test_core_public_api_is_importable_from_core_and_lazy():
             "assert set(core.__all__) >= {'AgeCam', 'Detections', 'AgeModel'}")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_cli_defaults_are_the_configs_own_and_loading_the_cli_loads_no_native_library():
+    import subprocess
+    import sys
+
+    from agecam.cli import main
+    from core.config import RUNTIMES, DetectorConfig, EstimatorConfig
+
+    expected = {"confidence": DetectorConfig().min_confidence, "detector_range": DetectorConfig().range,
+                "refresh_every": EstimatorConfig().refresh_every, "runtime": RUNTIMES[0],
+                "small_faces": DetectorConfig().tile_streams}
+    seen = 0
+    for command in main.commands.values():
+        for param in command.params:
+            if param.name in expected:
+                assert param.default == expected[param.name], (command.name, param.name)
+                seen += 1
+    assert seen >= 10
+    done = subprocess.run([sys.executable, "-c", "import sys, agecam.cli; assert 'cv2' not in sys.modules"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

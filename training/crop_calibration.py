@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from core.detector import DetectorConfig, FaceDetector
+from core.paths import UTKFACE_CROP_PART1
 from training.data import read_image, scan_folder
 
 PAD_FRACTION = 0.5  # black border around each crop, so the detector sees the face in context
@@ -49,5 +50,5 @@ def measure(folder: str, detector_range: str = "short", samples: int = 300, seed
 
 
 if __name__ == "__main__":
-    folder = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/utkface-crop-part1"
+    folder = sys.argv[1] if len(sys.argv) > 1 else UTKFACE_CROP_PART1
     print(json.dumps([measure(folder, r) for r in ("short", "full")], indent=2))

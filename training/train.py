@@ -26,6 +26,7 @@ import numpy as np
 from core.age_model import AgeModel, ModelError
 from core.atomic import atomic_path, write_text_atomic
 from core.model_card import figure_prefix, read_card, write_card
+from core.paths import ASSETS_DIR, REPO_ROOT, SHIPPED_MODELS
 from training.augment import AugmentConfig, AugmentedFaces
 from training.data import DataError, load_arrays, scan_folder
 from training.evaluate import metrics_report, predict_in_batches
@@ -36,7 +37,6 @@ from training.split import (DEFAULT_MANIFEST, SplitConfig, SplitResult, read_man
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Figure names follow the seed app's, so its readers find them where they expect.
 # The project's accuracy targets (issue #12: on the crop-part1 test faces; a training run checks
 # its own test split until `agecam calibrate --part1` measures those), recorded in every card.
@@ -84,8 +84,8 @@ class TrainConfig:
     def __post_init__(self):
         self.data, self.out = Path(self.data), Path(self.out)
         if self.assets is None:
-            shipped = self.out.parent.resolve() == (REPO_ROOT / "models").resolve()
-            self.assets = REPO_ROOT / "assets" if shipped else self.out.parent
+            shipped = self.out.parent.resolve() == SHIPPED_MODELS.resolve()
+            self.assets = ASSETS_DIR if shipped else self.out.parent
         self.assets = Path(self.assets)
         if self.manifest is None:
             self.manifest = DEFAULT_MANIFEST

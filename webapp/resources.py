@@ -12,8 +12,8 @@ import streamlit as st
 from core.age_model import AgeModel, available_models, default_model_name
 from core.analyzer import AgeCam, AgeCamConfig
 from core.model_card import load_cards
+from core.paths import UTKFACE_CROP_PART1
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASET_ENV = "AGECAM_UTKFACE_DIR"
 ICE_ENV = "AGECAM_ICE_SERVERS"
 NO_MODEL_HELP = ("No trained model is installed in `models/`. Train one with "
@@ -66,7 +66,7 @@ def cards() -> dict[str, dict]:
 
 def dataset_folder() -> Path | None:
     """UTKFace crops to pick examples from: $AGECAM_UTKFACE_DIR, else ../shared next to the repo."""
-    folder = Path(os.environ.get(DATASET_ENV, REPO_ROOT.parent / "shared" / "data" / "utkface-crop-part1"))
+    folder = Path(os.environ.get(DATASET_ENV, UTKFACE_CROP_PART1))
     return folder if folder.is_dir() else None
 
 

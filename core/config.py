@@ -1,0 +1,46 @@
+"""The settings users choose from the command line, each stated once, in modules that load no native
+library, so the CLI can show them as its defaults (``agecam/cli.py``) before OpenCV or TensorFlow load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RANGES = {"short": 0, "full": 1}  # MediaPipe's model_selection per detector range
+RUNTIMES = ("auto", "onnx", "keras")  # how an age model runs (core.age_model.AgeModel.load)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """``range``: ``full`` (faces of any size, up to ~5 m) or ``short`` (close-up, ~3x faster).
+
+    Measured on a 640x480 clip of three 150 px faces: full found all three in 59 of 60 frames
+    at 5.9 ms/frame; short found them in 8 of 60 at 1.8 ms/frame. Short suits a webcam close-up.
+    """
+
+    range: str = "full"
+    min_confidence: float = 0.5
+    # Stills: also search overlapping tiles, each seen closer than in the whole frame (small faces).
+    tile_stills: bool = True
+    # Streams: also search one tile per frame, in turn, so small faces get found and start tracks.
+    tile_streams: bool = True
+    # Streams: a tracked face the whole-frame pass missed is searched for in a region around its
+    # predicted box, magnified to the detector's input (a small or blurred face is found there).
+    search_missed: bool = True
+    max_searches: int = 6  # regions per frame at most (bounds the cost with many faces)
+
+    def __post_init__(self):
+        if self.range not in RANGES:
+            raise ValueError(f"detector range must be one of {sorted(RANGES)}, not {self.range!r}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"detection confidence must be within 0..1, not {self.min_confidence}")
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """``refresh_every``: re-estimate a track's age every k frames (1 = every frame).
+
+    New tracks are estimated on their first frame; refreshes are staggered by track id so
+    several faces do not all need inference on the same frame.
+    """
+
+    refresh_every: int = 3
