@@ -14,6 +14,7 @@ import numpy as np
 from agecam.quiet import native_stderr_silenced, quiet_environment
 from core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
 from core.paths import REPO_ROOT, UTKFACE_CROP_PART1
+from training.arch_defaults import defaults_text
 
 # The options' defaults are the configs' own, stated once there.
 DETECTOR, ESTIMATOR = DetectorConfig(), EstimatorConfig()
@@ -513,12 +514,12 @@ def _write_annotated(picture, source: Path, output_dir: Path, taken: set[Path] =
 @click.option("--arch", type=click.Choice(["cnn", "resnet50"]), default="cnn", show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--img-size", type=click.IntRange(32, 512), default=None, help="Input side in pixels [cnn 96, resnet50 96].")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None, help="Peak learning rate [cnn 2e-3, resnet50 1e-3].")
+@click.option("--img-size", type=click.IntRange(32, 512), default=None, help=f"Input side in pixels [{defaults_text('img_size')}].")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None, help=f"Peak learning rate [{defaults_text('lr')}].")
 @click.option("--weight-decay", type=click.FloatRange(0), default=None,
-              help="AdamW decoupled weight decay [cnn 1e-4, resnet50 1e-2].")
+              help=f"AdamW decoupled weight decay [{defaults_text('weight_decay')}].")
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=None,
-              help="Linear learning-rate warm-up before the cosine decay [cnn 0, resnet50 1].")
+              help=f"Linear learning-rate warm-up before the cosine decay [{defaults_text('warmup_epochs')}].")
 @click.option("--weights", default="none", show_default=True, metavar="imagenet|none|PATH",
               help="ResNet50 initialisation; imagenet falls back to none when the weights cannot be had.")
 @click.option("--init-from", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -551,13 +552,9 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
     from training.augment import AugmentConfig
     from training.train import TrainConfig, train as run_training
 
-    # Per-architecture defaults, chosen by measurement (see the model cards).
-    size_default, lr_default, decay_default, warmup_default = {
-        "cnn": (96, 2e-3, 1e-4, 0.0), "resnet50": (96, 1e-3, 1e-2, 1.0)}[arch]
+    # Settings left out (None) take the architecture's defaults (training.arch_defaults).
     options = dict(data=data, arch=arch, out=out or Path("models") / arch, epochs=epochs, batch_size=batch_size,
-                   img_size=img_size or size_default, lr=lr or lr_default,
-                   weight_decay=decay_default if weight_decay is None else weight_decay,
-                   warmup_epochs=warmup_default if warmup_epochs is None else warmup_epochs,
+                   img_size=img_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
                    weights=weights, init_from=init_from, patience=patience,
                    manifest=manifest, resume=resume, run_dir=run_dir, strategy=strategy, limit=limit, head=head,
                    update_manifest=update_manifest, steps_per_epoch=steps_per_epoch)

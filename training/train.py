@@ -27,6 +27,7 @@ from core.age_model import AgeModel, ModelError
 from core.atomic import atomic_path, write_text_atomic
 from core.model_card import figure_prefix, read_card, write_card
 from core.paths import ASSETS_DIR, REPO_ROOT, SHIPPED_MODELS
+from training.arch_defaults import ARCH_DEFAULTS
 from training.augment import AugmentConfig, AugmentedFaces
 from training.data import DataError, load_arrays, scan_folder
 from training.evaluate import metrics_report, predict_in_batches
@@ -61,10 +62,11 @@ class TrainConfig:
     out: Path = Path("models/cnn")
     epochs: int = 30
     batch_size: int = 64
-    img_size: int = 96
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 0.0  # linear warm-up; deep nets from scratch start unstable without it
+    # None: the architecture's default (training.arch_defaults)
+    img_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    warmup_epochs: float | None = None  # linear warm-up; deep nets from scratch start unstable without it
     weights: str = "none"
     head: str = "regression"  # or "distribution" (training.models)
     init_from: Path | None = None  # a trained .keras model whose weights start this run
@@ -83,6 +85,10 @@ class TrainConfig:
 
     def __post_init__(self):
         self.data, self.out = Path(self.data), Path(self.out)
+        defaults = ARCH_DEFAULTS.get(self.arch, ARCH_DEFAULTS["cnn"])
+        for setting in ("img_size", "lr", "weight_decay", "warmup_epochs"):
+            if getattr(self, setting) is None:
+                setattr(self, setting, getattr(defaults, setting))
         if self.assets is None:
             shipped = self.out.parent.resolve() == SHIPPED_MODELS.resolve()
             self.assets = ASSETS_DIR if shipped else self.out.parent
