@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from agecam.quiet import native_stderr_silenced, quiet_environment
 from core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
@@ -427,86 +426,30 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
     _guarded(_check_interrupts)
     if output_dir is not None:
         _guarded(lambda: output_dir.mkdir(parents=True, exist_ok=True))
+    from realtime.stills import age_images
+
+    def action():
+        results, failures = [], 0
+        for result in age_images(cam, paths, output_dir):
+            if result.error:
+                click.echo(f"agecam: error: {result.path}: {result.error}", err=True)
+                failures += 1
+            if result.faces is None:
+                continue
+            results.append(result.as_json())
+            if not as_json:
+                ages = ", ".join(f"{f['age']:.0f}" for f in results[-1]["faces"]) or "no face found"
+                click.echo(f"{result.path}: {ages}")
+        return results, failures
+
     try:
-        results, failures = _age_images(cam, paths, output_dir, as_json)
-    except KeyboardInterrupt:
-        click.echo("agecam: interrupted", err=True)
-        sys.exit(130)
+        results, failures = _guarded(action)
     finally:
         cam.close()
     if as_json:
         click.echo(json.dumps(results))
     if failures:
         sys.exit(1)
-
-
-def _age_images(cam, paths, output_dir: Path | None, as_json: bool) -> tuple[list[dict], int]:
-    """Age each image; a file that cannot be read or written is reported in one line and skipped."""
-    from core.images import ImageError, read_image_file
-
-    results, failures = [], 0
-    written: set[Path] = set()  # this run's outputs: two inputs named alike must not overwrite each other
-    for path in paths:
-        try:
-            picture = read_image_file(path)
-        except FileNotFoundError:
-            picture, reason = None, "file not found"
-        except IsADirectoryError:
-            picture, reason = None, "a folder, not an image"
-        except (ImageError, OSError) as error:
-            picture, reason = None, str(error) or "not a readable image"
-        if picture is None:
-            click.echo(f"agecam: error: {path}: {reason}", err=True)
-            failures += 1
-            continue
-        faces = _guarded(lambda: cam.get_image(picture))
-        results.append({"path": str(path), "faces": [face_json(faces, i) for i in range(len(faces))]})
-        if output_dir is not None:
-            try:
-                written.add(_write_annotated(cam.annotate(picture, faces), path, output_dir, written))
-            except (Failure, OSError) as error:
-                message = error.message if isinstance(error, Failure) else f"cannot write into {output_dir}: {error}"
-                click.echo(f"agecam: error: {path}: {message}", err=True)
-                failures += 1
-        if not as_json:
-            ages = ", ".join(f"{f['age']:.0f}" for f in results[-1]["faces"]) or "no face found"
-            click.echo(f"{path}: {ages}")
-    return results, failures
-
-
-def face_json(faces, i: int) -> dict:
-    """One face of an image as JSON: box (x, y, w, h), score, age and its 80% range (null without calibration)."""
-    low, high = float(faces.age_low[i]), float(faces.age_high[i])
-    return {"box": [round(float(v), 1) for v in faces.xywh[i]], "score": round(float(faces.confidence[i]), 3),
-            "age": round(float(faces.age[i]), 1),
-            "age_range": [round(low, 1), round(high, 1)] if np.isfinite(low) and np.isfinite(high) else None}
-
-
-def _write_annotated(picture, source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
-    """Write the annotated copy of ``source`` into ``output_dir``; returns the path written.
-
-    The name is the source's; ``NAME_agecam`` when that is the source itself, ``NAME_2``, ``NAME_3`` ...
-    when an earlier input of this run already took it.
-    """
-    import cv2
-
-    target = output_dir / source.name
-    if target.resolve() == source.resolve():  # never overwrite the user's original
-        target = output_dir / f"{source.stem}_agecam{source.suffix}"
-    if target.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp", ".bmp"):
-        target = target.with_suffix(".png")
-    stem, number = target.stem, 2
-    while target.resolve() in {p.resolve() for p in taken} or target.resolve() == source.resolve():
-        target = target.with_name(f"{stem}_{number}{target.suffix}")
-        number += 1
-    from core.atomic import atomic_path
-
-    if target.is_dir():
-        raise Failure(f"cannot write {target}: a folder of that name is in the way")
-    with atomic_path(target) as tmp:
-        if not cv2.imwrite(str(tmp), picture):
-            raise Failure(f"cannot write {target}")
-    return target
 
 
 @main.command()

@@ -96,6 +96,21 @@ class AgeCam:
         self.detector.detect(np.zeros((64, 64, 3), np.uint8))
         self.reset()
 
+    def set_confidence(self, confidence: float) -> bool:
+        """Start tracks at ``confidence`` from now on, keeping the tracks and the detector; False (and
+        nothing changed) when the detector itself would have to report weaker faces than it does."""
+        extend = min(self.config.tracker.extend_confidence, confidence)
+        if extend != self.detector.config.min_confidence:
+            return False
+        self.start_confidence = confidence
+        self.tracker_config = replace(self.tracker_config, start_confidence=confidence, extend_confidence=extend)
+        self.tracker.config = self.tracker_config
+        return True
+
+    def set_annotator(self, config: AnnotatorConfig) -> None:
+        """Draw with ``config`` from the next frame on."""
+        self.annotator = AgeAnnotator(config)
+
     def reset(self, fps: float = 30.0) -> None:
         """Forget all tracks: the start of a new video, whose frame rate scales the tracker's time limits."""
         self.tracker = FaceTracker(self.tracker_config, fps)

@@ -147,3 +147,20 @@ def test_agecam_stream_yields_each_frame_with_its_faces_and_stage_times(tiny_mod
         assert sum(r.faces_inferred for r in results) >= 2 and results[0].timings["infer"] > 0
         again = next(cam.stream(iter(frames[-1:])))  # a new stream starts its ids afresh
         assert min(again.detections.tracker_id.tolist()) == 1
+
+
+def test_age_images_streams_one_result_per_image_and_never_overwrites(tmp_path, astronaut_png, tiny_model_path):
+    from core import AgeCam, AgeCamConfig
+    from realtime.stills import age_images
+
+    other = tmp_path / "b" / astronaut_png.name
+    other.parent.mkdir()
+    other.write_bytes(astronaut_png.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    with AgeCam(AgeCamConfig(model=str(tiny_model_path))) as cam:
+        results = list(age_images(cam, [astronaut_png, tmp_path / "missing.jpg", other], out))
+    assert [r.error for r in results] == [None, "file not found", None]
+    assert [r.written.name if r.written else None for r in results] == ["astronaut.png", None, "astronaut_2.png"]
+    assert len(results[0].faces) == 1 and results[0].as_json()["faces"][0]["box"][2] > 50
+    assert results[1].as_json() == {"path": str(tmp_path / "missing.jpg"), "faces": []}

@@ -141,10 +141,14 @@ def test_live_page_setting_changes_do_not_accumulate_detectors(models_dir):
     app = _run("live")
     for step in range(3):  # warm up: what every session loads once
         app.slider[0].set_value(0.6 - 0.05 * step).run()
+    session = app.session_state["live_session"]
     threads, rss = _threads(), _rss_mb()
     for step in range(20):
         app.slider[0].set_value(0.3 + 0.05 * (step % 2)).run()
         assert not app.exception, [e.message for e in app.exception]
+    assert app.session_state["live_session"] is session  # the running session took the new settings
+    app.slider[0].set_value(0.15).run()  # below what the detector reports: a new session, the old one closed
+    assert app.session_state["live_session"] is not session and session.closed
     assert _threads() <= threads
     # Each leaked session held ~16 MB (a MediaPipe graph): 20 would be ~320 MB.
     assert _rss_mb() - rss < 80, f"server memory grew by {_rss_mb() - rss:.0f} MB over 20 setting changes"

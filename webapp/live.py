@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from dataclasses import replace
 
 import numpy as np
 
@@ -54,6 +55,15 @@ class LiveSession:
             self._frames += 1
             self._ages = {int(t): float(a) for t, a in zip(faces.tracker_id, faces.age) if np.isfinite(a)}
         return out
+
+    def configure(self, confidence: float, show_fps: bool) -> bool:
+        """Apply new settings to the running pipeline (tracks and detector kept); False when they
+        need a new session (a confidence below what the detector reports)."""
+        with self._lock:
+            if not self._cam.set_confidence(confidence):
+                return False
+            self._cam.set_annotator(replace(self._cam.annotator.config, show_fps=show_fps))
+            return True
 
     def video_frame_callback(self, frame):
         """The ``av.VideoFrame`` in, annotated ``av.VideoFrame`` out (streamlit-webrtc's contract)."""

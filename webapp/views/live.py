@@ -19,16 +19,19 @@ with controls:
     show_fps = st.checkbox("Show FPS", value=True)
 
 settings = (model_name, confidence, show_fps)
-if st.session_state.get("live_settings") != settings:
-    try:
-        model = shared_model(model_name)
-    except ModelError as error:
-        st.error(f"The model could not be loaded: {error}")
-        st.stop()
+previous_settings = st.session_state.get("live_settings")
+if previous_settings != settings:
     previous = st.session_state.get("live_session")
-    st.session_state["live_session"] = LiveSession(model, confidence, show_fps)
-    if previous is not None:
-        previous.close()  # its detector's graph and threads go now, not when the browser leaves
+    # Same model: the running session takes the new settings (no new detector graph per change).
+    if previous is None or previous_settings[0] != model_name or not previous.configure(confidence, show_fps):
+        try:
+            model = shared_model(model_name)
+        except ModelError as error:
+            st.error(f"The model could not be loaded: {error}")
+            st.stop()
+        st.session_state["live_session"] = LiveSession(model, confidence, show_fps)
+        if previous is not None:
+            previous.close()  # its detector's graph and threads go now, not when the browser leaves
     st.session_state["live_settings"] = settings
 session: LiveSession = st.session_state["live_session"]
 

@@ -1,0 +1,105 @@
+"""Still images: age every face of each image, and write annotated copies that never overwrite.
+
+A streaming generator shared by the CLI and Python callers (one result per image, as it is done).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.analyzer import AgeCam
+from core.atomic import atomic_path
+from core.detections import Detections
+from core.images import ImageError, read_image_file
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+@dataclass
+class StillResult:
+    """One image: its faces (None when it could not be read), the annotated copy written, and the
+    one-line reason for a failure (reading the image or writing its copy)."""
+
+    path: Path
+    faces: Detections | None = None
+    written: Path | None = None
+    error: str | None = None
+
+    def as_json(self) -> dict:
+        faces = self.faces if self.faces is not None else Detections.empty()
+        return {"path": str(self.path), "faces": [face_json(faces, i) for i in range(len(faces))]}
+
+
+def age_images(cam: AgeCam, paths: Iterable[str | os.PathLike], output_dir: Path | None = None) -> Iterator[StillResult]:
+    """Age each image in turn; with ``output_dir``, write its annotated copy there.
+
+    Example::
+
+        for result in age_images(cam, ["a.jpg", "b.png"], Path("annotated")):
+            print(result.path, result.error or result.faces.age)
+    """
+    written: set[Path] = set()  # this run's outputs: two inputs named alike must not overwrite each other
+    for path in map(Path, paths):
+        try:
+            picture = read_image_file(path)
+        except FileNotFoundError:
+            yield StillResult(path, error="file not found")
+            continue
+        except IsADirectoryError:
+            yield StillResult(path, error="a folder, not an image")
+            continue
+        except (ImageError, OSError) as error:
+            yield StillResult(path, error=str(error) or "not a readable image")
+            continue
+        result = StillResult(path, cam.get_image(picture))
+        if output_dir is not None:
+            try:
+                result.written = write_annotated(cam.annotate(picture, result.faces), path, output_dir, written)
+                written.add(result.written)
+            except OSError as error:
+                result.error = str(error) if isinstance(error, StillWriteError) else f"cannot write into {output_dir}: {error}"
+        yield result
+
+
+class StillWriteError(OSError):
+    """An annotated copy that cannot be written (the reason is the message)."""
+
+
+def face_json(faces: Detections, i: int) -> dict:
+    """One face of an image as JSON: box (x, y, w, h), score, age and its 80% range (null without calibration)."""
+    low, high = float(faces.age_low[i]), float(faces.age_high[i])
+    return {"box": [round(float(v), 1) for v in faces.xywh[i]], "score": round(float(faces.confidence[i]), 3),
+            "age": round(float(faces.age[i]), 1),
+            "age_range": [round(low, 1), round(high, 1)] if np.isfinite(low) and np.isfinite(high) else None}
+
+
+def annotated_name(source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
+    """Where the annotated copy of ``source`` goes: the source's name; ``NAME_agecam`` when that is
+    the source itself; ``NAME_2``, ``NAME_3`` ... when an earlier input of this run already took it."""
+    target = output_dir / source.name
+    if target.resolve() == source.resolve():  # never overwrite the user's original
+        target = output_dir / f"{source.stem}_agecam{source.suffix}"
+    if target.suffix.lower() not in IMAGE_SUFFIXES:
+        target = target.with_suffix(".png")
+    stem, number = target.stem, 2
+    while target.resolve() in {p.resolve() for p in taken} or target.resolve() == source.resolve():
+        target = target.with_name(f"{stem}_{number}{target.suffix}")
+        number += 1
+    return target
+
+
+def write_annotated(picture: np.ndarray, source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
+    """Write the annotated copy of ``source`` into ``output_dir`` (atomically); returns its path."""
+    target = annotated_name(source, output_dir, taken)
+    if target.is_dir():
+        raise StillWriteError(f"cannot write {target}: a folder of that name is in the way")
+    with atomic_path(target) as tmp:
+        if not cv2.imwrite(str(tmp), picture):
+            raise StillWriteError(f"cannot write {target}")
+    return target
