@@ -28,6 +28,7 @@ class SceneConfig:
     seed: int = 0
     speed: float = 1.0  # multiplies every face's speed
     occlusions: bool = False  # now and then a face is hidden for a few frames (a hand, a passer-by)
+    crossing: bool = False  # faces in pairs walk across the frame towards each other and pass (one hides the other)
 
 
 def astronaut_face() -> np.ndarray:
@@ -61,7 +62,23 @@ def face_paths(count: int, config: SceneConfig, rng: np.random.Generator) -> np.
     phase = rng.uniform(0, 2 * np.pi, size=count)
     x = centre_x - size / 2 + sway * np.sin(2 * np.pi * speed * t + phase)
     y = (config.height - size) * (0.5 + 0.4 * np.sin(2 * np.pi * speed * 0.7 * t + phase * 1.3))
+    if config.crossing:
+        x, y = _crossing_paths(count, config, t)
     return np.clip(np.stack([x, y], axis=2), 0, [config.width - size, config.height - size]).astype(int)
+
+
+def _crossing_paths(count: int, config: SceneConfig, t: np.ndarray):
+    """Pairs of faces share a horizontal band and walk from opposite sides, passing each other in
+    the middle every 4 s (at ``speed`` 1); the second of a pair is pasted over the first."""
+    size = config.face_size
+    bands = (count + 1) // 2
+    band_height = config.height / bands
+    centre_y = band_height * (np.arange(count) // 2 + 0.5)
+    u = (t / (8.0 / config.speed)) % 1.0
+    across = (config.width - size) * (1 - np.abs(2 * u - 1))  # 0 -> right edge -> 0, every 8 s
+    x = np.where(np.arange(count) % 2 == 0, across, (config.width - size) - across)
+    y = centre_y - size / 2 + 0.05 * band_height * np.sin(2 * np.pi * t / 3.0 + np.arange(count))
+    return x, np.broadcast_to(y, x.shape)
 
 
 def render_scene(faces: list[np.ndarray], config: SceneConfig = SceneConfig()):

@@ -115,6 +115,7 @@ def test_video_small_faces_keep_one_track_each_and_coasted_rows_are_marked(tmp_p
 def test_field_test_command_writes_what_the_readme_table_reads(tmp_path, tiny_model_path, utk_dir):
     import json
 
+    from realtime.field_test import FieldTestConfig
     from training.report import field_test_table
 
     saved = tmp_path / "field-test.json"
@@ -122,7 +123,7 @@ def test_field_test_command_writes_what_the_readme_table_reads(tmp_path, tiny_mo
                         "--data", utk_dir, "--model", tiny_model_path, "--save", saved, timeout=600)
     assert result.returncode == 0, result.stderr
     record = json.loads(saved.read_text())
-    assert len(record["clips"]) == 4 and record["command"].startswith("agecam field-test --seeds 0")
+    assert len(record["clips"]) == len(FieldTestConfig().cases) and record["command"].startswith("agecam field-test --seeds 0")
     assert all(len(c["main_track_coverage"]) == len(c["tracks_per_face"]) for c in record["clips"])
     assert sum(v["n"] for band, v in record["stills"]["recall"].items() if band != "40-200") == 6
     table = field_test_table(record)
@@ -164,3 +165,21 @@ def test_age_images_streams_one_result_per_image_and_never_overwrites(tmp_path, 
     assert [r.written.name if r.written else None for r in results] == ["astronaut.png", None, "astronaut_2.png"]
     assert len(results[0].faces) == 1 and results[0].as_json()["faces"][0]["box"][2] > 50
     assert results[1].as_json() == {"path": str(tmp_path / "missing.jpg"), "faces": []}
+
+
+def test_crossing_scenes_overlap_in_pairs_and_coverage_leaves_overlapped_frames_out():
+    from realtime.field_test import track_coverage
+    from realtime.synthetic import face_paths
+
+    config = SceneConfig(frames=240, face_size=100, crossing=True)
+    corners = face_paths(4, config, np.random.default_rng(0))
+    gap = np.abs(corners[:, 0, 0] - corners[:, 1, 0])
+    assert gap.max() > 400 and gap.min() < 10  # the pair starts apart and meets
+    truth = [np.array([[x, y, x + 100, y + 100] for x, y in frame], np.float32) for frame in corners]
+    # One id per face, except face 0 handing its id to face 1 after they met: a swap.
+    meet = int(np.argmin(gap[:120]))
+    rows = [{"frame": str(f), "x": str(b[0]), "y": str(b[1]), "w": "100", "h": "100",
+             "track_id": str(i + 1 if (f < meet or i > 1) else 2 - i), "detected": "1"}
+            for f, boxes in enumerate(truth) for i, b in enumerate(boxes)]
+    coverage, tracks, _ = track_coverage(truth, rows)
+    assert tracks[:2] == [2, 2] and tracks[2:] == [1, 1] and max(coverage[:2]) < 0.9 and min(coverage[2:]) == 1.0
