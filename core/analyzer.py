@@ -83,10 +83,9 @@ class AgeCam:
         crop = config.crop or CropConfig.for_detector_range(config.detector.range)
         # The user's confidence starts tracks; the detector also reports weaker faces, which may
         # only extend a track already there (core.tracker).
-        self.start_confidence = config.detector.min_confidence
-        extend = min(config.tracker.extend_confidence, self.start_confidence)
-        self.tracker_config = replace(config.tracker, start_confidence=self.start_confidence,
-                                      extend_confidence=extend)
+        start = config.detector.min_confidence
+        extend = min(config.tracker.extend_confidence, start)
+        self.tracker_config = replace(config.tracker, start_confidence=start, extend_confidence=extend)
         self.detector = FaceDetector(replace(config.detector, min_confidence=extend))
         self.timer = StageTimer()
         self.estimator = AgeEstimator(self.model, config.estimator, crop, self.timer)
@@ -102,10 +101,14 @@ class AgeCam:
         extend = min(self.config.tracker.extend_confidence, confidence)
         if extend != self.detector.config.min_confidence:
             return False
-        self.start_confidence = confidence
         self.tracker_config = replace(self.tracker_config, start_confidence=confidence, extend_confidence=extend)
         self.tracker.config = self.tracker_config
         return True
+
+    @property
+    def start_confidence(self) -> float:
+        """The confidence that starts a track (and that a still's face needs)."""
+        return self.tracker_config.start_confidence
 
     def set_annotator(self, config: AnnotatorConfig) -> None:
         """Draw with ``config`` from the next frame on."""

@@ -160,9 +160,9 @@ class FaceDetector:
             faces = self._detect_rgb(cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), frame_index)
             if not len(faces):
                 continue
-            scale = np.array([(x2 - x1) / side, (y2 - y1) / side] * 2, np.float32)
-            faces.xyxy = faces.xyxy * scale + np.array([x1, y1, x1, y1], np.float32)
-            faces.keypoints = faces.keypoints * scale[:2] + np.array([x1, y1], np.float32)
+            to_frame = np.array([(x2 - x1) / side, (y2 - y1) / side] * 2, np.float32)
+            faces.xyxy = faces.xyxy * to_frame + np.array([x1, y1, x1, y1], np.float32)
+            faces.keypoints = faces.keypoints * to_frame[:2] + np.array([x1, y1], np.float32)
             centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
             found.append(faces[[int(np.argmin(np.linalg.norm(centres - (box[:2] + box[2:]) / 2, axis=1)))]])
         return Detections.merge(found) if found else Detections.empty(frame_index)

@@ -17,6 +17,10 @@ import numpy as np
 from core.preprocess import to_bgr
 
 
+# File name endings of the image types read (ImageLimits.formats): for scanning folders and naming outputs.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
 class ImageError(ValueError):
     """Bytes that are not a usable image (empty, corrupt, unsupported or too many pixels)."""
 

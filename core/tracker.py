@@ -130,7 +130,7 @@ class FaceTracker:
                     coasted.append((track, predicted[ti]))
         self._tracks = [t for t in self._tracks if t.missed <= self.max_gap_frames]
         for di in strong:
-            if di not in matched.values():
+            if not keep[di]:  # no track took it: a new face
                 self._tracks.append(_Track(self._next_id, boxes[di].copy(), float(detections.confidence[di])))
                 detections.tracker_id[di] = self._next_id
                 self._next_id += 1

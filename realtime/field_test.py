@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from core.analyzer import AgeCam
+from core.geometry import iou_matrix
 from realtime.runner import RunConfig, run
 from realtime.sources import VideoSource
 from realtime.synthetic import SceneConfig, background, render_scene, write_scene
@@ -112,8 +113,6 @@ def track_coverage(truth: list[np.ndarray], rows: list[dict]) -> tuple[list[floa
 
 def _overlapping(boxes: np.ndarray) -> np.ndarray:
     """Per box, whether it overlaps another one."""
-    from core.geometry import iou_matrix
-
     overlap = iou_matrix(boxes, boxes) > 0
     np.fill_diagonal(overlap, False)
     return overlap.any(axis=1)

@@ -29,6 +29,8 @@ class _CameraReader:
         self.opened = self._capture.isOpened()
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0 if self.opened else 0.0
         self.frame_count = 0
+        self.skipped = 0  # as _FileReader: nothing is skipped, and a live frame has no media time
+        self.time_s: float | None = None
 
     def read(self) -> np.ndarray | None:
         ok, image = self._capture.read()
@@ -155,7 +157,7 @@ class VideoSource:
             raise SourceError(f"no frame could be read from {source} (not a video, or empty)")
         self.width, self.height = first.shape[1], first.shape[0]
         self._first: np.ndarray | None = first
-        self._first_time = getattr(self._capture, "time_s", None)
+        self._first_time = self._capture.time_s
         if self.live:
             self._thread = threading.Thread(target=self._capture_loop, name="agecam-capture", daemon=True)
             self._thread.start()
@@ -199,7 +201,7 @@ class VideoSource:
             else:
                 image = self._read_raw()
                 if image is None:
-                    if getattr(self._capture, "skipped", 0):
+                    if self._capture.skipped:
                         log.warning("%s: %d damaged packets could not be decoded and were skipped",
                                     self.target, self._capture.skipped)
                     # A container's frame count is an estimate (variable frame rate files overstate
@@ -209,7 +211,7 @@ class VideoSource:
                                     "or a truncated file)", self.target, index, self.frame_count)
                     return
                 captured_at = time.perf_counter()
-            yield Frame(index, image, captured_at, getattr(self._capture, "time_s", None) if not self.live else None)
+            yield Frame(index, image, captured_at, None if self.live else self._capture.time_s)
             index += 1
 
     def close(self) -> None:

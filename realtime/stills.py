@@ -16,9 +16,7 @@ import numpy as np
 from core.analyzer import AgeCam
 from core.atomic import atomic_path
 from core.detections import Detections
-from core.images import ImageError, read_image_file
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from core.images import IMAGE_SUFFIXES, ImageError, read_image_file
 
 
 @dataclass

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from core.images import ImageError, read_image_file
+from core.images import IMAGE_SUFFIXES, ImageError, read_image_file
 from core.utkface import parse_name
 from core.preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
 
 MIN_AGE, MAX_AGE = 0, 116
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 class DataError(Exception):
