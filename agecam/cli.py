@@ -13,10 +13,11 @@ import click
 from agecam.quiet import native_stderr_silenced, quiet_environment
 from core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
 from core.paths import REPO_ROOT, UTKFACE_CROP_PART1
+from realtime.config import StreamConfig
 from training.arch_defaults import defaults_text
 
 # The options' defaults are the configs' own, stated once there.
-DETECTOR, ESTIMATOR = DetectorConfig(), EstimatorConfig()
+DETECTOR, ESTIMATOR, STREAM = DetectorConfig(), EstimatorConfig(), StreamConfig()
 
 log = logging.getLogger("agecam")
 
@@ -32,10 +33,11 @@ class Failure(click.ClickException):
 def _known_errors():
     """Exception types that mean bad input, not a bug: shown as one line, no traceback."""
     from core.age_model import ModelError
+    from realtime.batch import BatchError
     from realtime.sources import SourceError
     from training.data import DataError
 
-    return (ModelError, SourceError, DataError, FileNotFoundError, ValueError, OSError)
+    return (ModelError, SourceError, DataError, BatchError, FileNotFoundError, ValueError, OSError)
 
 
 def _guarded(action):
@@ -127,8 +129,8 @@ def _stream_output_options(func):
     """Window and output options shared by the video and webcam commands."""
     options = [
         click.option("--no-window", is_flag=True, help="Run headless (no OpenCV window)."),
-        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Write the annotated video (.mp4, .avi)."),
+        click.option("-o", "--output", type=click.Path(path_type=Path),
+                     help="Write the annotated video (.mp4, .avi); for a batch, the folder for them."),
         click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Write one row per face per frame."),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done."),
@@ -144,9 +146,20 @@ _show_range_option = click.option("--show-range", is_flag=True,
                                   help="Draw the calibrated 80% age range after the age: '#3 · 34 (29-40)'.")
 
 
-def _quiet() -> bool:
+def _setting(key: str, default=None):
     context = click.get_current_context(silent=True)
-    return bool(context and context.obj and context.obj.get("quiet"))
+    return (context.obj or {}).get(key, default) if context is not None else default
+
+
+def _quiet() -> bool:
+    """Whether native libraries' start-up logs are hidden (all but -vv)."""
+    return bool(_setting("quiet"))
+
+
+def _bars():
+    from agecam.progress import Bars, progress_wanted
+
+    return Bars(progress_wanted(bool(_setting("hide_progress"))))
 
 
 def _import_keras_quietly() -> None:
@@ -162,14 +175,8 @@ def _detector_config(detector_range=DETECTOR.range, confidence=DETECTOR.min_conf
 
 def _make_cam(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,
               refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True):
-    from core.analyzer import AgeCam, AgeCamConfig
-    from core.annotator import AnnotatorConfig
-
-    config = AgeCamConfig(model=model, runtime=runtime, detector=_detector_config(detector_range, confidence, small_faces),
-                          estimator=EstimatorConfig(refresh_every),
-                          annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range))
-    with native_stderr_silenced(_quiet()):
-        return AgeCam(config)
+    return build_cam(_cam_config(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range,
+                                 small_faces), _quiet())
 
 
 def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool) -> bool:
@@ -187,31 +194,69 @@ def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-q", "--quiet", "hide_progress", is_flag=True,
+              help="No progress bars (they are shown only when stderr is a terminal anyway).")
 @click.pass_context
-def main(context: click.Context, verbose: int) -> None:
+def main(context: click.Context, verbose: int, hide_progress: bool) -> None:
     """agecam: real-time apparent-age estimation for every face in cameras, videos and images."""
     interrupts = Interrupts().install()
     _setup_logging(verbose)
-    context.obj = {"quiet": verbose < 2, "interrupts": interrupts}
+    context.obj = {"quiet": verbose < 2, "interrupts": interrupts, "hide_progress": hide_progress,
+                   "log_level": logging.getLogger().level}
 
 
 @main.command()
-@click.argument("source")
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @_pipeline_options
 @_stream_output_options
+@click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one JSON object per face per frame (JSON Lines; one file for all videos of a batch).")
+@click.option("--csv-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Batch: write NAME.csv for each video into this folder.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Batch: worker processes (or Ray actors), each preparing its pipeline once [CPU cores].")
+@click.option("--overwrite", is_flag=True, help="Batch: redo videos whose outputs are already complete.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Batch: spread the videos over Ray: a local instance, or the cluster at ADDRESS "
+                   "(HOST:PORT, ray://HOST:PORT or auto). Needs pip install 'agecam[ray]'.")
+@click.option("--reconnect", type=click.IntRange(0, 100), default=STREAM.reconnect, show_default=True,
+              help=f"Reopen a dropped network stream this many times (waiting {STREAM.backoff_s:g} s, then twice as "
+                   f"long each time); a stream that never answers fails after {STREAM.open_timeout_s:g} s.")
 @click.option("--refresh-every", type=click.IntRange(1, 1000), default=ESTIMATOR.refresh_every, show_default=True,
               help="Re-estimate each face's age every k frames.")
-@click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames (of each video).")
 @click.option("--realtime", is_flag=True,
               help="Play a video file at its own frame rate, like a camera (frames are dropped if processing lags).")
-def video(source, model, runtime, detector_range, confidence, small_faces, no_window, output, csv_path, as_json,
-          show_fps, show_range, refresh_every, max_frames, realtime):
+def video(sources, model, runtime, detector_range, confidence, small_faces, no_window, output, csv_path, as_json,
+          show_fps, show_range, jsonl_path, csv_dir, workers, overwrite, ray_address, reconnect, refresh_every,
+          max_frames, realtime):
     """Estimate ages in SOURCE: a video file, a camera index (0) or a stream URL.
+
+    Several files, a folder or a glob pattern make a batch: it runs headless on worker processes, writes
+    -o FOLDER/NAME.mp4, --csv-dir FOLDER/NAME.csv and one --jsonl file, skips videos whose outputs are
+    complete (unless --overwrite), and prints a table of how each video went.
 
     In the window: q or Esc quits, space pauses, s saves a snapshot.
     """
-    _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               refresh_every, max_frames, realtime, show_range=show_range, small_faces=small_faces)
+    from realtime.batch import is_pattern
+
+    batch = (len(sources) > 1 or any(Path(s).is_dir() or (is_pattern(s) and not Path(s).exists()) for s in sources)
+             or csv_dir is not None or ray_address is not None)
+    pipeline = dict(model=model, runtime=runtime, detector_range=detector_range, confidence=confidence,
+                    refresh_every=refresh_every, show_fps=show_fps, show_range=show_range, small_faces=small_faces)
+    if batch:
+        if csv_path is not None:
+            raise Failure("a batch writes one table per video: use --csv-dir FOLDER instead of --csv")
+        if realtime:
+            raise Failure("--realtime plays one file like a camera; it does not apply to a batch")
+        _run_batch(sources, pipeline, output, csv_dir, jsonl_path, as_json, workers, overwrite, ray_address,
+                   max_frames)
+        return
+    if workers is not None or overwrite:
+        raise Failure("--workers and --overwrite apply to a batch (several videos, a folder or a pattern)")
+    _run_video(sources[0], model, runtime, detector_range, confidence, no_window, output, csv_path, as_json,
+               show_fps, refresh_every, max_frames, realtime, show_range=show_range, small_faces=small_faces,
+               jsonl_path=jsonl_path, reconnect=reconnect)
 
 
 @main.command()
@@ -226,15 +271,20 @@ def webcam(camera, model, runtime, detector_range, confidence, small_faces, no_w
 
 
 def _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               refresh_every, max_frames, realtime=False, show_range=False, small_faces=True):
+               refresh_every, max_frames, realtime=False, show_range=False, small_faces=True, jsonl_path=None,
+               reconnect=STREAM.reconnect):
+    from realtime.config import StreamConfig
     from realtime.runner import RunConfig, display_available, run
     from realtime.sources import VideoSource, describe_source
 
     kind, target = describe_source(source)
-    if output is not None and csv_path is not None and output.resolve() == csv_path.resolve():
-        raise Failure(f"-o and --csv both name {output}; give the video and the table different names")
-    for out in (output, csv_path):
-        if out is not None and kind == "file" and Path(target).resolve() == out.resolve():
+    if output is not None and output.is_dir():
+        raise Failure(f"-o {output} is a folder; name the annotated video file (such as {output / 'out.mp4'})")
+    named = [p for p in (output, csv_path, jsonl_path) if p is not None]
+    if len({p.resolve() for p in named}) < len(named):
+        raise Failure("-o, --csv and --jsonl name the same file; give them different names")
+    for out in named:
+        if kind == "file" and Path(target).resolve() == out.resolve():
             raise Failure(f"output {out} is the input video; choose another name")
     if not no_window and not display_available():
         raise Failure("no display to open a window on; add --no-window (with -o/--csv/--json for output)")
@@ -242,17 +292,21 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
     def action():
         with _make_cam(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range,
                        small_faces) as cam, \
-                VideoSource(source, realtime=realtime) as src:
+                VideoSource(source, realtime=realtime, stream=StreamConfig(reconnect=reconnect)) as src, \
+                _bars() as bars:
             _check_interrupts()  # a Ctrl-C while the libraries loaded may have been swallowed
-            config = RunConfig(show_window=not no_window, output=output, csv=csv_path, max_frames=max_frames)
-            return run(cam, src, config)
+            config = RunConfig(show_window=not no_window, output=output, csv=csv_path, jsonl=jsonl_path,
+                               video_name=str(source), max_frames=max_frames)
+            task = bars.add(Path(str(target)).name, max_frames or src.frame_count) if not src.live else None
+            return run(cam, src, config, progress=None if task is None else lambda n: bars.update(task, completed=n))
 
     summary = _guarded(action)
     if as_json:
         click.echo(json.dumps(summary.as_json()))
     else:
+        reconnects = f", {summary.reconnects} reconnects" if summary.reconnects else ""
         click.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "
-                   f"{len(summary.tracks)} faces tracked", err=True)
+                   f"{len(summary.tracks)} faces tracked{reconnects}", err=True)
     if summary.interrupted:
         click.echo(f"agecam: interrupted after {summary.frames} frames; outputs hold the frames processed", err=True)
         sys.exit(130)
@@ -260,6 +314,96 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
         raise Failure(f"{summary.failure}; outputs hold the {summary.frames} frames processed")
     if summary.frames == 0:
         raise Failure(f"no frame was read from {source}")
+
+
+def build_cam(config, silence_native: bool):
+    """A prepared pipeline (a batch worker calls this once, in its own process)."""
+    from agecam.quiet import quiet_environment
+    from core.analyzer import AgeCam
+
+    if silence_native:
+        quiet_environment()
+    with native_stderr_silenced(silence_native):
+        return AgeCam(config)
+
+
+def _cam_config(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,
+                refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True):
+    from core.analyzer import AgeCamConfig
+    from core.annotator import AnnotatorConfig
+
+    return AgeCamConfig(model=model, runtime=runtime, detector=_detector_config(detector_range, confidence, small_faces),
+                        estimator=EstimatorConfig(refresh_every),
+                        annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range))
+
+
+def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, workers, overwrite, ray_address,
+               max_frames):
+    import functools
+    import time
+
+    from agecam.progress import BatchBars
+    from realtime.batch import (BatchOutputs, WorkSettings, find_videos, plan_jobs, run_batch, totals,
+                                write_combined_jsonl)
+    from realtime.config import VIDEO_SUFFIXES, BatchConfig
+    from realtime.sources import describe_source
+
+    for source in sources:
+        if describe_source(source)[0] != "file":
+            raise Failure(f"a batch takes video files, folders and patterns; give {source} on its own")
+    if output is not None and output.suffix.lower() in VIDEO_SUFFIXES:
+        raise Failure(f"with several videos, -o names a folder (such as annotated/), not a file: {output}")
+    if output is None and csv_dir is None and jsonl_path is None and not as_json:
+        raise Failure("a batch needs somewhere to put its results: -o FOLDER, --csv-dir FOLDER, --jsonl FILE "
+                      "or --json")
+    outputs = BatchOutputs(video_dir=output, csv_dir=csv_dir, jsonl=jsonl_path)
+    if ray_address is not None:  # before any output folder is made
+        from realtime.ray_batch import check_reachable
+
+        _guarded(lambda: check_reachable(ray_address))
+
+    jobs = _guarded(lambda: plan_jobs(find_videos(sources), outputs))
+    config = BatchConfig(workers=workers or 0, overwrite=overwrite)
+    settings = WorkSettings(max_frames=max_frames, log_level=_setting("log_level", logging.WARNING))
+    make_cam = functools.partial(build_cam, _cam_config(**pipeline), _quiet())
+    started = time.perf_counter()
+
+    def action():
+        with _bars() as bars:
+            observer = BatchBars(bars, jobs)
+            if ray_address is not None:
+                from realtime.ray_batch import RayConfig, run_on_ray
+
+                return run_on_ray(jobs, make_cam, RayConfig(ray_address, config), settings, observer)
+            return run_batch(jobs, make_cam, config, settings, observer)
+
+    results = _guarded(action)
+    interrupted = any(r.status == "interrupted" for r in results)
+    if jsonl_path is not None and not interrupted:
+        _guarded(lambda: write_combined_jsonl(jobs, results, jsonl_path))
+    summary = totals(results, time.perf_counter() - started)
+    if as_json:
+        click.echo(json.dumps({"files": [r.as_json() for r in results], "totals": summary}))
+    else:
+        _print_batch_table(results, summary)
+    if interrupted:
+        click.echo("agecam: interrupted; videos not finished keep no output (run the same command again to "
+                   "finish them)", err=True)
+        sys.exit(130)
+    if summary["failed"]:
+        raise Failure(f"{summary['failed']} of {summary['files']} videos failed (see the table)")
+
+
+def _print_batch_table(results, summary: dict) -> None:
+    width = max([len("video")] + [len(r.name) for r in results])
+    click.echo(f"{'video':<{width}}  {'frames':>7}  {'faces':>7}  {'tracks':>6}  {'fps':>6}  status")
+    for r in results:
+        status = r.status if not r.error or r.status == "done" else f"{r.status}: {r.error}"
+        fps = f"{r.fps:6.1f}" if r.status == "done" else f"{'-':>6}"
+        click.echo(f"{r.name:<{width}}  {r.frames:>7}  {r.faces:>7}  {r.tracks:>6}  {fps}  {status}")
+    click.echo(f"{summary['files']} videos: {summary['done']} done, {summary['skipped']} skipped, "
+               f"{summary['failed']} failed, {summary['interrupted']} interrupted; {summary['frames']} frames in "
+               f"{summary['seconds']:.1f} s ({summary['fps']:.1f} fps overall)")
 
 
 @main.command()
@@ -282,7 +426,7 @@ def demo(out, model, runtime):
 
 
 @main.command()
-@click.option("--faces", default="1,3,5", show_default=True, help="Comma-separated face counts, one clip each.")
+@click.option("--faces", default=None, help="Comma-separated face counts, one clip each [1,3,5; with --batch, 3 per clip].")
 @click.option("--frames", type=click.IntRange(10), default=300, show_default=True, help="Frames per clip.")
 @model_option
 @click.option("--size", default="640x480", show_default=True, help="Frame size WIDTHxHEIGHT.")
@@ -293,26 +437,42 @@ def demo(out, model, runtime):
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Folder of UTKFace crops for the faces [../shared/data/utkface-crop-part1 if present].")
 @_small_faces_option
+@click.option("--batch", is_flag=True,
+              help="Measure batch throughput instead: --clips generated clips (--frames each, the first --faces "
+                   "count of faces) through 'agecam video' with each --workers count, and on a local Ray instance.")
+@click.option("--clips", type=click.IntRange(1, 100), default=6, show_default=True, help="Batch: clips in the batch.")
+@click.option("--workers", "worker_counts", default="1,2", show_default=True,
+              help="Batch: comma-separated worker counts, one batch run each.")
+@click.option("--ray/--no-ray", "with_ray", default=True, show_default=True,
+              help="Batch: also run it on a local Ray instance (when Ray is installed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the JSON results to this file (the README's Performance table reads assets/benchmark-*.json).")
-def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every, repeats, data, small_faces, as_json,
-              save):
+              help="Also write the JSON results to this file (the README's Performance table reads assets/benchmark-*.json; "
+                   "its batch table, assets/batch-throughput.json).")
+def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every, repeats, data, small_faces, batch,
+              clips, worker_counts, with_ray, as_json, save):
     """Measure end-to-end fps and per-stage latency on synthetic clips (headless, with encoding)."""
     from core.analyzer import AgeCamConfig
     from realtime.benchmark import STAGES, BenchmarkConfig, run_benchmark
 
+    faces = faces or ("3" if batch else "1,3,5")
     try:
         counts = tuple(int(n) for n in faces.split(","))
         width, height = (int(v) for v in size.lower().split("x"))
+        workers = tuple(int(n) for n in worker_counts.split(","))
     except ValueError:
-        raise Failure(f"--faces takes numbers like 1,3,5 and --size one like 640x480 (got {faces!r}, {size!r})")
-    if min(counts) < 1 or max(counts) > 12 or width < 160 or height < 120:
-        raise Failure("face counts must be 1..12 and the size at least 160x120")
+        raise Failure(f"--faces and --workers take numbers like 1,3,5 and --size one like 640x480 "
+                      f"(got {faces!r}, {worker_counts!r}, {size!r})")
+    if min(counts) < 1 or max(counts) > 12 or width < 160 or height < 120 or min(workers) < 1:
+        raise Failure("face counts must be 1..12, worker counts 1 or more, and the size at least 160x120")
+    folder = data if data is not None else UTKFACE_CROP_PART1
+    if batch:
+        _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces, counts[0], frames, width, height,
+                         clips, workers, with_ray, folder, as_json, save)
+        return
     options = dict(faces=counts, frames=frames, width=width, height=height, model=model, runtime=runtime,
                    refresh_every=refresh_every, repeats=repeats,
                    cam=AgeCamConfig(detector=_detector_config(detector_range, small_faces=small_faces)))
-    folder = data if data is not None else UTKFACE_CROP_PART1
 
     def action():
         from training.split import held_out_faces
@@ -339,6 +499,36 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
         click.echo(f"model {m['model']} ({m['runtime']}, {m['input_size']} px): {m['batch1_faces_per_s']} faces/s at batch 1, "
                    f"{m.get('batch8_faces_per_s', '-')} at batch 8")
     click.echo(f"peak memory {result['peak_memory_mb']} MB")
+
+
+def _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces, faces, frames, width, height, clips,
+                     workers, with_ray, folder, as_json, save):
+    import functools
+    import importlib.util
+
+    from realtime.batch_benchmark import BatchBenchmarkConfig, run_batch_benchmark
+
+    if with_ray and importlib.util.find_spec("ray") is None:
+        raise Failure("Ray is not installed: pip install 'agecam[ray]', or add --no-ray")
+    config = _cam_config(model, runtime, detector_range, refresh_every=refresh_every, small_faces=small_faces)
+    make_cam = functools.partial(build_cam, config, _quiet())
+
+    def action():
+        from training.split import held_out_faces
+
+        return run_batch_benchmark(BatchBenchmarkConfig(
+            clips=clips, frames=frames, width=width, height=height, faces=faces, workers=workers, ray=with_ray,
+            faces_for=lambda n: held_out_faces(folder, n)), make_cam)
+
+    result = _guarded(action)
+    if _save_and_print(result, "benchmark", save, as_json):
+        return
+    click.echo(f"model {result['model']} ({result['runtime']}): {result['clips']} clips of {result['frames_per_clip']} "
+               f"frames, {result['size']}, {result['faces_per_clip']} faces; {result['cpu_cores']} CPU cores")
+    click.echo("engine        workers   frames   wall s     fps   per-video fps")
+    for row in result["rows"]:
+        click.echo(f"{row['engine']:<13} {row['workers']:>7} {row['frames']:>8} {row['wall_s']:>8.1f} {row['fps']:>7.1f}"
+                   f" {row['per_video_fps_median']:>15.1f}")
 
 
 @main.command("field-test")
@@ -550,8 +740,20 @@ def evaluate(data, model, runtime, split, manifest, degrade, as_json):
 
     if split and manifest is None:
         manifest = DEFAULT_MANIFEST
-    result, report = _guarded(lambda: run_evaluation(EvaluateConfig(data=data, model=model, runtime=runtime, split=split,
-                                                                     manifest=manifest, degrade=widths)))
+    config = EvaluateConfig(data=data, model=model, runtime=runtime, split=split, manifest=manifest, degrade=widths)
+
+    def action():
+        with _bars() as bars:
+            tasks = {}
+
+            def progress(stage, done, total):
+                if stage not in tasks:
+                    tasks[stage] = bars.add(stage, total, unit="faces")
+                bars.update(tasks[stage], completed=done)
+
+            return run_evaluation(config, progress=progress)
+
+    result, report = _guarded(action)
     if as_json:
         keys = ("n", "mae", "mse", "rmse", "bias", "by_age", "degraded", "age_range")
         click.echo(json.dumps({k: result[k] for k in keys if k in result}))

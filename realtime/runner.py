@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from core.analyzer import AgeCam
-from realtime.sinks import CsvSink, VideoSink
+from realtime.sinks import CsvSink, JsonlSink, VideoSink
 from realtime.sources import VideoSource
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,14 @@ class RunConfig:
     show_window: bool = True
     output: Path | None = None
     csv: Path | None = None
+    jsonl: Path | None = None
+    video_name: str = ""  # the JSON Lines' ``video`` field
     snapshot_dir: Path = Path(".")
     max_frames: int | None = None
+    # False (a batch): outputs are kept only when the source was processed to its end, so an output
+    # that exists is complete; True: a stopped run keeps the frames processed so far.
+    keep_partial: bool = True
+    handle_signals: bool = True  # False where a parent process decides when to stop (batch workers)
 
 
 @dataclass
@@ -48,6 +54,9 @@ class RunSummary:
     failure: str | None = None
     stage_seconds: dict[str, list[float]] = field(default_factory=dict)  # per stage, one entry per frame it ran
     inferences: int = 0  # faces sent to the age model
+    faces: int = 0  # faces drawn over all frames (rows of the CSV)
+    reconnects: int = 0  # times a dropped network stream was opened again
+    complete: bool = False  # the source was read to its end (not stopped, not broken off)
 
     @property
     def fps(self) -> float:
@@ -55,7 +64,7 @@ class RunSummary:
 
     def as_json(self) -> dict:
         return {"frames": self.frames, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
-                "tracks": self.tracks}
+                "tracks": self.tracks, "reconnects": self.reconnects}
 
 
 def display_available() -> bool:
@@ -125,42 +134,45 @@ class StopRequests:
             signal.signal(signum, handler)
 
 
-def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
+def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop=None) -> RunSummary:
     """Process ``source`` frame by frame until it ends, the user quits or Ctrl-C.
 
-    Outputs are finalised in every case, holding exactly the frames processed.
+    ``progress(frames_done)`` is called after each frame; ``stop()``, when given, is asked after each
+    frame whether to stop (a batch's parent process). Outputs are finalised in every case, holding
+    exactly the frames processed, unless ``config.keep_partial`` is False and the source was not read
+    to its end: then no output is kept.
     """
     tracks = TrackLog()
     stage_seconds: dict[str, list[float]] = defaultdict(list)
-    inferences = 0
+    inferences = faces = 0
     frames, started, fps_shown = 0, time.perf_counter(), None
-    interrupted = stopped = False
+    interrupted = stopped = complete = False
     if config.show_window:
         # A plain window (no Qt toolbar) that the user may resize.
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         cv2.resizeWindow(WINDOW, source.width, source.height)
-    with _optional(VideoSink, config.output, source.fps, (source.width, source.height)) as video, \
-            _optional(CsvSink, config.csv) as table, StopRequests() as stops:
+    with _Outputs(config, source) as outputs, (StopRequests() if config.handle_signals else _NoStops()) as stops:
         try:
             # A new stream for the pipeline: no tracks yet, its time limits at the source's frame rate.
             for result in cam.stream(source, source.fps):
                 frame, detections = result.frame, result.detections
                 tick = time.perf_counter()
                 tracks.add(detections)
-                needs_picture = video is not None or config.show_window
+                needs_picture = outputs.video is not None or config.show_window
                 shown = cam.annotate(frame.image, detections, fps_shown) if needs_picture else None
                 # Live frames are dropped when processing lags, so their time is the capture clock.
                 if source.live:
                     time_s = frame.captured_at - started
                 else:  # the file's own clock where it has one (variable frame rate), else index / fps
                     time_s = frame.media_time if frame.media_time is not None else frame.index / source.fps
-                if video is not None:
+                if outputs.video is not None:
                     encode_started = time.perf_counter()
-                    video.write(shown)
+                    outputs.video.write(shown)
                     result.timings["encode"] = time.perf_counter() - encode_started
-                if table is not None:
+                for table in outputs.tables:
                     table.write(frame.index, time_s, detections)
                 frames += 1
+                faces += len(detections)
                 inferences += result.faces_inferred
                 result.timings["capture_to_output"] = time.perf_counter() - frame.captured_at
                 for stage, seconds in result.timings.items():
@@ -168,21 +180,81 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig) -> RunSummary:
                 elapsed = time.perf_counter() - tick + sum(v for k, v in result.timings.items()
                                                           if k in ("detect", "track", "crop", "infer", "smooth"))
                 fps_shown = 1 / elapsed if fps_shown is None else 0.9 * fps_shown + 0.1 / max(elapsed, 1e-6)
+                if progress is not None:
+                    progress(frames)
                 if config.show_window and _show(shown, frame.index, config.snapshot_dir):
                     stopped = True
                     break
                 if config.max_frames and frames >= config.max_frames:
+                    complete = True  # as far as asked
                     break
-                if stops.requested:  # after the frame in hand: every output holds it, or none
+                if stops.requested or (stop is not None and stop()):  # after the frame in hand
+                    interrupted = True
                     break
+            else:
+                complete = source.failed is None
         except KeyboardInterrupt:
             interrupted = True
         finally:
             interrupted = interrupted or stops.requested is not None
+            outputs.keep = config.keep_partial or complete
             if config.show_window:
                 cv2.destroyAllWindows()
     return RunSummary(frames, time.perf_counter() - started, tracks.summary(), tracks, interrupted, stopped,
-                      source.failed, dict(stage_seconds), inferences)
+                      source.failed, dict(stage_seconds), inferences, faces, source.reconnects, complete)
+
+
+class _NoStops:
+    """Stands in for :class:`StopRequests` where signals are left to a parent process."""
+
+    requested = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+class _Outputs:
+    """The run's sinks (each optional); on leaving, each is finished, or dropped when ``keep`` is False."""
+
+    def __init__(self, config: RunConfig, source: VideoSource):
+        self.keep = True
+        self.video, self.tables = None, []
+        try:
+            if config.output is not None:
+                self.video = VideoSink(config.output, source.fps, (source.width, source.height))
+            if config.csv is not None:
+                self.tables.append(CsvSink(config.csv))
+            if config.jsonl is not None:
+                self.tables.append(JsonlSink(config.jsonl, config.video_name or str(source.target)))
+        except BaseException:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        for sink in self._sinks():
+            sink.abort()
+
+    def _sinks(self) -> list:
+        return [s for s in (self.video, *self.tables) if s is not None]
+
+    def __enter__(self) -> "_Outputs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.keep:
+            self._drop()
+            return
+        error = None
+        for sink in self._sinks():  # finish every sink, even when one of them fails
+            try:
+                sink.close()
+            except OSError as caught:
+                error = error or caught
+        if error is not None:
+            raise error
 
 
 def _show(image: np.ndarray, frame_index: int, snapshot_dir: Path) -> bool:
@@ -201,17 +273,3 @@ def _show(image: np.ndarray, frame_index: int, snapshot_dir: Path) -> bool:
         key = cv2.waitKey(0) & 0xFF  # paused: wait for the next key
         if key == KEY_PAUSE:
             return False
-
-
-class _optional:
-    """``with _optional(Sink, path, ...)``: the sink when a path is given, else None."""
-
-    def __init__(self, factory, path, *args):
-        self._sink = factory(path, *args) if path is not None else None
-
-    def __enter__(self):
-        return self._sink
-
-    def __exit__(self, *exc):
-        if self._sink is not None:
-            self._sink.close()

@@ -1,8 +1,10 @@
-"""Outputs that are either complete or absent: annotated video and per-face CSV."""
+"""Outputs that are either complete or absent: annotated video, per-face CSV and JSON Lines."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import logging
 import os
 from pathlib import Path
@@ -73,6 +75,13 @@ class VideoSink:
         os.replace(self._tmp, self.path)
         log.info("wrote %s (%d frames)", self.path, self.frames)
 
+    def abort(self) -> None:
+        """Drop the video: nothing appears under its name."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._tmp.unlink(missing_ok=True)
+
     def __enter__(self) -> "VideoSink":
         return self
 
@@ -80,17 +89,11 @@ class VideoSink:
         self.close()
 
 
-class CsvSink:
-    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected``), written
-    atomically.
+class _AtomicTextSink:
+    """A text file that appears under its name only when complete (``close``), or never (``abort``).
 
-    A regular file appears only when complete; a special file (``/dev/stdout``, a pipe) is written
-    directly. Any write error (a full disk) raises ``OSError`` and leaves no file behind.
-
-    Example::
-
-        with CsvSink("faces.csv") as sink:
-            sink.write(frame_index, time_s, detections)
+    A special file (``/dev/stdout``, a pipe) is written directly. Any write error (a full disk)
+    raises ``OSError`` and leaves no file behind.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -106,22 +109,16 @@ class CsvSink:
             self._tmp = temporary_name(self.path)
         self._handle = open(self._tmp, "w", newline="")
         self._failed = False
-        self._writer = csv.writer(self._handle)
-        self._writer.writerow(CSV_COLUMNS)
 
-    def write(self, frame_index: int, time_s: float, detections) -> None:
+    def _write(self, lines) -> None:
         try:
-            for (x, y, w, h), track_id, age, low, high, detected in zip(
-                    detections.xywh, detections.tracker_id, detections.age, detections.age_low,
-                    detections.age_high, detections.detected):
-                self._writer.writerow([frame_index, f"{time_s:.3f}", int(track_id), f"{x:.1f}", f"{y:.1f}",
-                                       f"{w:.1f}", f"{h:.1f}", *(_number(v) for v in (age, low, high)),
-                                       int(detected)])
+            lines()
         except OSError:
-            self._failed = True  # a row may be cut: the file must not be kept
+            self._failed = True  # a line may be cut: the file must not be kept
             raise
 
     def close(self) -> None:
+        """Finish the file and put it in place (nothing is kept if any write failed)."""
         if self._handle.closed:
             return
         try:
@@ -138,11 +135,74 @@ class CsvSink:
         if not self.special:
             os.replace(self._tmp, self.path)
 
-    def __enter__(self) -> "CsvSink":
+    def abort(self) -> None:
+        """Drop the file: nothing appears under its name."""
+        self._failed = True
+        with contextlib.suppress(OSError):
+            self.close()
+
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class CsvSink(_AtomicTextSink):
+    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected``), written
+    atomically.
+
+    Example::
+
+        with CsvSink("faces.csv") as sink:
+            sink.write(frame_index, time_s, detections)
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path)
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(CSV_COLUMNS)
+
+    def write(self, frame_index: int, time_s: float, detections) -> None:
+        def rows():
+            for (x, y, w, h), track_id, age, low, high, detected in zip(
+                    detections.xywh, detections.tracker_id, detections.age, detections.age_low,
+                    detections.age_high, detections.detected):
+                self._writer.writerow([frame_index, f"{time_s:.3f}", int(track_id), f"{x:.1f}", f"{y:.1f}",
+                                       f"{w:.1f}", f"{h:.1f}", *(_number(v) for v in (age, low, high)),
+                                       int(detected)])
+
+        self._write(rows)
+
+
+class JsonlSink(_AtomicTextSink):
+    """One JSON object per face per frame (JSON Lines), written atomically: ``video``, ``frame``,
+    ``time_s``, ``track_id``, ``box`` (``[x, y, w, h]`` in pixels), ``score`` (the detector's), ``age``,
+    ``age_low``, ``age_high`` (null while unknown) and ``detected``.
+
+    Example::
+
+        with JsonlSink("faces.jsonl", video="clip.mp4") as sink:
+            sink.write(frame_index, time_s, detections)
+    """
+
+    def __init__(self, path: str | os.PathLike, video: str):
+        super().__init__(path)
+        self.video = video
+
+    def write(self, frame_index: int, time_s: float, detections) -> None:
+        def lines():
+            for (x, y, w, h), score, track_id, age, low, high, detected in zip(
+                    detections.xywh, detections.confidence, detections.tracker_id, detections.age,
+                    detections.age_low, detections.age_high, detections.detected):
+                record = {"video": self.video, "frame": frame_index, "time_s": round(float(time_s), 3),
+                          "track_id": int(track_id), "box": [round(float(v), 1) for v in (x, y, w, h)],
+                          "score": round(float(score), 3), "age": _json_number(age),
+                          "age_low": _json_number(low), "age_high": _json_number(high),
+                          "detected": bool(detected)}
+                self._handle.write(json.dumps(record) + "\n")
+
+        self._write(lines)
 
 
 def fit_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -158,6 +218,10 @@ def fit_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _number(value: float) -> str:
     return f"{value:.1f}" if np.isfinite(value) else ""
+
+
+def _json_number(value: float) -> float | None:
+    return round(float(value), 1) if np.isfinite(value) else None
 
 
 def _playable(path: Path) -> bool:

@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from realtime.config import StreamConfig
+
 log = logging.getLogger(__name__)
 
 URL_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
@@ -22,15 +24,35 @@ class SourceError(Exception):
 
 
 class _CameraReader:
-    """OpenCV's capture: cameras (V4L2 and the like) and network streams."""
+    """OpenCV's capture: cameras (V4L2 and the like) and network streams.
 
-    def __init__(self, target: str | int):
-        self._capture = cv2.VideoCapture(target)
-        self.opened = self._capture.isOpened()
-        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0 if self.opened else 0.0
-        self.frame_count = 0
+    A network stream is opened through FFmpeg with open and read timeouts, so one that never
+    answers, or stops sending, fails in bounded time instead of blocking.
+    """
+
+    def __init__(self, target: str | int, stream: StreamConfig | None = None):
+        self._target, self._stream = target, stream
         self.skipped = 0  # as _FileReader: nothing is skipped, and a live frame has no media time
         self.time_s: float | None = None
+        self._open()
+
+    def _open(self) -> None:
+        if self._stream is None:
+            self._capture = cv2.VideoCapture(self._target)
+        else:
+            self._capture = cv2.VideoCapture(self._target, cv2.CAP_FFMPEG, [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._stream.open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._stream.read_timeout_s * 1000)])
+        self.opened = self._capture.isOpened()
+        self.fps = (self._capture.get(cv2.CAP_PROP_FPS) or 0.0) if self.opened else 0.0
+        # A live stream has no length (0 or negative); a file served over HTTP has one.
+        self.frame_count = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if self.opened else 0
+
+    def reopen(self) -> bool:
+        """Close and open the stream again; True when it is open."""
+        self._capture.release()
+        self._open()
+        return self.opened
 
     def read(self) -> np.ndarray | None:
         ok, image = self._capture.read()
@@ -134,19 +156,25 @@ class VideoSource:
                 process(frame.image)
     """
 
-    def __init__(self, source: str, realtime: bool = False):
+    def __init__(self, source: str, realtime: bool = False, stream: StreamConfig = StreamConfig()):
         self.kind, self.target = describe_source(source)
         if self.kind == "file" and not Path(self.target).is_file():
             raise SourceError(f"video file not found: {self.target}")
-        self._capture = _FileReader(self.target) if self.kind == "file" else _CameraReader(self.target)
+        self.stream = stream
+        if self.kind == "file":
+            self._capture = _FileReader(self.target)
+        else:
+            self._capture = _CameraReader(self.target, stream if self.kind == "url" else None)
         if not self._capture.opened:
             what = {"camera": "camera", "url": "stream", "file": "video file (not a video?)"}[self.kind]
-            raise SourceError(f"cannot open {what}: {source}")
+            waited = f" within {stream.open_timeout_s:g} s" if self.kind == "url" else ""
+            raise SourceError(f"cannot open {what}{waited}: {source}")
         self.fps = self._capture.fps
         if not 1.0 <= self.fps <= 240.0:
             self.fps = 30.0
         self.frame_count = self._capture.frame_count
         self.failed: str | None = None  # why the stream stopped early, if it did
+        self.reconnects = 0  # times a dropped network stream was opened again
         self.live = self.kind != "file" or realtime
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=1)
@@ -168,17 +196,43 @@ class VideoSource:
     def _capture_loop(self) -> None:
         interval = 1.0 / self.fps if self.kind == "file" else 0.0  # a file is paced like a camera
         due = time.perf_counter() + interval
+        frames = 1  # the first was read on opening
         while not self._stop.is_set():
             image = self._read_raw()
+            if image is None and self.kind == "url" and not self._reached_known_end(frames):
+                image = self._reconnect()
             if image is None:
-                if self.kind != "file":
-                    self.failed = "the stream ended or broke"
+                if self.kind == "camera":
+                    self.failed = "the camera stopped sending frames"
+                elif self.kind == "url" and not self._reached_known_end(frames) and not self._stop.is_set():
+                    self.failed = (f"the stream broke and did not come back after {self.stream.reconnect} "
+                                   f"reconnect attempt{'s' if self.stream.reconnect != 1 else ''}")
                 self._put(None)
                 return
+            frames += 1
             if interval:
                 time.sleep(max(0.0, due - time.perf_counter()))
                 due += interval
             self._put(Frame(-1, image, time.perf_counter()))
+
+    def _reached_known_end(self, frames: int) -> bool:
+        """A stream of known length (a file over HTTP) that delivered about all of it ended normally."""
+        return self._capture.frame_count > 0 and frames >= 0.9 * self._capture.frame_count
+
+    def _reconnect(self) -> np.ndarray | None:
+        """Reopen a dropped network stream with back-off; its first frame, or None when it stays away."""
+        for attempt, wait in enumerate(self.stream.waits(), start=1):
+            log.warning("%s: the stream dropped; reconnect attempt %d of %d in %.0f s", self.target, attempt,
+                        self.stream.reconnect, wait)
+            if self._stop.wait(wait):
+                return None
+            if self._capture.reopen():
+                image = self._read_raw()
+                if image is not None:
+                    self.reconnects += 1
+                    log.warning("%s: reconnected (attempt %d)", self.target, attempt)
+                    return image
+        return None
 
     def _put(self, item) -> None:
         try:

@@ -52,7 +52,7 @@ def test_video_headless_outputs(tmp_path, three_face_clip, tiny_model_path):
 
     assert frame_count(out) == (config.frames, pytest.approx(config.fps, abs=0.01))
     summary = json.loads(result.stdout)
-    assert set(summary) == {"frames", "seconds", "fps", "tracks"}
+    assert set(summary) == {"frames", "seconds", "fps", "tracks", "reconnects"} and summary["reconnects"] == 0
     assert summary["frames"] == config.frames and summary["fps"] > 0
     assert all(set(t) == {"id", "frames", "age"} for t in summary["tracks"])
     # One track per face, each covering almost every frame.

@@ -90,15 +90,17 @@ def read_image(path: str | Path) -> np.ndarray | None:
 
 
 def load_arrays(
-    records: list[FaceRecord], size: int, report: ScanReport | None = None
+    records: list[FaceRecord], size: int, report: ScanReport | None = None, progress=None
 ) -> tuple[np.ndarray, np.ndarray, list[FaceRecord]]:
     """Load records as ``(images uint8 N×size×size×3 RGB, ages float32, kept records)``.
 
     Images are kept as uint8 to hold a whole split in memory cheaply; corrupt files are
-    skipped and counted in ``report``.
+    skipped and counted in ``report``. ``progress(done, total)`` is called every 256 files.
     """
     images, ages, kept = [], [], []
-    for record in records:
+    for done, record in enumerate(records):
+        if progress is not None and done % 256 == 0:
+            progress(done, len(records))
         image = read_image(record.path)
         if image is None:
             if report is not None:
@@ -108,6 +110,8 @@ def load_arrays(
         images.append(preprocess_face(image, size).astype(np.uint8))
         ages.append(record.age)
         kept.append(record)
+    if progress is not None:
+        progress(len(records), len(records))
     if not images:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.float32), kept
     return np.stack(images), np.asarray(ages, np.float32), kept

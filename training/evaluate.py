@@ -29,10 +29,14 @@ class EvaluateConfig:
     degrade: tuple[int, ...] = ()  # effective face widths for the degraded evaluation (training.degrade)
 
 
-def predict_in_batches(model: AgeModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Ages for uint8/float images already at the model's input size."""
-    ages = [model.predict_preprocessed(images[i : i + batch_size].astype(np.float32))
-            for i in range(0, len(images), batch_size)]
+def predict_in_batches(model: AgeModel, images: np.ndarray, batch_size: int = 64, progress=None) -> np.ndarray:
+    """Ages for uint8/float images already at the model's input size; ``progress(done, total)`` after
+    each batch."""
+    ages = []
+    for start in range(0, len(images), batch_size):
+        ages.append(model.predict_preprocessed(images[start : start + batch_size].astype(np.float32)))
+        if progress is not None:
+            progress(min(start + batch_size, len(images)), len(images))
     return np.concatenate(ages) if ages else np.zeros((0,), np.float32)
 
 
@@ -48,15 +52,18 @@ def mean_signed_error(y_true, y_pred) -> float:
     return float(error.mean()) if error.size else float("nan")
 
 
-def degraded_predictions(model: AgeModel, images: np.ndarray, widths, batch_size: int = 64) -> dict[int, np.ndarray]:
+def degraded_predictions(model: AgeModel, images: np.ndarray, widths, batch_size: int = 64,
+                         progress=None) -> dict[int, np.ndarray]:
     """Ages per effective face width, each face re-rendered there with JPEG quality 50
-    (:func:`training.degrade.render_at_width`)."""
+    (:func:`training.degrade.render_at_width`); ``progress(done, total)`` over all widths' faces."""
     from training.degrade import render_at_width
 
     out = {}
-    for width in widths:
+    for step, width in enumerate(widths):
         small = np.stack([render_at_width(image, width) for image in images]) if len(images) else images
-        out[width] = predict_in_batches(model, small, batch_size)
+        counted = None if progress is None else (
+            lambda done, total, step=step: progress(step * total + done, len(widths) * total))
+        out[width] = predict_in_batches(model, small, batch_size, counted)
     return out
 
 
@@ -69,9 +76,10 @@ def degraded_metrics(ages: np.ndarray, predictions: dict[int, np.ndarray]) -> di
             for width, predicted in predictions.items()}
 
 
-def degraded_report(model: AgeModel, images: np.ndarray, ages: np.ndarray, widths, batch_size: int = 64) -> dict:
+def degraded_report(model: AgeModel, images: np.ndarray, ages: np.ndarray, widths, batch_size: int = 64,
+                    progress=None) -> dict:
     """MAE and bias per effective face width (see :func:`degraded_predictions`)."""
-    return degraded_metrics(ages, degraded_predictions(model, images, widths, batch_size))
+    return degraded_metrics(ages, degraded_predictions(model, images, widths, batch_size, progress))
 
 
 def range_report(calibration, y_true, y_pred) -> dict:
@@ -92,8 +100,14 @@ def range_report(calibration, y_true, y_pred) -> dict:
             "mean_width": float(np.mean(high - low)) if y_true.size else float("nan"), "by_age": by_band}
 
 
-def evaluate(config: EvaluateConfig, model: AgeModel | None = None) -> tuple[dict, ScanReport]:
-    """Run ``model`` over the folder (or one split of it) and return the metrics and scan report."""
+def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=None) -> tuple[dict, ScanReport]:
+    """Run ``model`` over the folder (or one split of it) and return the metrics and scan report.
+
+    ``progress(stage, done, total)``, when given, hears how far each stage is: ``reading`` the images,
+    ``predicting`` their ages, ``degraded`` (the re-rendered faces of ``config.degrade``)."""
+    def stage(name):
+        return None if progress is None else lambda done, total: progress(name, done, total)
+
     model = model or AgeModel.load(config.model, config.runtime)
     report = scan_folder(config.data)
     records = report.records
@@ -104,14 +118,15 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None) -> tuple[dic
         records = [r for r in records if manifest.get(r.name) == config.split]
         if not records:
             raise ValueError(f"no image of {config.data} is in the {config.split!r} split of {config.manifest}")
-    images, ages, _ = load_arrays(records, model.input_size, report)
+    images, ages, _ = load_arrays(records, model.input_size, report, stage("reading"))
     if len(images) == 0:
         raise DataError(f"no readable image to evaluate in {config.data} ({report.summary()})")
-    predicted = predict_in_batches(model, images, config.batch_size)
+    predicted = predict_in_batches(model, images, config.batch_size, stage("predicting"))
     result = metrics_report(ages, predicted)
     result["skipped"] = dict(report.skipped)
     if config.degrade:
-        result["degraded"] = degraded_report(model, images, ages, config.degrade, config.batch_size)
+        result["degraded"] = degraded_report(model, images, ages, config.degrade, config.batch_size,
+                                             stage("degraded"))
     from core.age_range import AgeRangeCalibration
 
     calibration = AgeRangeCalibration.from_card(model.card)

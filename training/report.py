@@ -22,7 +22,9 @@ DEFAULT_BEGIN, DEFAULT_END = "<!-- default-model:begin -->", "<!-- default-model
 SIZE_BEGIN, SIZE_END = "<!-- face-size-table:begin -->", "<!-- face-size-table:end -->"
 FIELD_BEGIN, FIELD_END = "<!-- field-test-table:begin -->", "<!-- field-test-table:end -->"
 COST_BEGIN, COST_END = "<!-- small-faces-cost:begin -->", "<!-- small-faces-cost:end -->"
+BATCH_BEGIN, BATCH_END = "<!-- batch-throughput:begin -->", "<!-- batch-throughput:end -->"
 FIELD_TEST = "field-test.json"  # written by `agecam field-test --save assets/field-test.json`
+BATCH_THROUGHPUT = "batch-throughput.json"  # written by `agecam benchmark --batch --save assets/batch-throughput.json`
 # Issue #13's targets: per case, the worst face's main-track share and the most tracks a face may get.
 COVERAGE_TARGETS = {"3 faces of 120 px, 640x480": (0.98, 1), "5 faces of 80 px, 640x480": (0.95, 2)}
 RECALL_TARGETS = {"40-63": 0.90, "40-200": 0.95}
@@ -140,9 +142,14 @@ def default_model_text(cards: dict[str, dict], results: list[dict], runtimes: di
             f"{targets} and {REALTIME_LATENCY_P95_MS:.0f} ms). Its card carries `\"default\": true`, which the tools read.")
 
 
-def load_field_test(folder: Path = ASSETS) -> dict | None:
-    path = Path(folder) / FIELD_TEST
+def load_asset(name: str, folder: Path = ASSETS) -> dict | None:
+    """A JSON result saved in the assets folder, or None when it has not been measured yet."""
+    path = Path(folder) / name
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_field_test(folder: Path = ASSETS) -> dict | None:
+    return load_asset(FIELD_TEST, folder)
 
 
 def field_test_table(result: dict | None) -> str:
@@ -207,6 +214,20 @@ def detection_cost_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def batch_throughput_table(result: dict | None) -> str:
+    """Markdown: a batch's frames per second (wall time, start-up included) per engine and worker count."""
+    if result is None:
+        return "_Not measured yet: run `agecam benchmark --batch --save assets/batch-throughput.json`._"
+    lines = ["| engine | workers | frames | wall time | frames/s | median fps of one video |", "|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['engine']} | {row['workers']} | {row['frames']} | {row['wall_s']:.1f} s | "
+                     f"{row['fps']:.1f} | {row['per_video_fps_median']:.1f} |")
+    lines += ["", f"{result['clips']} generated clips of {result['frames_per_clip']} frames, {result['size']}, "
+                  f"{result['faces_per_clip']} faces each; model `{result['model']}` ({result['runtime']}); "
+                  f"{result['cpu_cores']} CPU cores. Command: `{result.get('command', 'agecam benchmark --batch')}`."]
+    return "\n".join(lines)
+
+
 def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: dict[str, str] | None = None,
                        assets: Path = ASSETS) -> dict[tuple[str, str], str]:
     """Each generated README section, keyed by its (begin, end) markers."""
@@ -215,7 +236,8 @@ def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: di
             (DEFAULT_BEGIN, DEFAULT_END): default_model_text(cards, results, runtimes),
             (SIZE_BEGIN, SIZE_END): face_size_table(cards),
             (FIELD_BEGIN, FIELD_END): field_test_table(load_field_test(assets)),
-            (COST_BEGIN, COST_END): detection_cost_table(load_cost_runs(assets))}
+            (COST_BEGIN, COST_END): detection_cost_table(load_cost_runs(assets)),
+            (BATCH_BEGIN, BATCH_END): batch_throughput_table(load_asset(BATCH_THROUGHPUT, assets))}
 
 
 def _replace_between(text: str, begin: str, end: str, body: str) -> str:

@@ -1,0 +1,488 @@
+"""Many videos in one run: find them, plan their outputs, and process them with worker processes.
+
+A unit of work is one video, since tracks and age smoothing carry state from frame to frame. Each
+worker prepares its pipeline once and takes videos from a queue until none is left. A video's
+outputs appear only when it was processed to its end, so an output that exists is complete: a
+second run of the same command skips the videos whose outputs are all there.
+
+Example::
+
+    from realtime.batch import BatchOutputs, find_videos, plan_jobs, run_batch
+
+    jobs = plan_jobs(find_videos(["recordings/"]), BatchOutputs(video_dir=Path("annotated")))
+    results = run_batch(jobs, make_cam, BatchConfig(workers=2))
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from core.atomic import atomic_path, remove_stale_partials
+from realtime.config import VIDEO_SUFFIXES, BatchConfig
+
+log = logging.getLogger(__name__)
+
+GLOB_CHARACTERS = set("*?[")
+PROGRESS_EVERY_S = 0.2  # how often a worker reports its frame count
+
+
+class BatchError(Exception):
+    """A batch that cannot start: no videos, colliding or unwritable outputs (one line)."""
+
+
+def is_pattern(text: str) -> bool:
+    return bool(GLOB_CHARACTERS & set(text))
+
+
+def find_videos(arguments: Sequence[str | os.PathLike]) -> list[Path]:
+    """The video files named by ``arguments``: files, folders (their video files, by suffix, not
+    recursing) and glob patterns (``**`` recurses), in the order given, each once."""
+    found: list[Path] = []
+    for argument in map(str, arguments):
+        path = Path(argument)
+        if path.is_dir():
+            videos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+            if not videos:
+                raise BatchError(f"no video files in folder {argument} (looked for {', '.join(VIDEO_SUFFIXES)})")
+            found.extend(videos)
+        elif path.is_file():
+            found.append(path)
+        elif is_pattern(argument):
+            matches = sorted(Path(p) for p in glob.glob(argument, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise BatchError(f"no file matches {argument}")
+            found.extend(matches)
+        else:
+            raise BatchError(f"no such file, folder or pattern: {argument}")
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+@dataclass(frozen=True)
+class BatchOutputs:
+    """Where a batch writes: ``video_dir/NAME.mp4``, ``csv_dir/NAME.csv`` and one JSON Lines file for
+    all videos (built from per-video parts kept beside it, in ``.NAME.parts/``, so a re-run can skip
+    finished videos). Any of them may be None."""
+
+    video_dir: Path | None = None
+    csv_dir: Path | None = None
+    jsonl: Path | None = None
+    video_suffix: str = ".mp4"
+
+    @property
+    def jsonl_parts(self) -> Path | None:
+        return None if self.jsonl is None else self.jsonl.parent / f".{self.jsonl.name}.parts"
+
+    def folders(self) -> list[Path]:
+        return [p for p in (self.video_dir, self.csv_dir, self.jsonl_parts) if p is not None]
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video and the outputs it gets."""
+
+    source: Path
+    name: str  # the outputs' file stem: the video's own
+    output: Path | None = None
+    csv: Path | None = None
+    jsonl: Path | None = None  # this video's part of the batch's JSON Lines
+    frames_expected: int = 0  # from the container's header (an estimate; 0 when unknown)
+
+    def outputs(self) -> list[Path]:
+        return [p for p in (self.output, self.csv, self.jsonl) if p is not None]
+
+    def finished(self) -> bool:
+        """All outputs present (outputs only ever appear complete), and there is at least one."""
+        outputs = self.outputs()
+        return bool(outputs) and all(p.is_file() for p in outputs)
+
+
+def plan_jobs(videos: Sequence[Path], outputs: BatchOutputs) -> list[VideoJob]:
+    """One job per video, its outputs named after it; refuses names that collide, outputs that would
+    replace an input, and output folders that cannot be made or written."""
+    if not videos:
+        raise BatchError("no videos to process")
+    by_name: dict[str, list[Path]] = defaultdict(list)
+    for video in videos:
+        by_name[video.stem].append(video)
+    if outputs.folders():
+        for name, sources in by_name.items():
+            if len(sources) > 1:
+                raise BatchError(f"{' and '.join(map(str, sources[:2]))} would both be written as {name}.*; "
+                                 f"rename one or process them in separate runs")
+    for folder in outputs.folders():
+        _writable_folder(folder)
+    if outputs.jsonl is not None and outputs.jsonl.is_dir():
+        raise BatchError(f"--jsonl names a folder: {outputs.jsonl}; give a file name such as faces.jsonl")
+    inputs = {v.resolve() for v in videos}
+    jobs = []
+    for video in videos:
+        job = VideoJob(
+            source=video, name=video.stem,
+            output=outputs.video_dir / f"{video.stem}{outputs.video_suffix}" if outputs.video_dir else None,
+            csv=outputs.csv_dir / f"{video.stem}.csv" if outputs.csv_dir else None,
+            jsonl=outputs.jsonl_parts / f"{video.stem}.jsonl" if outputs.jsonl_parts else None,
+            frames_expected=_frames_in_header(video))
+        for out in job.outputs():
+            if out.resolve() in inputs:
+                raise BatchError(f"output {out} would replace an input video; choose another output folder")
+        jobs.append(job)
+    return jobs
+
+
+def _writable_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BatchError(f"cannot make output folder {folder}: {error.strerror or error}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BatchError(f"output folder {folder} is not writable")
+
+
+def _frames_in_header(path: Path) -> int:
+    """The frame count a container states (0 when unknown or unreadable: the worker finds out)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            streams = container.streams.video
+            return int(streams[0].frames or 0) if streams else 0
+    except (av.FFmpegError, OSError, ValueError):
+        return 0
+
+
+@dataclass
+class FileResult:
+    """How one video went: ``status`` is done, skipped, failed or interrupted."""
+
+    source: str
+    name: str
+    status: str
+    frames: int = 0
+    faces: int = 0
+    tracks: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    reconnects: int = 0
+    worker: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_json(self) -> dict:
+        return {**asdict(self), "seconds": round(self.seconds, 3), "fps": round(self.fps, 2)}
+
+
+@dataclass(frozen=True)
+class WorkSettings:
+    """What each video gets besides its paths (the same for every video of a batch)."""
+
+    max_frames: int | None = None
+    log_level: int = logging.WARNING  # a worker process logs at the parent's level
+
+
+class BatchObserver:
+    """Told how the batch goes (the CLI draws progress bars from it); every method may be left as is."""
+
+    def started(self, job: VideoJob, worker: str) -> None:
+        """``job`` began on ``worker``."""
+
+    def advanced(self, job: VideoJob, frames: int) -> None:
+        """``job`` has ``frames`` frames done."""
+
+    def ended(self, job: VideoJob, result: FileResult) -> None:
+        """``job`` ended (done, skipped, failed or interrupted)."""
+
+
+def process_video(cam, job: VideoJob, settings: WorkSettings, progress=None, stop=None,
+                  handle_signals: bool = False, worker: str = "") -> FileResult:
+    """Run the prepared pipeline ``cam`` over one video; any failure is reported in the result."""
+    from realtime.runner import RunConfig, run
+    from realtime.sources import SourceError, VideoSource
+
+    started = time.perf_counter()
+    config = RunConfig(show_window=False, output=job.output, csv=job.csv, jsonl=job.jsonl,
+                       video_name=str(job.source), max_frames=settings.max_frames, keep_partial=False,
+                       handle_signals=handle_signals)
+    try:
+        with VideoSource(str(job.source)) as source:
+            summary = run(cam, source, config, progress=progress, stop=stop)
+    except (SourceError, OSError, ValueError) as error:
+        return FileResult(str(job.source), job.name, "failed", error=str(error) or type(error).__name__,
+                          seconds=time.perf_counter() - started, worker=worker)
+    status = "done" if summary.complete else "interrupted" if summary.interrupted else "failed"
+    error = summary.failure if status == "failed" else None
+    if status == "done" and summary.frames == 0:
+        status, error = "failed", "no frame could be read"
+    return FileResult(str(job.source), job.name, status, summary.frames, summary.faces, len(summary.tracks),
+                      summary.seconds, error, summary.reconnects, worker)
+
+
+def skip_finished(jobs: Sequence[VideoJob], overwrite: bool) -> tuple[list[VideoJob], list[FileResult]]:
+    """The jobs still to do, and a ``skipped`` result for each whose outputs are all present."""
+    todo, skipped = [], []
+    for job in jobs:
+        if not overwrite and job.finished():
+            skipped.append(FileResult(str(job.source), job.name, "skipped", error="outputs already complete"))
+        else:
+            todo.append(job)
+    return todo, skipped
+
+
+def run_batch(jobs: Sequence[VideoJob], make_cam: Callable, config: BatchConfig = BatchConfig(),
+              settings: WorkSettings = WorkSettings(), observer: BatchObserver | None = None) -> list[FileResult]:
+    """Process ``jobs`` on this machine: in this process with one worker, else in worker processes.
+
+    ``make_cam()`` prepares one pipeline (it must pickle: each worker process calls it once).
+    Returns one result per job, in the jobs' order. Ctrl-C, SIGTERM or SIGHUP stop every worker
+    after its frame in hand; the videos in progress then keep no output, and their results say
+    ``interrupted``. A second signal stops at once.
+    """
+    observer = observer or BatchObserver()
+    todo, skipped = skip_finished(jobs, config.overwrite)
+    results = {r.source: r for r in skipped}
+    for job in jobs:
+        if str(job.source) in results:
+            observer.ended(job, results[str(job.source)])
+    if todo:
+        workers = config.worker_count(len(todo))
+        run_todo = _run_here if workers == 1 else _run_in_processes
+        for result in run_todo(todo, make_cam, workers, settings, observer):
+            results[result.source] = result
+    remove_partials(jobs)
+    return [results[str(job.source)] for job in jobs]
+
+
+def remove_partials(jobs: Sequence[VideoJob]) -> None:
+    """Remove the temporary files that killed workers left beside the jobs' outputs."""
+    for job in jobs:
+        for out in job.outputs():
+            remove_stale_partials(out)
+
+
+def _run_here(jobs, make_cam, workers, settings, observer):
+    from realtime.runner import StopRequests
+
+    with make_cam() as cam, StopRequests() as stops:
+        for job in jobs:
+            if stops.requested:
+                yield FileResult(str(job.source), job.name, "interrupted", error="not started")
+                continue
+            observer.started(job, "main")
+            result = process_video(cam, job, settings, progress=lambda n, job=job: observer.advanced(job, n),
+                                   stop=lambda: stops.requested is not None, worker="main")
+            observer.ended(job, result)
+            yield result
+
+
+def _worker_main(make_cam, settings: WorkSettings, jobs, events, stop, worker: str) -> None:
+    """A worker process: prepare the pipeline once, then process videos from ``jobs`` until None."""
+    # The parent decides when to stop (it tells us through ``stop``), so a terminal's Ctrl-C, sent to
+    # the whole process group, must not end this process mid-frame.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=settings.log_level, format=f"%(levelname)s {worker} %(name)s: %(message)s")
+    try:
+        cam = make_cam()
+    except Exception as error:  # reported by the parent for every video left
+        events.put(("broken", worker, f"{type(error).__name__}: {error}"))
+        return
+    parent = os.getppid()
+
+    def stopping() -> bool:  # asked to, or orphaned (the parent was killed): outputs nobody waits for
+        return stop.is_set() or os.getppid() != parent
+
+    with cam:
+        while (item := _next_job(jobs, stopping)) is not None:
+            index, job = item
+            events.put(("started", worker, index))
+            last = [0.0]
+
+            def progress(frames, index=index):
+                now = time.monotonic()
+                if now - last[0] >= PROGRESS_EVERY_S:
+                    last[0] = now
+                    events.put(("advanced", worker, index, frames))
+
+            result = process_video(cam, job, settings, progress=progress, stop=stopping, worker=worker)
+            events.put(("ended", worker, index, result))
+    events.put(("exited", worker))
+
+
+def _next_job(jobs, stopping):
+    """The next ``(index, job)`` from the queue, or None at its end or when stopping."""
+    while not stopping():
+        try:
+            return jobs.get(timeout=0.5)
+        except queue.Empty:
+            continue
+    return None
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.Process
+    job: int | None = None
+    exited: bool = False
+    broken: str | None = None
+
+
+@dataclass
+class _Pool:
+    """The parent's view of its worker processes."""
+
+    context: object
+    make_cam: Callable
+    settings: WorkSettings
+    jobs: object = None
+    events: object = None
+    stop: object = None
+    workers: dict[str, _Worker] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.jobs, self.events, self.stop = self.context.Queue(), self.context.Queue(), self.context.Event()
+
+    def start_worker(self) -> None:
+        name = f"worker-{len(self.workers) + 1}"
+        process = self.context.Process(target=_worker_main, name=f"agecam-{name}", daemon=True,
+                                       args=(self.make_cam, self.settings, self.jobs, self.events, self.stop, name))
+        process.start()
+        self.workers[name] = _Worker(process)
+
+    def live(self) -> list[str]:
+        return [n for n, w in self.workers.items() if not w.exited and w.broken is None]
+
+    def finish(self, wait_s: float = 10.0) -> None:
+        """Let the workers exit (each has its end-of-queue marker, or the stop flag); end those that do not."""
+        deadline = time.monotonic() + wait_s
+        for worker in self.workers.values():
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.terminate()
+
+    def terminate(self) -> None:
+        for worker in self.workers.values():
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in self.workers.values():
+            worker.process.join(timeout=5)
+
+
+def _run_in_processes(jobs, make_cam, workers, settings, observer):
+    from realtime.runner import StopRequests
+
+    # Spawned, not forked: the parent may hold threads (TensorFlow, MediaPipe) that fork would copy half-way.
+    pool = _Pool(multiprocessing.get_context("spawn"), make_cam, settings)
+    pending = dict(enumerate(jobs))
+    for item in pending.items():
+        pool.jobs.put(item)
+    for _ in range(workers):
+        pool.jobs.put(None)
+        pool.start_worker()
+    try:
+        with StopRequests() as stops:
+            while pending:
+                if stops.requested and not pool.stop.is_set():
+                    pool.stop.set()  # workers stop after the frame in hand and take no new video
+                try:
+                    event = pool.events.get(timeout=0.2)
+                except queue.Empty:
+                    yield from _check_workers(pool, pending, jobs, observer)
+                    if not pool.live():
+                        break
+                    continue
+                kind, name = event[0], event[1]
+                worker = pool.workers[name]
+                if kind == "started":
+                    worker.job = event[2]
+                    if pool.stop.is_set():
+                        continue
+                    observer.started(jobs[event[2]], name)
+                elif kind == "advanced":
+                    observer.advanced(jobs[event[2]], event[3])
+                elif kind == "ended":
+                    worker.job = None
+                    index, result = event[2], event[3]
+                    pending.pop(index, None)
+                    observer.ended(jobs[index], result)
+                    yield result
+                elif kind == "broken":
+                    worker.broken = event[2]
+                elif kind == "exited":
+                    worker.exited = True
+    except KeyboardInterrupt:  # a second signal: stop at once
+        pool.terminate()
+        for index in list(pending):
+            yield FileResult(str(jobs[index].source), jobs[index].name, "interrupted", error="stopped at once")
+            pending.pop(index)
+        return
+    reason = _why_unfinished(pool)
+    for index in sorted(pending):
+        job = jobs[index]
+        result = FileResult(str(job.source), job.name, "interrupted" if pool.stop.is_set() else "failed",
+                            error="not started" if pool.stop.is_set() else reason)
+        observer.ended(job, result)
+        yield result
+    pool.finish()
+
+
+def _check_workers(pool: _Pool, pending: dict, jobs, observer):
+    """A video whose worker process died (a crash in native code) fails, and a new worker takes the
+    rest; a worker that died before taking a video counts as broken (no restart loop)."""
+    for name, worker in list(pool.workers.items()):
+        if worker.exited or worker.broken or worker.process.is_alive():
+            continue
+        code = worker.process.exitcode
+        if worker.job is None or worker.job not in pending:
+            worker.broken = f"the worker process exited (code {code}) before taking a video"
+            continue
+        worker.exited = True
+        job = jobs[worker.job]
+        pending.pop(worker.job)
+        result = FileResult(str(job.source), job.name, "failed", worker=name,
+                            error=f"the worker process died (exit code {code}) on this video")
+        observer.ended(job, result)
+        yield result
+        if pending and not pool.stop.is_set():
+            pool.start_worker()  # takes the end-of-queue marker the dead worker left unread
+
+
+def _why_unfinished(pool: _Pool) -> str:
+    broken = [w.broken for w in pool.workers.values() if w.broken]
+    return f"no worker could start: {broken[0]}" if broken else "no worker was left to process it"
+
+
+def write_combined_jsonl(jobs: Sequence[VideoJob], results: Sequence[FileResult], path: Path) -> int:
+    """Join the per-video JSON Lines of the finished videos into ``path`` (in the jobs' order), in one
+    step; returns the number of videos in it."""
+    finished = {r.source for r in results if r.status in ("done", "skipped")}
+    parts = [job.jsonl for job in jobs if job.jsonl is not None and str(job.source) in finished and job.jsonl.is_file()]
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        out.write(chunk)
+    return len(parts)
+
+
+def totals(results: Sequence[FileResult], seconds: float) -> dict:
+    """The batch's sums: files per status, frames, faces, and frames per second of wall time."""
+    counts = defaultdict(int)
+    for result in results:
+        counts[result.status] += 1
+    frames = sum(r.frames for r in results if r.status == "done")
+    return {"files": len(results), **{s: counts[s] for s in ("done", "skipped", "failed", "interrupted")},
+            "frames": frames, "faces": sum(r.faces for r in results if r.status == "done"),
+            "seconds": round(seconds, 3), "fps": round(frames / seconds, 2) if seconds > 0 else 0.0}

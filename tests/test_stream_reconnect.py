@@ -1,0 +1,99 @@
+"""Network streams: a stream that drops is reopened with back-off; one that never answers fails in
+bounded time. Against MJPEG-over-HTTP servers started here, on the loopback interface only."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import socketserver
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import run_agecam
+
+pytestmark = pytest.mark.slow
+
+
+class MjpegServer:
+    """``http://127.0.0.1:PORT/stream.mjpg``: each of the first ``connections`` clients gets
+    ``frames`` JPEG frames, then the connection is closed (the stream drops); later clients are
+    turned away with 503 (the camera stays down).
+
+    Example::
+
+        with MjpegServer(frames=20, connections=2) as server:
+            run(server.url)
+    """
+
+    def __init__(self, frames: int, connections: int):
+        self.frames, self.connections, self.served = frames, connections, 0
+        self.turned_away = threading.Event()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.served += 1
+                if owner.served > owner.connections:
+                    self.send_error(503)
+                    owner.turned_away.set()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                for index in range(owner.frames):
+                    image = np.full((120, 160, 3), (index * 9) % 255, np.uint8)
+                    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                                     + jpeg + b"\r\n")
+                    time.sleep(1 / 30)  # a camera's pace, so the reader sees a live stream
+
+            def log_message(self, *args):
+                pass
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/stream.mjpg"
+
+    def __enter__(self) -> "MjpegServer":
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_dropped_stream_is_reopened_and_then_given_up_with_outputs_kept(tmp_path, tiny_model_path):
+    table = tmp_path / "faces.csv"
+    with MjpegServer(frames=20, connections=2) as server:
+        result = run_agecam("-v", "video", server.url, "--no-window", "--csv", table, "--json", "--reconnect", "2",
+                            "--model", tiny_model_path, timeout=120)
+        assert server.turned_away.is_set()  # the third connection: the attempt after the second drop
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["reconnects"] == 1 and summary["frames"] >= 2
+    assert "reconnect attempt 1 of 2" in result.stderr and "reconnected (attempt 1)" in result.stderr
+    assert "reconnect attempt 2 of 2" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "agecam: error: the stream broke and did not come back after 2 reconnect attempts; outputs hold the "
+        f"{summary['frames']} frames processed")
+    assert table.read_text().startswith("frame,time_s,track_id")  # the frames processed, kept
+
+
+def test_a_stream_that_never_answers_fails_within_the_open_timeout(tiny_model_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # the kernel accepts connections; nothing ever answers
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/stream.mjpg"
+    try:
+        result = run_agecam("video", url, "--no-window", "--json", "--model", tiny_model_path, timeout=120)
+    finally:
+        listener.close()
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"agecam: error: cannot open stream within 5 s: {url}"
