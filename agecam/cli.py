@@ -316,15 +316,18 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
         raise Failure(f"no frame was read from {source}")
 
 
-def build_cam(config, silence_native: bool):
-    """A prepared pipeline (a batch worker calls this once, in its own process)."""
+def build_cam(config, silence_native: bool, threads: int = 0):
+    """A prepared pipeline using ``threads`` CPU threads (0: all); a batch worker calls this once, in its
+    own process."""
+    import dataclasses
+
     from agecam.quiet import quiet_environment
     from core.analyzer import AgeCam
 
     if silence_native:
         quiet_environment()
     with native_stderr_silenced(silence_native):
-        return AgeCam(config)
+        return AgeCam(dataclasses.replace(config, threads=threads))
 
 
 def _cam_config(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,

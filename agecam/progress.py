@@ -80,6 +80,7 @@ class BatchBars(BatchObserver):
         self._overall = bars.add(f"all {len(jobs)} videos", self._total)
         self._tasks: dict = {}
         self._done: dict = {}
+        self._ended: set = set()
 
     def _overall_frames(self) -> int:
         return sum(self._done.values())
@@ -88,12 +89,15 @@ class BatchBars(BatchObserver):
         self._tasks[job.source] = self._bars.add(job.name, job.frames_expected)
 
     def advanced(self, job, frames: int) -> None:
+        if job.source in self._ended:  # a late report (Ray's queue is not ordered with the results)
+            return
         if job.source in self._tasks:
             self._bars.update(self._tasks[job.source], completed=frames)
         self._done[job.source] = frames
         self._bars.update(self._overall, completed=self._overall_frames())
 
     def ended(self, job, result) -> None:
+        self._ended.add(job.source)
         task = self._tasks.pop(job.source, None)
         if task is not None:
             self._bars.remove(task)

@@ -140,11 +140,12 @@ class AgeModel:
         return self.runner.keras_model
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike | None, runtime: str = "auto") -> "AgeModel":
+    def load(cls, name_or_path: str | os.PathLike | None, runtime: str = "auto", threads: int = 0) -> "AgeModel":
         """Load a shipped model by name (``cnn``, ``resnet50``) or a ``.keras`` file by path.
 
         ``runtime``: ``auto`` (ONNX Runtime when a matching export is there, else Keras),
-        ``onnx`` (an error if there is none) or ``keras``.
+        ``onnx`` (an error if there is none) or ``keras``. ``threads``: ONNX Runtime's threads
+        per model (0: its default, every core); Keras keeps TensorFlow's process-wide setting.
         """
         if runtime not in RUNTIMES:
             raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
@@ -153,13 +154,13 @@ class AgeModel:
             card = _load_card(path)
             if "members" not in card:
                 raise ModelError(f"{path} is not an ensemble card (it names no members)")
-            members = [cls.load(path.parent / f"{name}.keras", runtime) for name in card["members"]]
+            members = [cls.load(path.parent / f"{name}.keras", runtime, threads) for name in card["members"]]
             return cls(EnsembleRunner(members, card["member_weights"]), name=path.stem, path=path, card=card)
         runner = None
         if runtime != "keras":
             from core.onnx_runner import matching_onnx_runner
 
-            runner, why_not = matching_onnx_runner(path)
+            runner, why_not = matching_onnx_runner(path, threads)
             if runner is None and runtime == "onnx":
                 raise ModelError(f"no usable ONNX export of {path}: {why_not}")
             if runner is None:

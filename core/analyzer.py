@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 from core.age_model import AgeModel
@@ -33,6 +34,9 @@ class AgeCamConfig:
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     smoother: SmootherConfig = field(default_factory=SmootherConfig)
     annotator: AnnotatorConfig = field(default_factory=AnnotatorConfig)
+    # CPU threads for the age model (ONNX Runtime) and OpenCV; 0: the libraries' defaults (every core).
+    # Several pipelines sharing a machine (a batch's workers) each take a share of the cores.
+    threads: int = 0
 
 
 class StageTimer:
@@ -79,7 +83,9 @@ class AgeCam:
 
     def __init__(self, config: AgeCamConfig = AgeCamConfig(), model: AgeModel | None = None):
         self.config = config
-        self.model = model or AgeModel.load(config.model, config.runtime)
+        if config.threads:
+            cv2.setNumThreads(config.threads)  # OpenCV's pool is per process, as is this pipeline's share
+        self.model = model or AgeModel.load(config.model, config.runtime, config.threads)
         crop = config.crop or CropConfig.for_detector_range(config.detector.range)
         # The user's confidence starts tracks; the detector also reports weaker faces, which may
         # only extend a track already there (core.tracker).

@@ -45,12 +45,16 @@ class OnnxRunner:
         self.source_sha256 = session.get_modelmeta().custom_metadata_map.get(SOURCE_DIGEST_KEY)
 
     @classmethod
-    def load(cls, path: Path) -> "OnnxRunner":
+    def load(cls, path: Path, threads: int = 0) -> "OnnxRunner":
+        """``threads``: intra-op threads (0: ONNX Runtime's default, one per physical core)."""
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         # Spinning worker threads would take CPU from detection and encoding between calls.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return cls(session, Path(path))
 
@@ -59,13 +63,13 @@ class OnnxRunner:
         return np.asarray(ages, np.float32).reshape(-1)
 
 
-def matching_onnx_runner(keras_path: Path) -> tuple[OnnxRunner | None, str]:
+def matching_onnx_runner(keras_path: Path, threads: int = 0) -> tuple[OnnxRunner | None, str]:
     """A runner for the ONNX export beside ``keras_path`` if it is usable, else None and why not."""
     candidate = Path(keras_path).with_suffix(".onnx")
     if not candidate.is_file():
         return None, f"no {candidate.name} beside it"
     try:
-        runner = OnnxRunner.load(candidate)
+        runner = OnnxRunner.load(candidate, threads)
     except ImportError:
         return None, "onnxruntime is not installed"
     except Exception as error:  # ONNX Runtime raises its own types for unreadable files

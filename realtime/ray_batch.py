@@ -16,11 +16,12 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from realtime.batch import (BatchError, BatchObserver, FileResult, VideoJob, WorkSettings, process_video,
-                            remove_partials, skip_finished)
+from realtime.batch import (PROGRESS_EVERY_S, BatchError, BatchObserver, FileResult, VideoJob, WorkSettings,
+                            process_video, remove_partials, skip_finished)
 from realtime.config import BatchConfig, cpu_cores
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,21 @@ class VideoWorker:
     """A Ray actor's body: one prepared pipeline, then one video per call."""
 
     def __init__(self, make_cam: Callable, settings: WorkSettings):
-        self._cam = make_cam()
+        self._cam = make_cam(settings.threads)
         self._settings = settings
         self._name = f"{socket.gethostname()}:{os.getpid()}"
 
-    def process(self, job: VideoJob) -> FileResult:
-        return process_video(self._cam, job, self._settings, worker=self._name)
+    def process(self, job: VideoJob, index: int, progress_queue=None) -> FileResult:
+        """Process one video; its frame count goes to ``progress_queue`` (a Ray queue) now and then."""
+        last = [0.0]
+
+        def progress(frames):
+            now = time.monotonic()
+            if progress_queue is not None and now - last[0] >= PROGRESS_EVERY_S:
+                last[0] = now
+                progress_queue.put_nowait((index, frames))
+
+        return process_video(self._cam, job, self._settings, progress=progress, worker=self._name)
 
     def close(self) -> None:
         self._cam.close()
@@ -132,15 +142,23 @@ def _run_actors(ray, jobs, make_cam, config: RayConfig, settings, observer, stop
     cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
     count = max(1, min(config.batch.workers or cluster_cpus, cluster_cpus, len(jobs)))
     actor_class = ray.remote(num_cpus=1)(VideoWorker)
-    actors = [actor_class.remote(make_cam, settings) for _ in range(count)]
+    # Each actor holds one CPU of the cluster's: its pipeline keeps to one thread (as Ray's OMP_NUM_THREADS).
+    actors = [actor_class.remote(make_cam, replace(settings, threads=1)) for _ in range(count)]
     log.info("Ray: %d actors over %d CPUs", count, cluster_cpus)
+    from ray.util.queue import Queue
+
+    progress_queue = Queue()  # (job index, frames done) from the actors, for the progress bars
     queue = list(enumerate(jobs))
     running: dict = {}  # task reference -> (actor, job index)
 
     def submit(actor):
         index, job = queue.pop(0)
         observer.started(job, "ray")
-        running[actor.process.remote(job)] = (actor, index)
+        running[actor.process.remote(job, index, progress_queue)] = (actor, index)
+
+    def report_progress():
+        for index, frames in progress_queue.get_nowait_batch(progress_queue.qsize()):
+            observer.advanced(jobs[index], frames)
 
     with stop_requests() as stops:
         try:
@@ -150,6 +168,7 @@ def _run_actors(ray, jobs, make_cam, config: RayConfig, settings, observer, stop
                 if stops.requested:
                     break
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
+                report_progress()
                 for ref in ready:
                     actor, index = running.pop(ref)
                     result = _result_of(ray, ref, jobs[index])
@@ -171,6 +190,7 @@ def _run_actors(ray, jobs, make_cam, config: RayConfig, settings, observer, stop
         yield result
     for actor in actors:
         ray.kill(actor)
+    progress_queue.shutdown()
 
 
 def _result_of(ray, ref, job: VideoJob) -> FileResult:

@@ -108,3 +108,14 @@ def test_shipped_export_matches_its_keras_model_on_the_test_split(name, utk_dir)
 
 def test_every_shipped_model_has_an_export():
     assert SHIPPED == TRAINED
+
+
+def test_a_thread_share_reaches_the_onnx_session(model_with_export):
+    """A batch worker's share of the cores (``threads``) is ONNX Runtime's intra-op thread count."""
+    pinned = AgeModel.load(model_with_export, "auto", threads=1)
+    assert pinned.runtime == "onnx"
+    assert pinned.runner.session.get_session_options().intra_op_num_threads == 1
+    default = AgeModel.load(model_with_export, "auto")
+    assert default.runner.session.get_session_options().intra_op_num_threads == 0  # ONNX Runtime's own choice
+    batch = np.random.default_rng(0).uniform(0, 255, (3, pinned.input_size, pinned.input_size, 3)).astype(np.float32)
+    np.testing.assert_allclose(pinned.predict_preprocessed(batch), default.predict_preprocessed(batch), atol=1e-4)
