@@ -1,5 +1,5 @@
 """Network streams: a stream that drops is reopened with back-off; one that never answers fails in
-bounded time. Against MJPEG-over-HTTP servers started here, on the loopback interface only."""
+bounded time. Against MJPEG-over-HTTP servers started and stopped here, on the loopback interface only."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import http.server
 import json
 import socket
 import socketserver
+import subprocess
 import threading
 import time
 
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_agecam
+from conftest import AGECAM, REPO, run_agecam
 
 pytestmark = pytest.mark.slow
 
@@ -22,17 +23,17 @@ pytestmark = pytest.mark.slow
 class MjpegServer:
     """``http://127.0.0.1:PORT/stream.mjpg``: each of the first ``connections`` clients gets
     ``frames`` JPEG frames, then the connection is closed (the stream drops); later clients are
-    turned away with 503 (the camera stays down).
+    turned away with 503. ``served_all`` is set once the last of them has had its frames.
 
     Example::
 
-        with MjpegServer(frames=20, connections=2) as server:
+        with MjpegServer(frames=20, connections=1) as server:
             run(server.url)
     """
 
-    def __init__(self, frames: int, connections: int):
+    def __init__(self, frames: int, connections: int, port: int = 0):
         self.frames, self.connections, self.served = frames, connections, 0
-        self.turned_away = threading.Event()
+        self.served_all, self.turned_away = threading.Event(), threading.Event()
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -51,36 +52,58 @@ class MjpegServer:
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
                                      + jpeg + b"\r\n")
                     time.sleep(1 / 30)  # a camera's pace, so the reader sees a live stream
+                if owner.served == owner.connections:
+                    owner.served_all.set()
 
             def log_message(self, *args):
                 pass
 
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        socketserver.ThreadingTCPServer.allow_reuse_address = True  # a restart takes the same port
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/stream.mjpg"
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/stream.mjpg"
 
-    def __enter__(self) -> "MjpegServer":
+    def start(self) -> "MjpegServer":
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
 
+    def __enter__(self) -> "MjpegServer":
+        return self.start()
 
-def test_a_dropped_stream_is_reopened_and_then_given_up_with_outputs_kept(tmp_path, tiny_model_path):
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def test_a_stream_whose_server_stops_and_restarts_is_reopened_then_given_up(tmp_path, tiny_model_path):
+    """The camera's server stops after a while (the stream drops) and starts again on the same port: the
+    stream is reopened and goes on. The second server turns the next attempts away: agecam gives up
+    after --reconnect attempts and keeps the frames it processed."""
     table = tmp_path / "faces.csv"
-    with MjpegServer(frames=20, connections=2) as server:
-        result = run_agecam("-v", "video", server.url, "--no-window", "--csv", table, "--json", "--reconnect", "2",
-                            "--model", tiny_model_path, timeout=120)
-        assert server.turned_away.is_set()  # the third connection: the attempt after the second drop
-    assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    summary = json.loads(result.stdout)
+    first = MjpegServer(frames=20, connections=1).start()
+    command = [*AGECAM, "-v", "video", first.url, "--no-window", "--csv", table, "--json", "--reconnect", "2",
+               "--model", tiny_model_path]
+    process = subprocess.Popen(list(map(str, command)), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert first.served_all.wait(timeout=120), "the first server was never read"
+        first.stop()  # the camera goes away...
+        with MjpegServer(frames=20, connections=1, port=first.port) as second:  # ...and comes back
+            stdout, stderr = process.communicate(timeout=120)
+            assert second.served_all.is_set() and second.turned_away.is_set()
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads(stdout)
     assert summary["reconnects"] == 1 and summary["frames"] >= 2
-    assert "reconnect attempt 1 of 2" in result.stderr and "reconnected (attempt 1)" in result.stderr
-    assert "reconnect attempt 2 of 2" in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert "reconnect attempt 1 of 2" in stderr and "reconnected (attempt" in stderr
+    assert "reconnect attempt 2 of 2" in stderr
+    assert stderr.strip().splitlines()[-1] == (
         "agecam: error: the stream broke and did not come back after 2 reconnect attempts; outputs hold the "
         f"{summary['frames']} frames processed")
     assert table.read_text().startswith("frame,time_s,track_id")  # the frames processed, kept
