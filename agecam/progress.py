@@ -30,7 +30,6 @@ class Bars:
     """
 
     def __init__(self, enabled: bool):
-        self.enabled = enabled
         self._progress = Progress(
             TextColumn("{task.description}", style="bold"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[unit]}"), TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
@@ -40,18 +39,8 @@ class Bars:
     def add(self, description: str, total: int | None, unit: str = "frames"):
         return self._progress.add_task(description, total=total or None, unit=unit, rate="")
 
-    def update(self, task, completed: int | None = None, advance: int | None = None, total: int | None = None,
-               description: str | None = None) -> None:
-        kwargs = {}
-        if completed is not None:
-            kwargs["completed"] = completed
-        if advance is not None:
-            kwargs["advance"] = advance
-        if total is not None:
-            kwargs["total"] = total
-        if description is not None:
-            kwargs["description"] = description
-        self._progress.update(task, **kwargs)
+    def update(self, task, completed: int, total: int | None = None) -> None:
+        self._progress.update(task, completed=completed, total=total)
         speed = self._progress.tasks[self._task_index(task)].speed
         if speed:
             self._progress.update(task, rate=f"{speed:.1f}/s")

@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import time
 from collections import defaultdict
@@ -178,6 +179,10 @@ class FileResult:
     reconnects: int = 0
     worker: str = ""
 
+    @classmethod
+    def of(cls, job: "VideoJob", status: str, **fields) -> "FileResult":
+        return cls(str(job.source), job.name, status, **fields)
+
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -193,6 +198,26 @@ class WorkSettings:
     max_frames: int | None = None
     log_level: int = logging.WARNING  # a worker process logs at the parent's level
     threads: int = 0  # CPU threads per pipeline (0: every core); a worker's share when several share a machine
+
+
+def ended_without_processing(job: VideoJob, status: str, error: str, observer: "BatchObserver") -> FileResult:
+    """The result of a video that was not (or not wholly) processed, told to ``observer`` too."""
+    result = FileResult.of(job, status, error=error)
+    observer.ended(job, result)
+    return result
+
+
+def throttled(report: Callable[[int], None], every_s: float = PROGRESS_EVERY_S) -> Callable[[int], None]:
+    """``report(frames)`` at most every ``every_s`` seconds (a worker's progress crosses a process)."""
+    last = [float("-inf")]
+
+    def progress(frames: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_s:
+            last[0] = now
+            report(frames)
+
+    return progress
 
 
 class BatchObserver:
@@ -222,14 +247,14 @@ def process_video(cam, job: VideoJob, settings: WorkSettings, progress=None, sto
         with VideoSource(str(job.source)) as source:
             summary = run(cam, source, config, progress=progress, stop=stop)
     except (SourceError, OSError, ValueError) as error:
-        return FileResult(str(job.source), job.name, "failed", error=str(error) or type(error).__name__,
-                          seconds=time.perf_counter() - started, worker=worker)
+        return FileResult.of(job, "failed", error=str(error) or type(error).__name__,
+                             seconds=time.perf_counter() - started, worker=worker)
     status = "done" if summary.complete else "interrupted" if summary.interrupted else "failed"
     error = summary.failure if status == "failed" else None
     if status == "done" and summary.frames == 0:
         status, error = "failed", "no frame could be read"
-    return FileResult(str(job.source), job.name, status, summary.frames, summary.faces, len(summary.tracks),
-                      summary.seconds, error, summary.reconnects, worker)
+    return FileResult.of(job, status, frames=summary.frames, faces=summary.faces, tracks=len(summary.tracks),
+                         seconds=summary.seconds, error=error, reconnects=summary.reconnects, worker=worker)
 
 
 def skip_finished(jobs: Sequence[VideoJob], overwrite: bool) -> tuple[list[VideoJob], list[FileResult]]:
@@ -237,7 +262,7 @@ def skip_finished(jobs: Sequence[VideoJob], overwrite: bool) -> tuple[list[Video
     todo, skipped = [], []
     for job in jobs:
         if not overwrite and job.finished():
-            skipped.append(FileResult(str(job.source), job.name, "skipped", error="outputs already complete"))
+            skipped.append(FileResult.of(job, "skipped", error="outputs already complete"))
         else:
             todo.append(job)
     return todo, skipped
@@ -254,37 +279,43 @@ def run_batch(jobs: Sequence[VideoJob], make_cam: Callable, config: BatchConfig 
     after its frame in hand; the videos in progress then keep no output, and their results say
     ``interrupted``. A second signal stops at once.
     """
-    observer = observer or BatchObserver()
-    todo, skipped = skip_finished(jobs, config.overwrite)
+    def run_todo(todo, observer):
+        workers = config.worker_count(len(todo))
+        if workers == 1:
+            return _run_here(todo, make_cam, settings, observer)
+        shared = replace(settings, threads=max(1, cpu_cores() // workers))
+        return _run_in_processes(todo, make_cam, workers, shared, observer)
+
+    return run_unfinished(jobs, config.overwrite, observer or BatchObserver(), run_todo)
+
+
+def run_unfinished(jobs: Sequence[VideoJob], overwrite: bool, observer: BatchObserver, run_todo) -> list[FileResult]:
+    """What every engine (worker processes, Ray) does around its own work: skip the finished videos,
+    hand the rest to ``run_todo(todo, observer)`` (which yields their results), remove the temporary
+    files killed workers left, and return one result per job in the jobs' order."""
+    todo, skipped = skip_finished(jobs, overwrite)
     results = {r.source: r for r in skipped}
     for job in jobs:
         if str(job.source) in results:
             observer.ended(job, results[str(job.source)])
     if todo:
-        workers = config.worker_count(len(todo))
-        run_todo = _run_here if workers == 1 else _run_in_processes
-        if workers > 1:
-            settings = replace(settings, threads=max(1, cpu_cores() // workers))
-        for result in run_todo(todo, make_cam, workers, settings, observer):
-            results[result.source] = result
-    remove_partials(jobs)
+        try:
+            for result in run_todo(todo, observer):
+                results[result.source] = result
+        finally:
+            for job in jobs:
+                for out in job.outputs():
+                    remove_stale_partials(out)
     return [results[str(job.source)] for job in jobs]
 
 
-def remove_partials(jobs: Sequence[VideoJob]) -> None:
-    """Remove the temporary files that killed workers left beside the jobs' outputs."""
-    for job in jobs:
-        for out in job.outputs():
-            remove_stale_partials(out)
-
-
-def _run_here(jobs, make_cam, workers, settings, observer):
+def _run_here(jobs, make_cam, settings, observer):
     from realtime.runner import StopRequests
 
     with make_cam(settings.threads) as cam, StopRequests() as stops:
         for job in jobs:
             if stops.requested:
-                yield FileResult(str(job.source), job.name, "interrupted", error="not started")
+                yield ended_without_processing(job, "interrupted", "not started", observer)
                 continue
             observer.started(job, "main")
             result = process_video(cam, job, settings, progress=lambda n, job=job: observer.advanced(job, n),
@@ -313,14 +344,7 @@ def _worker_main(make_cam, settings: WorkSettings, jobs, events, stop, worker: s
         while (item := _next_job(jobs, stopping)) is not None:
             index, job = item
             events.put(("started", worker, index))
-            last = [0.0]
-
-            def progress(frames, index=index):
-                now = time.monotonic()
-                if now - last[0] >= PROGRESS_EVERY_S:
-                    last[0] = now
-                    events.put(("advanced", worker, index, frames))
-
+            progress = throttled(lambda frames, index=index: events.put(("advanced", worker, index, frames)))
             result = process_video(cam, job, settings, progress=progress, stop=stopping, worker=worker)
             events.put(("ended", worker, index, result))
     events.put(("exited", worker))
@@ -351,9 +375,9 @@ class _Pool:
     context: object
     make_cam: Callable
     settings: WorkSettings
-    jobs: object = None
-    events: object = None
-    stop: object = None
+    jobs: object = field(init=False)  # (index, job) for the workers, then one None each
+    events: object = field(init=False)  # what the workers report
+    stop: object = field(init=False)  # set: every worker stops after its frame in hand
     workers: dict[str, _Worker] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -429,16 +453,15 @@ def _run_in_processes(jobs, make_cam, workers, settings, observer):
     except KeyboardInterrupt:  # a second signal: stop at once
         pool.terminate()
         for index in list(pending):
-            yield FileResult(str(jobs[index].source), jobs[index].name, "interrupted", error="stopped at once")
+            yield ended_without_processing(jobs[index], "interrupted", "stopped at once", observer)
             pending.pop(index)
         return
     reason = _why_unfinished(pool)
     for index in sorted(pending):
-        job = jobs[index]
-        result = FileResult(str(job.source), job.name, "interrupted" if pool.stop.is_set() else "failed",
-                            error="not started" if pool.stop.is_set() else reason)
-        observer.ended(job, result)
-        yield result
+        if pool.stop.is_set():
+            yield ended_without_processing(jobs[index], "interrupted", "not started", observer)
+        else:
+            yield ended_without_processing(jobs[index], "failed", reason, observer)
     pool.finish()
 
 
@@ -455,8 +478,7 @@ def _check_workers(pool: _Pool, pending: dict, jobs, observer):
         worker.exited = True
         job = jobs[worker.job]
         pending.pop(worker.job)
-        result = FileResult(str(job.source), job.name, "failed", worker=name,
-                            error=f"the worker process died (exit code {code}) on this video")
+        result = FileResult.of(job, "failed", worker=name, error=f"the worker process died (exit code {code}) on this video")
         observer.ended(job, result)
         yield result
         if pending and not pool.stop.is_set():
@@ -477,8 +499,7 @@ def write_combined_jsonl(jobs: Sequence[VideoJob], results: Sequence[FileResult]
         with open(tmp, "wb") as out:
             for part in parts:
                 with open(part, "rb") as handle:
-                    while chunk := handle.read(1 << 20):
-                        out.write(chunk)
+                    shutil.copyfileobj(handle, out)
     return len(parts)
 
 

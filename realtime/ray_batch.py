@@ -16,12 +16,11 @@ import logging
 import os
 import socket
 import threading
-import time
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from realtime.batch import (PROGRESS_EVERY_S, BatchError, BatchObserver, FileResult, VideoJob, WorkSettings,
-                            process_video, remove_partials, skip_finished)
+from realtime.batch import (BatchError, BatchObserver, FileResult, VideoJob, WorkSettings, ended_without_processing,
+                            process_video, run_unfinished, throttled)
 from realtime.config import BatchConfig, cpu_cores
 
 log = logging.getLogger(__name__)
@@ -49,20 +48,10 @@ class VideoWorker:
         self._settings = settings
         self._name = f"{socket.gethostname()}:{os.getpid()}"
 
-    def process(self, job: VideoJob, index: int, progress_queue=None) -> FileResult:
+    def process(self, job: VideoJob, index: int, progress_queue) -> FileResult:
         """Process one video; its frame count goes to ``progress_queue`` (a Ray queue) now and then."""
-        last = [0.0]
-
-        def progress(frames):
-            now = time.monotonic()
-            if progress_queue is not None and now - last[0] >= PROGRESS_EVERY_S:
-                last[0] = now
-                progress_queue.put_nowait((index, frames))
-
+        progress = throttled(lambda frames: progress_queue.put_nowait((index, frames)))
         return process_video(self._cam, job, self._settings, progress=progress, worker=self._name)
-
-    def close(self) -> None:
-        self._cam.close()
 
 
 def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
@@ -90,22 +79,15 @@ def run_on_ray(jobs: Sequence[VideoJob], make_cam: Callable, config: RayConfig =
         raise BatchError("--ray needs Ray: pip install 'agecam[ray]'") from None
     from realtime.runner import StopRequests
 
-    observer = observer or BatchObserver()
-    todo, skipped = skip_finished(jobs, config.batch.overwrite)
-    results = {r.source: r for r in skipped}
-    for job in jobs:
-        if str(job.source) in results:
-            observer.ended(job, results[str(job.source)])
-    if todo:
+    def run_todo(todo, observer):
         check_reachable(config.address)
         _start_ray(ray, config)
         try:
-            for result in _run_actors(ray, todo, make_cam, config, settings, observer, StopRequests):
-                results[result.source] = result
+            yield from _run_actors(ray, todo, make_cam, config, settings, observer, StopRequests)
         finally:
             ray.shutdown()
-            remove_partials(todo)
-    return [results[str(job.source)] for job in jobs]
+
+    return run_unfinished(jobs, config.batch.overwrite, observer or BatchObserver(), run_todo)
 
 
 def _start_ray(ray, config: RayConfig) -> None:
@@ -121,7 +103,6 @@ def _start_ray(ray, config: RayConfig) -> None:
     def start():
         try:
             ray.init(**options)
-            outcome["ok"] = True
         except Exception as error:  # Ray raises several types (ConnectionError, RuntimeError, ...)
             outcome["error"] = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
@@ -180,14 +161,9 @@ def _run_actors(ray, jobs, make_cam, config: RayConfig, settings, observer, stop
             pass
     # Stopped (or every video done): end the actors; a video in progress keeps no output.
     for actor, index in running.values():
-        job = jobs[index]
-        result = FileResult(str(job.source), job.name, "interrupted", error="stopped")
-        observer.ended(job, result)
-        yield result
+        yield ended_without_processing(jobs[index], "interrupted", "stopped", observer)
     for index, job in queue:
-        result = FileResult(str(job.source), job.name, "interrupted", error="not started")
-        observer.ended(job, result)
-        yield result
+        yield ended_without_processing(job, "interrupted", "not started", observer)
     for actor in actors:
         ray.kill(actor)
     progress_queue.shutdown()
@@ -198,4 +174,4 @@ def _result_of(ray, ref, job: VideoJob) -> FileResult:
         return ray.get(ref)
     except ray.exceptions.RayError as error:  # the actor died, or could not prepare its pipeline
         message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        return FileResult(str(job.source), job.name, "failed", error=f"Ray worker failed: {message}")
+        return FileResult.of(job, "failed", error=f"Ray worker failed: {message}")

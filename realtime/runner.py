@@ -112,10 +112,14 @@ class StopRequests:
         with StopRequests() as stops:
             while not stops.requested:
                 ...
+
+    With ``handle_signals`` False it takes no signal (a parent process decides when to stop) and
+    ``requested`` stays None.
     """
 
-    def __init__(self):
+    def __init__(self, handle_signals: bool = True):
         self.requested: int | None = None
+        self._handle_signals = handle_signals
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame):
@@ -124,7 +128,7 @@ class StopRequests:
         self.requested = signum
 
     def __enter__(self) -> "StopRequests":
-        if threading.current_thread() is threading.main_thread():
+        if self._handle_signals and threading.current_thread() is threading.main_thread():
             for signum in _STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -151,7 +155,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
         # A plain window (no Qt toolbar) that the user may resize.
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         cv2.resizeWindow(WINDOW, source.width, source.height)
-    with _Outputs(config, source) as outputs, (StopRequests() if config.handle_signals else _NoStops()) as stops:
+    with _Outputs(config, source) as outputs, StopRequests(config.handle_signals) as stops:
         try:
             # A new stream for the pipeline: no tracks yet, its time limits at the source's frame rate.
             for result in cam.stream(source, source.fps):
@@ -202,18 +206,6 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
                 cv2.destroyAllWindows()
     return RunSummary(frames, time.perf_counter() - started, tracks.summary(), tracks, interrupted, stopped,
                       source.failed, dict(stage_seconds), inferences, faces, source.reconnects, complete)
-
-
-class _NoStops:
-    """Stands in for :class:`StopRequests` where signals are left to a parent process."""
-
-    requested = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 class _Outputs:
