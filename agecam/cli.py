@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
 from agecam.quiet import native_stderr_silenced, quiet_environment
-from core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
-from core.paths import REPO_ROOT, UTKFACE_CROP_PART1
-from realtime.config import StreamConfig
-from training.arch_defaults import defaults_text
+from agecam.core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
+from agecam.core.paths import REPO_ROOT, UTKFACE_CROP_PART1
+from agecam.realtime.config import StreamConfig
+from agecam.training.arch_defaults import defaults_text
 
 # The options' defaults are the configs' own, stated once there.
 DETECTOR, ESTIMATOR, STREAM = DetectorConfig(), EstimatorConfig(), StreamConfig()
@@ -30,12 +32,40 @@ class Failure(click.ClickException):
         click.echo(f"agecam: error: {self.message}", err=True)
 
 
+class UsageFailure(Failure):
+    """A usage error Click found (a bad option value, a missing argument), in the same one-line form
+    as every other error, with Click's exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, error: click.UsageError):
+        command = error.ctx.command_path if error.ctx is not None else "agecam"
+        super().__init__(f"{error.format_message()} (see '{command} --help')")
+
+
+class OneLineErrors(click.Group):
+    """The command group: Click's usage errors, from the group's options or a command's, become one
+    ``agecam: error:`` line instead of Click's usage block."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as error:
+            raise UsageFailure(error) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            raise UsageFailure(error) from None
+
+
 def _known_errors():
     """Exception types that mean bad input, not a bug: shown as one line, no traceback."""
-    from core.age_model import ModelError
-    from realtime.batch import BatchError
-    from realtime.sources import SourceError
-    from training.data import DataError
+    from agecam.core.age_model import ModelError
+    from agecam.realtime.batch import BatchError
+    from agecam.realtime.sources import SourceError
+    from agecam.training.data import DataError
 
     return (ModelError, SourceError, DataError, BatchError, FileNotFoundError, ValueError, OSError)
 
@@ -70,8 +100,6 @@ class Interrupts:
         self.received: int | None = None
 
     def install(self) -> "Interrupts":
-        import signal
-
         for name in ("SIGINT", "SIGTERM", "SIGHUP"):
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), self._handle)
@@ -79,11 +107,42 @@ class Interrupts:
 
     def _handle(self, signum, frame):
         self.received = signum
+        if _inside_gc_callback(frame):
+            return  # raised there, it would be swallowed with a printed traceback; check() raises it
         raise KeyboardInterrupt(f"signal {signum}")
 
     def check(self) -> None:
         if self.received is not None:
             raise KeyboardInterrupt(f"signal {self.received}")
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _inside_gc_callback(frame) -> bool:
+    """Whether ``frame`` runs inside one of ``gc.callbacks`` (TensorFlow registers one)."""
+    import gc
+
+    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks} - {None}
+    depth = 0
+    while frame is not None and depth < 64:
+        if frame.f_code in codes:
+            return True
+        frame, depth = frame.f_back, depth + 1
+    return False
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold Ctrl-C, SIGTERM and SIGHUP while native libraries load and register their callbacks (a
+    signal landing inside one is swallowed with a printed traceback, issue #25); one that arrived
+    meanwhile is acted on as the block ends: the command stops with exit status 130."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a pending signal's handler runs here
+    _check_interrupts()
 
 
 def _check_interrupts() -> None:
@@ -164,7 +223,7 @@ def _bars():
 
 def _import_keras_quietly() -> None:
     """Import Keras (and TensorFlow behind it) with the native start-up logs hidden."""
-    with native_stderr_silenced(_quiet()):
+    with signals_held(), native_stderr_silenced(_quiet()):
         import keras  # noqa: F401
 
 
@@ -184,7 +243,7 @@ def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool
     True when it was printed as JSON (nothing more to print)."""
     result["command"] = f"agecam {command} " + " ".join(sys.argv[2:])
     if save is not None:
-        from core.atomic import write_json_atomic
+        from agecam.core.atomic import write_json_atomic
 
         _guarded(lambda: write_json_atomic(save, result))
     if as_json:
@@ -192,7 +251,7 @@ def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool
     return as_json
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.option("-q", "--quiet", "hide_progress", is_flag=True,
               help="No progress bars (they are shown only when stderr is a terminal anyway).")
@@ -238,7 +297,7 @@ def video(sources, model, runtime, detector_range, confidence, small_faces, no_w
 
     In the window: q or Esc quits, space pauses, s saves a snapshot.
     """
-    from realtime.batch import is_pattern
+    from agecam.realtime.batch import is_pattern
 
     batch = (len(sources) > 1 or any(Path(s).is_dir() or (is_pattern(s) and not Path(s).exists()) for s in sources)
              or csv_dir is not None or ray_address is not None)
@@ -273,9 +332,9 @@ def webcam(camera, model, runtime, detector_range, confidence, small_faces, no_w
 def _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
                refresh_every, max_frames, realtime=False, show_range=False, small_faces=True, jsonl_path=None,
                reconnect=STREAM.reconnect):
-    from realtime.config import StreamConfig
-    from realtime.runner import RunConfig, display_available, run
-    from realtime.sources import VideoSource, describe_source
+    from agecam.realtime.config import StreamConfig
+    from agecam.realtime.runner import RunConfig, display_available, run
+    from agecam.realtime.sources import VideoSource, describe_source
 
     kind, target = describe_source(source)
     if output is not None and output.is_dir():
@@ -322,18 +381,25 @@ def build_cam(config, silence_native: bool, threads: int = 0):
     import dataclasses
 
     from agecam.quiet import quiet_environment
-    from core.analyzer import AgeCam
+    from agecam.core.analyzer import AgeCam
 
     if silence_native:
         quiet_environment()
-    with native_stderr_silenced(silence_native):
-        return AgeCam(dataclasses.replace(config, threads=threads))
+    cam = None
+    try:
+        with signals_held(), native_stderr_silenced(silence_native):
+            cam = AgeCam(dataclasses.replace(config, threads=threads))
+    except KeyboardInterrupt:  # held while it loaded: close it, or its native graph aborts the exit
+        if cam is not None:
+            cam.close()
+        raise
+    return cam
 
 
 def _cam_config(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,
                 refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True):
-    from core.analyzer import AgeCamConfig
-    from core.annotator import AnnotatorConfig
+    from agecam.core.analyzer import AgeCamConfig
+    from agecam.core.annotator import AnnotatorConfig
 
     return AgeCamConfig(model=model, runtime=runtime, detector=_detector_config(detector_range, confidence, small_faces),
                         estimator=EstimatorConfig(refresh_every),
@@ -346,10 +412,10 @@ def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, wo
     import time
 
     from agecam.progress import BatchBars
-    from realtime.batch import (BatchOutputs, WorkSettings, find_videos, plan_jobs, run_batch, totals,
+    from agecam.realtime.batch import (BatchOutputs, WorkSettings, find_videos, plan_jobs, run_batch, totals,
                                 write_combined_jsonl)
-    from realtime.config import VIDEO_SUFFIXES, BatchConfig
-    from realtime.sources import describe_source
+    from agecam.realtime.config import VIDEO_SUFFIXES, BatchConfig
+    from agecam.realtime.sources import describe_source
 
     for source in sources:
         if describe_source(source)[0] != "file":
@@ -361,7 +427,7 @@ def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, wo
                       "or --json")
     outputs = BatchOutputs(video_dir=output, csv_dir=csv_dir, jsonl=jsonl_path)
     if ray_address is not None:  # before any output folder is made
-        from realtime.ray_batch import check_reachable
+        from agecam.realtime.ray_batch import check_reachable
 
         _guarded(lambda: check_reachable(ray_address))
 
@@ -375,7 +441,7 @@ def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, wo
         with _bars() as bars:
             observer = BatchBars(bars, jobs)
             if ray_address is not None:
-                from realtime.ray_batch import RayConfig, run_on_ray
+                from agecam.realtime.ray_batch import RayConfig, run_on_ray
 
                 return run_on_ray(jobs, make_cam, RayConfig(ray_address, config), settings, observer)
             return run_batch(jobs, make_cam, config, settings, observer)
@@ -417,7 +483,7 @@ def demo(out, model, runtime):
     """Make a short clip from a public-domain photo, annotate it, print the ages."""
     import cv2
 
-    from realtime.synthetic import SceneConfig, astronaut_face, write_scene
+    from agecam.realtime.synthetic import SceneConfig, astronaut_face, write_scene
 
     out.mkdir(parents=True, exist_ok=True)
     face = astronaut_face()
@@ -455,8 +521,8 @@ def demo(out, model, runtime):
 def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every, repeats, data, small_faces, batch,
               clips, worker_counts, with_ray, as_json, save):
     """Measure end-to-end fps and per-stage latency on synthetic clips (headless, with encoding)."""
-    from core.analyzer import AgeCamConfig
-    from realtime.benchmark import STAGES, BenchmarkConfig, run_benchmark
+    from agecam.core.analyzer import AgeCamConfig
+    from agecam.realtime.benchmark import STAGES, BenchmarkConfig, run_benchmark
 
     faces = faces or ("3" if batch else "1,3,5")
     try:
@@ -478,7 +544,7 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
                    cam=AgeCamConfig(detector=_detector_config(detector_range, small_faces=small_faces)))
 
     def action():
-        from training.split import held_out_faces
+        from agecam.training.split import held_out_faces
 
         with native_stderr_silenced(_quiet()):
             return run_benchmark(BenchmarkConfig(**options, faces_for=lambda n: held_out_faces(folder, n)))
@@ -509,7 +575,7 @@ def _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces,
     import functools
     import importlib.util
 
-    from realtime.batch_benchmark import BatchBenchmarkConfig, run_batch_benchmark
+    from agecam.realtime.batch_benchmark import BatchBenchmarkConfig, run_batch_benchmark
 
     if with_ray and importlib.util.find_spec("ray") is None:
         raise Failure("Ray is not installed: pip install 'agecam[ray]', or add --no-ray")
@@ -517,7 +583,7 @@ def _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces,
     make_cam = functools.partial(build_cam, config, _quiet())
 
     def action():
-        from training.split import held_out_faces
+        from agecam.training.split import held_out_faces
 
         return run_batch_benchmark(BatchBenchmarkConfig(
             clips=clips, frames=frames, width=width, height=height, faces=faces, workers=workers, ray=with_ray,
@@ -547,7 +613,7 @@ def _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces,
               help="Also write the JSON results to this file (the README's small-face table reads assets/field-test.json).")
 def field_test(model, runtime, seeds, frames, stills, empty_stills, data, as_json, save):
     """Track coverage on generated clips and face recall on generated stills, with the default settings."""
-    from realtime.field_test import FieldTestConfig, field_test as run_field_test
+    from agecam.realtime.field_test import FieldTestConfig, field_test as run_field_test
 
     try:
         seed_list = tuple(int(v) for v in seeds.split(","))
@@ -559,7 +625,7 @@ def field_test(model, runtime, seeds, frames, stills, empty_stills, data, as_jso
     config = FieldTestConfig(seeds=seed_list, frames=frames, stills=stills, empty_stills=empty_stills)
 
     def action():
-        from training.split import held_out_faces
+        from agecam.training.split import held_out_faces
 
         faces = held_out_faces(folder, 200)
         cam = _make_cam(model, runtime)
@@ -606,7 +672,8 @@ def web(port, host, ice_servers):
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+# readable=False: an unreadable file is reported by the reader, in its turn, and the others still run.
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @_pipeline_options
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write annotated copies into this folder (created if needed).")
@@ -619,7 +686,7 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
     _guarded(_check_interrupts)
     if output_dir is not None:
         _guarded(lambda: output_dir.mkdir(parents=True, exist_ok=True))
-    from realtime.stills import age_images
+    from agecam.realtime.stills import age_images
 
     def action():
         results, failures = [], 0
@@ -681,21 +748,34 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
               help="Age head: one regression unit, or a softmax over age bins (DLDL-v2).")
 @click.option("--degrade/--no-degrade", default=True, show_default=True,
               help="Train on randomly shrunk, JPEG-compressed, blurred faces as the live pipeline sees them.")
+@click.option("--photometric/--no-photometric", default=True, show_default=True,
+              help="Train on random colour casts, greyscale, gamma, saturation, local contrast, sharpening and blur.")
+@click.option("--extra-data", "extra_data", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Also train on a folder of <split>/<age>/ face photos (e.g. AiDataset's 20-50); repeatable.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the re-cut faces of --extra-data here between runs [~/.cache/agecam].")
 def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epochs, weights, init_from, out, manifest,
-          assets, update_manifest, patience, resume, run_dir, strategy, limit, steps_per_epoch, head, degrade):
+          assets, update_manifest, patience, resume, run_dir, strategy, limit, steps_per_epoch, head, degrade,
+          photometric, extra_data, cache_dir):
     """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
     _import_keras_quietly()
-    from training.augment import AugmentConfig
-    from training.train import TrainConfig, train as run_training
+    from agecam.training.augment import AugmentConfig
+    from agecam.training.train import TrainConfig, train as run_training
 
     # Settings left out (None) take the architecture's defaults (training.arch_defaults).
     options = dict(data=data, arch=arch, out=out or Path("models") / arch, epochs=epochs, batch_size=batch_size,
                    img_size=img_size, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
                    weights=weights, init_from=init_from, patience=patience,
                    manifest=manifest, resume=resume, run_dir=run_dir, strategy=strategy, limit=limit, head=head,
-                   update_manifest=update_manifest, steps_per_epoch=steps_per_epoch)
+                   update_manifest=update_manifest, steps_per_epoch=steps_per_epoch, extra_data=tuple(extra_data),
+                   cache_dir=cache_dir or Path.home() / ".cache" / "agecam")
+    augment = {}
     if not degrade:
-        options["augment"] = AugmentConfig(degrade=None)
+        augment["degrade"] = None
+    if not photometric:
+        augment["photometric"] = None
+    if augment:
+        options["augment"] = AugmentConfig(**augment)
     if assets is not None:
         options["assets"] = assets
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
@@ -713,7 +793,7 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
 def ensemble(data, members, name):
     """Average shipped models into an ensemble; evaluates it and writes its card (models/NAME.json)."""
     _import_keras_quietly()
-    from training.ensemble import EnsembleConfig, build_ensemble
+    from agecam.training.ensemble import EnsembleConfig, build_ensemble
 
     names = tuple(m.strip() for m in members.split(",") if m.strip())
     if len(names) < 2:
@@ -733,17 +813,21 @@ def ensemble(data, members, name):
 @click.option("--degrade", default=None, metavar="WIDTHS",
               help="Also evaluate each face re-rendered at these effective face widths (px, comma-separated, "
                    "e.g. 32,48,64,96) with JPEG quality 50: MAE and bias per width.")
+@click.option("--robustness", is_flag=True,
+              help="Also run the robustness suite: every face greyscale, colour-cast, CLAHE, blurred, JPEG 30, "
+                   "at 48 px, re-cropped, rotated...: MAE and bias per perturbation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(data, model, runtime, split, manifest, degrade, as_json):
+def evaluate(data, model, runtime, split, manifest, degrade, robustness, as_json):
     """Evaluate a model on UTKFace-named face crops: n, MAE, MSE, RMSE, MAE per age band."""
     widths = _parse_widths(degrade) if degrade else ()
     _import_keras_quietly()
-    from training.evaluate import EvaluateConfig, evaluate as run_evaluation
-    from training.split import DEFAULT_MANIFEST
+    from agecam.training.evaluate import EvaluateConfig, evaluate as run_evaluation
+    from agecam.training.split import DEFAULT_MANIFEST
 
     if split and manifest is None:
         manifest = DEFAULT_MANIFEST
-    config = EvaluateConfig(data=data, model=model, runtime=runtime, split=split, manifest=manifest, degrade=widths)
+    config = EvaluateConfig(data=data, model=model, runtime=runtime, split=split, manifest=manifest, degrade=widths,
+                            robustness=robustness)
 
     def action():
         with _bars() as bars:
@@ -758,7 +842,7 @@ def evaluate(data, model, runtime, split, manifest, degrade, as_json):
 
     result, report = _guarded(action)
     if as_json:
-        keys = ("n", "mae", "mse", "rmse", "bias", "by_age", "degraded", "age_range")
+        keys = ("n", "mae", "mse", "rmse", "bias", "by_age", "degraded", "robustness", "age_range")
         click.echo(json.dumps({k: result[k] for k in keys if k in result}))
         return
     click.echo(f"n={result['n']}  MAE={result['mae']:.2f}  MSE={result['mse']:.1f}  RMSE={result['rmse']:.2f}  "
@@ -767,11 +851,61 @@ def evaluate(data, model, runtime, split, manifest, degrade, as_json):
         click.echo(f"  {band:>6}: MAE {m['mae']:5.2f}  (n={m['n']})")
     for width, m in result.get("degraded", {}).items():
         click.echo(f"  face {width:>3} px, JPEG q{m['jpeg_quality']}: MAE {m['mae']:5.2f}  bias {m['bias']:+.2f}")
+    for name, m in result.get("robustness", {}).items():
+        click.echo(f"  {name:>16}: MAE {m['mae']:5.2f} ({m['mae_increase']:+.0%})  bias {m['bias']:+.2f} "
+                   f"({m['bias_shift']:+.2f}){'' if m['met'] else '  (beyond the target)'}")
     if "age_range" in result:
         click.echo(f"80% age range: {result['age_range']['coverage']:.1%} of true ages inside "
                    f"(mean width {result['age_range']['mean_width']:.1f} y)")
     if report.skipped:
         click.echo(f"skipped: {report.summary()}", err=True)
+
+
+@main.command("evaluate-photos")
+@click.argument("folder", type=click.Path(path_type=Path))
+@_pipeline_options
+@click.option("--labels", default="auto", show_default=True, metavar="auto|utkface|fgnet|FILE.csv",
+              help="Where the true ages come from: the file names (UTKFace's or FG-NET's) or a file,age CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results (with this command) to a JSON file.")
+@click.option("--record", is_flag=True,
+              help="Record the summary in the model's card under cross_dataset.FOLDER (the README table and the "
+                   "default-model rule read it).")
+def evaluate_photos(folder, model, runtime, detector_range, confidence, small_faces, labels, as_json, save, record):
+    """Evaluate on labelled photos through the whole pipeline (detect, crop, age, range), as `agecam image`."""
+    from agecam.training.photos import evaluate_photos as run, labelled_photos
+
+    photos = _guarded(lambda: labelled_photos(folder, labels))
+    cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence, small_faces=small_faces))
+
+    def action():
+        with _bars() as bars:
+            task = bars.add("photos", len(photos), unit="photos")
+            return run(cam, photos, progress=lambda done, total: bars.update(task, completed=done))
+
+    try:
+        result = _guarded(action)
+    finally:
+        cam.close()
+    result["model"] = cam.model.name
+    result["data"] = str(folder)
+    printed = _save_and_print(result, "evaluate-photos", save, as_json)
+    if record:
+        from agecam.training.photos import record_in_card
+
+        _guarded(lambda: record_in_card(cam.model, Path(folder).resolve().name, result))
+    if printed:
+        return
+    coverage = "-" if result["range_coverage"] is None else f"{result['range_coverage']:.1%}"
+    click.echo(f"{result['found']} of {result['photos']} photos with a face found ({result['found_rate']:.1%}); "
+               f"MAE {result['mae']:.2f}, bias {result['bias']:+.2f}, 80% range coverage {coverage}")
+    for band, m in result["by_age"].items():
+        click.echo(f"  {band:>6}: MAE {m['mae']:5.2f}  bias {m['bias']:+6.2f}  (n={m['n']})")
+    if "mae_per_person" in result:
+        per = result["mae_per_person"]
+        click.echo(f"  per person ({result['people']}): mean MAE {per['mean']:.2f}, median {per['median']:.2f}, "
+                   f"worst {per['worst']:.2f}")
 
 
 def _parse_widths(text: str) -> tuple[int, ...]:
@@ -793,8 +927,8 @@ def _parse_widths(text: str) -> tuple[int, ...]:
 def calibrate(model, runtime, data, part1):
     """Fit a model's 80% age range on validation and record test, range and degraded metrics in its card."""
     _import_keras_quietly()
-    from core.age_model import AgeModel
-    from training.assess import AssessConfig, assess, command_line
+    from agecam.core.age_model import AgeModel
+    from agecam.training.assess import AssessConfig, assess, command_line
 
     config = AssessConfig(data=data, part1=part1)
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from realtime.batch import BatchObserver
+from agecam.realtime.batch import BatchObserver
 
 
 def progress_wanted(quiet: bool) -> bool:

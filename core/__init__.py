@@ -1,7 +1,7 @@
 """agecam's core: detect, track, age and draw faces. The public API, importable from ``core``::
 
     import cv2
-    from core import AgeCam, AgeCamConfig
+    from agecam.core import AgeCam, AgeCamConfig
 
     cam = AgeCam(AgeCamConfig(model="cnn"))
     faces = cam.get_image(cv2.imread("photo.jpg"))   # Detections: xyxy, confidence, age, ...
@@ -12,16 +12,16 @@ Names load on first use (PEP 562), so ``import core`` alone loads no native libr
 from importlib import import_module
 
 _PUBLIC = {
-    "AgeCam": "core.analyzer", "AgeCamConfig": "core.analyzer",
-    "Detections": "core.detections",
-    "AgeModel": "core.age_model", "ModelError": "core.age_model", "available_models": "core.age_model",
-    "default_model_name": "core.age_model",
-    "FaceDetector": "core.detector", "DetectorConfig": "core.config",
-    "FaceTracker": "core.tracker", "TrackerConfig": "core.tracker",
-    "AgeEstimator": "core.estimator", "EstimatorConfig": "core.config",
-    "AgeSmoother": "core.smoothing", "SmootherConfig": "core.smoothing",
-    "AgeAnnotator": "core.annotator", "AnnotatorConfig": "core.annotator",
-    "ImageError": "core.images", "read_image_file": "core.images", "decode_image": "core.images",
+    "AgeCam": "agecam.core.analyzer", "AgeCamConfig": "agecam.core.analyzer",
+    "Detections": "agecam.core.detections",
+    "AgeModel": "agecam.core.age_model", "ModelError": "agecam.core.age_model", "available_models": "agecam.core.age_model",
+    "default_model_name": "agecam.core.age_model",
+    "FaceDetector": "agecam.core.detector", "DetectorConfig": "agecam.core.config",
+    "FaceTracker": "agecam.core.tracker", "TrackerConfig": "agecam.core.tracker",
+    "AgeEstimator": "agecam.core.estimator", "EstimatorConfig": "agecam.core.config",
+    "AgeSmoother": "agecam.core.smoothing", "SmootherConfig": "agecam.core.smoothing",
+    "AgeAnnotator": "agecam.core.annotator", "AnnotatorConfig": "agecam.core.annotator",
+    "ImageError": "agecam.core.images", "read_image_file": "agecam.core.images", "decode_image": "agecam.core.images",
 }
 __all__ = sorted(_PUBLIC)
 

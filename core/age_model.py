@@ -10,9 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.config import RUNTIMES
-from core.paths import SHIPPED_MODELS
-from core.preprocess import preprocess_face
+from agecam.core.config import RUNTIMES
+from agecam.core.model_card import read_card
+from agecam.core.paths import SHIPPED_MODELS
+from agecam.core.preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class KerasRunner:
             keras_model = keras.saving.load_model(path, compile=False)
         except Exception as error:  # Keras raises many types for files that are not models
             raise ModelError(f"cannot load model {path}: {first_line(error)}") from error
-        from core.float16 import convert, is_float16
+        from agecam.core.float16 import convert, is_float16
 
         stored_float16 = is_float16(keras_model)
         if stored_float16:  # stored in float16 to halve the file; run in float32
@@ -158,7 +159,7 @@ class AgeModel:
             return cls(EnsembleRunner(members, card["member_weights"]), name=path.stem, path=path, card=card)
         runner = None
         if runtime != "keras":
-            from core.onnx_runner import matching_onnx_runner
+            from agecam.core.onnx_runner import matching_onnx_runner
 
             runner, why_not = matching_onnx_runner(path, threads)
             if runner is None and runtime == "onnx":
@@ -173,7 +174,7 @@ class AgeModel:
     @property
     def age_range(self):
         """The model's calibrated age range (:class:`core.age_range.AgeRangeCalibration`), or None."""
-        from core.age_range import AgeRangeCalibration
+        from agecam.core.age_range import AgeRangeCalibration
 
         return AgeRangeCalibration.from_card(self.card)
 
@@ -204,10 +205,15 @@ def is_ensemble(card_path: Path) -> bool:
     return "members" in _read_card(card_path)
 
 
+def load_cards(folder: Path | None = None) -> dict[str, dict]:
+    """Every shipped model's card (ensembles included), by model name."""
+    folder = Path(folder or models_dir())
+    return {name: read_card(folder / f"{name}.json")
+            for name in available_models(folder) if (folder / f"{name}.json").is_file()}
+
+
 def _read_card(card_path: Path) -> dict:
     """A card's content; empty when the file is missing or unusable (for telling what a file is)."""
-    from core.model_card import read_card
-
     try:
         return read_card(card_path)
     except (OSError, ValueError):
@@ -216,8 +222,6 @@ def _read_card(card_path: Path) -> dict:
 
 def _load_card(card_path: Path) -> dict:
     """A model's card, or :class:`ModelError` with the one-line reason it cannot be used."""
-    from core.model_card import read_card
-
     try:
         return read_card(card_path)
     except (OSError, ValueError) as error:

@@ -10,15 +10,15 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from core.age_model import AgeModel
-from core.annotator import AgeAnnotator, AnnotatorConfig
-from core.crop import CropConfig, crop_faces
-from core.detections import Detections
-from core.detector import DetectorConfig, FaceDetector, non_max_suppression
-from core.estimator import AgeEstimator, EstimatorConfig
-from core.smoothing import AgeSmoother, SmootherConfig
-from core.geometry import iou_matrix
-from core.tracker import FaceTracker, TrackerConfig
+from agecam.core.age_model import AgeModel
+from agecam.core.annotator import AgeAnnotator, AnnotatorConfig
+from agecam.core.crop import CropConfig, crop_faces
+from agecam.core.detections import Detections
+from agecam.core.detector import DetectorConfig, FaceDetector, non_max_suppression
+from agecam.core.estimator import AgeEstimator, EstimatorConfig
+from agecam.core.smoothing import AgeSmoother, SmootherConfig
+from agecam.core.geometry import iou_matrix
+from agecam.core.tracker import FaceTracker, TrackerConfig
 
 
 @dataclass

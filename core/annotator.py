@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.detections import Detections
+from agecam.core.detections import Detections
 
 # Distinct, colour-blind-friendly box colours (BGR), picked by track id.
 PALETTE = ((255, 178, 29), (0, 159, 255), (96, 196, 0), (204, 102, 255), (0, 215, 255), (255, 96, 96))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -31,6 +32,33 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # another user's live process
         return True
     return True
+
+
+_DESCRIPTOR_LINK = re.compile(r"^/(proc/[^/]+/fd|dev/fd)/\d+$|^/dev/std(in|out|err)$")
+
+
+def output_target(path: str | os.PathLike) -> tuple[Path, bool]:
+    """Where writing ``path`` should land, and whether it must be written in place.
+
+    In place (never replaced by a rename): a character device, FIFO or socket, and anything reached
+    through a process's file descriptors (``/dev/stdout``, ``/proc/self/fd/1``, ``/dev/fd/N``), even
+    when that descriptor is a redirected regular file. Otherwise the final file of a chain of links
+    (its target is replaced, the links stay) or ``path`` itself when it does not exist yet.
+    """
+    import stat
+
+    current = Path(os.path.abspath(path))
+    for _ in range(40):  # the kernel's own limit on nested links
+        if _DESCRIPTOR_LINK.match(str(current)):
+            return Path(path), True
+        if not current.is_symlink():
+            break
+        current = Path(os.path.abspath(current.parent / os.readlink(current)))
+    try:
+        mode = os.stat(current).st_mode
+    except FileNotFoundError:
+        return current, False
+    return (Path(path), True) if not stat.S_ISREG(mode) else (current, False)
 
 
 def temporary_name(path: str | os.PathLike) -> Path:

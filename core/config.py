@@ -27,10 +27,16 @@ class DetectorConfig:
     # predicted box, magnified to the detector's input (a small or blurred face is found there).
     search_missed: bool = True
     max_searches: int = 6  # regions per frame at most (bounds the cost with many faces)
+    # A face that fills most of the picture (a selfie, an ID photo, a webcam at arm's length) is
+    # missed by the full-range model; seen with a border of this fraction of the side on every edge it
+    # is found. Stills get this pass always, streams once per round of the tile rotation; 0: off.
+    large_face_pad: float = 0.3
 
     def __post_init__(self):
         if self.range not in RANGES:
             raise ValueError(f"detector range must be one of {sorted(RANGES)}, not {self.range!r}")
+        if not 0.0 <= self.large_face_pad <= 2.0:
+            raise ValueError(f"large-face padding must be within 0..2, not {self.large_face_pad}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"detection confidence must be within 0..1, not {self.min_confidence}")
 

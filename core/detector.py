@@ -7,9 +7,9 @@ import logging
 import cv2
 import numpy as np
 
-from core.config import RANGES, DetectorConfig
-from core.detections import Detections
-from core.geometry import iou_matrix
+from agecam.core.config import RANGES, DetectorConfig
+from agecam.core.detections import Detections
+from agecam.core.geometry import iou_matrix
 
 log = logging.getLogger(__name__)
 
@@ -98,25 +98,55 @@ class FaceDetector:
         return self._detect_rgb(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), frame_index)
 
     def detect_tiled(self, image_bgr: np.ndarray, frame_index: int = 0) -> Detections:
-        """Faces of a still: the whole image plus overlapping tiles, merged by non-maximum suppression."""
+        """Faces of a still: the whole image, overlapping tiles and the large-face pass, merged by
+        non-maximum suppression."""
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        whole = self._detect_rgb(rgb, frame_index)
+        whole = self._with_large_faces(rgb, self._detect_rgb(rgb, frame_index), frame_index)
         tiles = [self._detect_tile(rgb, tile, frame_index) for tile in tile_layout(*rgb.shape[1::-1])]
         return self._merge_confirmed(image_bgr, whole, Detections.merge(tiles) if tiles else whole[:0], frame_index)
 
     def detect_with_tile(self, frame_bgr: np.ndarray, tile_number: int, frame_index: int = 0) -> Detections:
-        """The whole frame plus one of its tiles (``tile_number`` modulo their count), merged.
+        """The whole frame plus one step of a rotation over its tiles and the large-face pass
+        (``tile_number`` modulo their count), merged.
 
-        Called with a counter, a stream visits every tile in turn (9 frames for 640x480): a small
-        face is found within a third of a second, for the cost of one small detection per frame.
+        Called with a counter, a stream visits every tile in turn (9 frames for 640x480, then the
+        large-face pass): a small face is found within a third of a second, for the cost of one small
+        detection per frame, and a face filling the frame as soon as the rotation reaches it.
         """
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
         whole = self._detect_rgb(rgb, frame_index)
         tiles = tile_layout(*rgb.shape[1::-1])
-        if not tiles:
+        steps = len(tiles) + (1 if self.config.large_face_pad > 0 else 0)
+        if not steps:
             return whole
-        tile = self._detect_tile(rgb, tiles[tile_number % len(tiles)], frame_index)
+        step = tile_number % steps
+        if step == len(tiles):
+            return self._with_large_faces(rgb, whole, frame_index)
+        tile = self._detect_tile(rgb, tiles[step], frame_index)
         return self._merge_confirmed(frame_bgr, whole, tile, frame_index) if len(tile) else whole
+
+    def detect_large(self, rgb: np.ndarray, frame_index: int = 0) -> Detections:
+        """Faces of an RGB image seen with a border (``config.large_face_pad`` of its longer side on
+        each edge), in the image's coordinates: a face filling the picture is found this way."""
+        height, width = rgb.shape[:2]
+        pad = int(round(self.config.large_face_pad * max(height, width)))
+        if pad <= 0:
+            return Detections.empty(frame_index)
+        padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        faces = self._detect_rgb(padded, frame_index).shifted(-pad, -pad)
+        faces.xyxy = np.clip(faces.xyxy, 0, [width, height, width, height])
+        keep = (faces.xyxy[:, 2] - faces.xyxy[:, 0] >= 2) & (faces.xyxy[:, 3] - faces.xyxy[:, 1] >= 2)
+        return faces[keep]
+
+    def _with_large_faces(self, rgb: np.ndarray, whole: Detections, frame_index: int) -> Detections:
+        """``whole`` plus the large-face pass's faces it lacks. These need no magnified second look
+        (unlike tiles): the pass sees the picture smaller than the whole-frame pass, not closer."""
+        if self.config.large_face_pad <= 0:
+            return whole
+        large = self.detect_large(rgb, frame_index)
+        if len(whole) and len(large):
+            large = large[iou_matrix(large.xyxy, whole.xyxy).max(axis=1) < 0.3]
+        return non_max_suppression(Detections.merge([whole, large])) if len(large) else whole
 
     def _merge_confirmed(self, frame_bgr: np.ndarray, whole: Detections, tiled: Detections,
                          frame_index: int) -> Detections:

@@ -7,10 +7,10 @@ import numpy as np
 
 from contextlib import nullcontext
 
-from core.age_model import AgeModel
-from core.config import EstimatorConfig
-from core.crop import CropConfig, crop_faces
-from core.detections import Detections
+from agecam.core.age_model import AgeModel
+from agecam.core.config import EstimatorConfig
+from agecam.core.crop import CropConfig, crop_faces
+from agecam.core.detections import Detections
 
 
 class AgeEstimator:

@@ -1,5 +1,7 @@
 """Model cards (``models/NAME.json``): the one place that reads and writes them, versioned;
 plus reading saved benchmarks (``assets/benchmark-*.json``) and the training figures' names.
+It imports no other module of ``core`` but the atomic writer and the layout (listing the shipped
+models' cards is :func:`agecam.core.age_model.load_cards`).
 
 Training, evaluation and the ensemble fill a card's content; the web app, the README report
 and the tools read it, all through :func:`read_card` and :func:`write_card`.
@@ -12,8 +14,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.atomic import write_json_atomic
-from core.paths import ASSETS_DIR
+from agecam.core.atomic import write_json_atomic
+from agecam.core.paths import ASSETS_DIR
 
 # Version 2: cards carry "card_version" and "written_utc"; version 1 (no "card_version") had neither.
 CARD_VERSION = 2
@@ -55,15 +57,6 @@ def write_card(path: str | os.PathLike, card: dict) -> dict:
 
 # The training figures' file prefix per architecture (the ResNet50's figures were always "resnet_*").
 _FIGURE_PREFIX = {"cnn": "cnn", "resnet50": "resnet"}
-
-
-def load_cards(folder: Path | None = None) -> dict[str, dict]:
-    """Every shipped model's card (ensembles included), by model name."""
-    from core.age_model import available_models, models_dir  # age_model reads cards with this module
-
-    folder = Path(folder or models_dir())
-    return {name: read_card(folder / f"{name}.json")
-            for name in available_models(folder) if (folder / f"{name}.json").is_file()}
 
 
 def load_benchmarks(folder: Path = ASSETS_DIR) -> list[dict]:

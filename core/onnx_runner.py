@@ -77,5 +77,5 @@ def matching_onnx_runner(keras_path: Path, threads: int = 0) -> tuple[OnnxRunner
         return None, f"{candidate.name} cannot be read ({text[0] if text else type(error).__name__})"
     if runner.source_sha256 != file_sha256(Path(keras_path)):
         return None, (f"{candidate.name} was exported from another version of {Path(keras_path).name}; "
-                      "re-export it with 'python -m training.export_onnx'")
+                      "re-export it with 'python -m agecam.training.export_onnx'")
     return runner, ""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.detections import Detections
+from agecam.core.detections import Detections
 
 
 @dataclass(frozen=True)

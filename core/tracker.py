@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from core.detections import Detections
-from core.geometry import iou_matrix
+from agecam.core.detections import Detections
+from agecam.core.geometry import iou_matrix
 
 
 @dataclass(frozen=True)

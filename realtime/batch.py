@@ -7,7 +7,7 @@ second run of the same command skips the videos whose outputs are all there.
 
 Example::
 
-    from realtime.batch import BatchOutputs, find_videos, plan_jobs, run_batch
+    from agecam.realtime.batch import BatchOutputs, find_videos, plan_jobs, run_batch
 
     jobs = plan_jobs(find_videos(["recordings/"]), BatchOutputs(video_dir=Path("annotated")))
     results = run_batch(jobs, make_cam, BatchConfig(workers=2))
@@ -22,14 +22,15 @@ import os
 import queue
 import shutil
 import signal
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from core.atomic import atomic_path, remove_stale_partials
-from realtime.config import VIDEO_SUFFIXES, BatchConfig, cpu_cores
+from agecam.core.atomic import atomic_path, remove_stale_partials
+from agecam.realtime.config import VIDEO_SUFFIXES, BatchConfig, cpu_cores
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +237,8 @@ class BatchObserver:
 def process_video(cam, job: VideoJob, settings: WorkSettings, progress=None, stop=None,
                   handle_signals: bool = False, worker: str = "") -> FileResult:
     """Run the prepared pipeline ``cam`` over one video; any failure is reported in the result."""
-    from realtime.runner import RunConfig, run
-    from realtime.sources import SourceError, VideoSource
+    from agecam.realtime.runner import RunConfig, run
+    from agecam.realtime.sources import SourceError, VideoSource
 
     started = time.perf_counter()
     config = RunConfig(show_window=False, output=job.output, csv=job.csv, jsonl=job.jsonl,
@@ -310,7 +311,7 @@ def run_unfinished(jobs: Sequence[VideoJob], overwrite: bool, observer: BatchObs
 
 
 def _run_here(jobs, make_cam, settings, observer):
-    from realtime.runner import StopRequests
+    from agecam.realtime.runner import StopRequests
 
     with make_cam(settings.threads) as cam, StopRequests() as stops:
         for job in jobs:
@@ -324,18 +325,22 @@ def _run_here(jobs, make_cam, settings, observer):
             yield result
 
 
-def _worker_main(make_cam, settings: WorkSettings, jobs, events, stop, worker: str) -> None:
-    """A worker process: prepare the pipeline once, then process videos from ``jobs`` until None."""
+def _worker_main(make_cam, settings: WorkSettings, jobs, events, stop, worker: str, parent: int) -> None:
+    """A worker process: prepare the pipeline once, then process videos from ``jobs`` until None.
+    ``parent``: the pid of the process that started it (it may have died before this line runs)."""
     # The parent decides when to stop (it tells us through ``stop``), so a terminal's Ctrl-C, sent to
     # the whole process group, must not end this process mid-frame.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # First: a parent killed while this worker starts or loads must not leave it working alone.
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        return
     logging.basicConfig(level=settings.log_level, format=f"%(levelname)s {worker} %(name)s: %(message)s")
     try:
         cam = make_cam(settings.threads)
     except Exception as error:  # reported by the parent for every video left
         events.put(("broken", worker, f"{type(error).__name__}: {error}"))
         return
-    parent = os.getppid()
 
     def stopping() -> bool:  # asked to, or orphaned (the parent was killed): outputs nobody waits for
         return stop.is_set() or os.getppid() != parent
@@ -348,6 +353,20 @@ def _worker_main(make_cam, settings: WorkSettings, jobs, events, stop, worker: s
             result = process_video(cam, job, settings, progress=progress, stop=stopping, worker=worker)
             events.put(("ended", worker, index, result))
     events.put(("exited", worker))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), even
+    in the middle of loading the libraries; elsewhere the parent-pid checks between frames remain."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        log.debug("prctl(PR_SET_PDEATHSIG) is not available; relying on the parent-pid checks")
 
 
 def _next_job(jobs, stopping):
@@ -386,7 +405,8 @@ class _Pool:
     def start_worker(self) -> None:
         name = f"worker-{len(self.workers) + 1}"
         process = self.context.Process(target=_worker_main, name=f"agecam-{name}", daemon=True,
-                                       args=(self.make_cam, self.settings, self.jobs, self.events, self.stop, name))
+                                       args=(self.make_cam, self.settings, self.jobs, self.events, self.stop, name,
+                                             os.getpid()))
         process.start()
         self.workers[name] = _Worker(process)
 
@@ -409,7 +429,7 @@ class _Pool:
 
 
 def _run_in_processes(jobs, make_cam, workers, settings, observer):
-    from realtime.runner import StopRequests
+    from agecam.realtime.runner import StopRequests
 
     # Spawned, not forked: the parent may hold threads (TensorFlow, MediaPipe) that fork would copy half-way.
     pool = _Pool(multiprocessing.get_context("spawn"), make_cam, settings)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from realtime.batch import BatchOutputs, FileResult, plan_jobs, run_batch
-from realtime.benchmark import FaceSource, benchmark_faces
-from realtime.config import BatchConfig, cpu_cores
-from realtime.synthetic import SceneConfig, write_scene
+from agecam.realtime.batch import BatchOutputs, FileResult, plan_jobs, run_batch
+from agecam.realtime.benchmark import FaceSource, benchmark_faces
+from agecam.realtime.config import BatchConfig, cpu_cores
+from agecam.realtime.synthetic import SceneConfig, write_scene
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def run_batch_benchmark(config: BatchBenchmarkConfig, make_cam: Callable) -> dic
         for workers in config.workers:
             rows.append(_timed("processes", workers, clips, Path(folder) / f"out-{workers}", make_cam))
         if config.ray:
-            from realtime.ray_batch import RayConfig, run_on_ray
+            from agecam.realtime.ray_batch import RayConfig, run_on_ray
 
             workers = max(config.workers)
 

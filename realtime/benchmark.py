@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.age_model import AgeModel, available_models, resolve_model_path
-from core.analyzer import AgeCam, AgeCamConfig
-from realtime.runner import RunConfig, run
-from realtime.sources import VideoSource
-from realtime.synthetic import SceneConfig, astronaut_face, write_scene
+from agecam.core.age_model import AgeModel, available_models, resolve_model_path
+from agecam.core.analyzer import AgeCam, AgeCamConfig
+from agecam.realtime.runner import RunConfig, run
+from agecam.realtime.sources import VideoSource
+from agecam.realtime.synthetic import SceneConfig, astronaut_face, write_scene
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
     """The whole benchmark: pipeline runs per face count, then model-only throughput."""
     from dataclasses import replace
 
-    from core.estimator import EstimatorConfig
+    from agecam.core.estimator import EstimatorConfig
 
     cam_config = replace(config.cam, model=config.model, runtime=config.runtime,
                          estimator=EstimatorConfig(config.refresh_every))

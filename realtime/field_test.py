@@ -25,11 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.analyzer import AgeCam
-from core.geometry import iou_matrix
-from realtime.runner import RunConfig, run
-from realtime.sources import VideoSource
-from realtime.synthetic import SceneConfig, background, render_scene, write_scene
+from agecam.core.analyzer import AgeCam
+from agecam.core.geometry import iou_matrix
+from agecam.realtime.runner import RunConfig, run
+from agecam.realtime.sources import VideoSource
+from agecam.realtime.synthetic import SceneConfig, background, render_scene, write_scene
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from realtime.batch import (BatchError, BatchObserver, FileResult, VideoJob, WorkSettings, ended_without_processing,
+from agecam.realtime.batch import (BatchError, BatchObserver, FileResult, VideoJob, WorkSettings, ended_without_processing,
                             process_video, run_unfinished, throttled)
-from realtime.config import BatchConfig, cpu_cores
+from agecam.realtime.config import BatchConfig, cpu_cores
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def run_on_ray(jobs: Sequence[VideoJob], make_cam: Callable, config: RayConfig =
         import ray
     except ImportError:
         raise BatchError("--ray needs Ray: pip install 'agecam[ray]'") from None
-    from realtime.runner import StopRequests
+    from agecam.realtime.runner import StopRequests
 
     def run_todo(todo, observer):
         check_reachable(config.address)

@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.analyzer import AgeCam
-from realtime.sinks import CsvSink, JsonlSink, VideoSink
-from realtime.sources import VideoSource
+from agecam.core.analyzer import AgeCam
+from agecam.realtime.sinks import CsvSink, JsonlSink, VideoSink
+from agecam.realtime.sources import VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,13 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
 
 
 class _Outputs:
-    """The run's sinks (each optional); on leaving, each is finished, or dropped when ``keep`` is False."""
+    """The run's sinks (each optional), kept or dropped together.
+
+    On leaving: when ``keep`` is False or the run failed (an error, e.g. a full disk under one of
+    them), every sink is dropped; else each is finished, and only when all finished are they put in
+    place. So a run that fails leaves no output of any kind, and the outputs of a run that ends or is
+    stopped all hold the same frames.
+    """
 
     def __init__(self, config: RunConfig, source: VideoSource):
         self.keep = True
@@ -235,18 +241,19 @@ class _Outputs:
     def __enter__(self) -> "_Outputs":
         return self
 
-    def __exit__(self, *exc) -> None:
-        if not self.keep:
+    def __exit__(self, kind, value, traceback) -> None:
+        failed = kind is not None and not issubclass(kind, KeyboardInterrupt)
+        if not self.keep or failed:
             self._drop()
             return
-        error = None
-        for sink in self._sinks():  # finish every sink, even when one of them fails
-            try:
-                sink.close()
-            except OSError as caught:
-                error = error or caught
-        if error is not None:
-            raise error
+        try:
+            for sink in self._sinks():
+                sink.finish()
+        except BaseException:
+            self._drop()
+            raise
+        for sink in self._sinks():
+            sink.commit()
 
 
 def _show(image: np.ndarray, frame_index: int, snapshot_dir: Path) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.atomic import remove_stale_partials, temporary_name
+from agecam.core.atomic import output_target, remove_stale_partials, temporary_name
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ class VideoSink:
         self._writer.write(frame)
         self.frames += 1
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Complete the temporary file and check it holds every frame written (``OSError`` if not)."""
         if self._writer is None:
             return
         self._writer.release()
@@ -68,18 +69,31 @@ class VideoSink:
         if not self.frames:
             self._tmp.unlink(missing_ok=True)
             return
-        # OpenCV reports no write error (a full disk included): check the finished file plays.
-        if not _playable(self._tmp):
+        # OpenCV reports no write error (a full disk included): check the finished file holds them all.
+        stored = _frame_count(self._tmp)
+        if stored != self.frames:
             self._tmp.unlink(missing_ok=True)
-            raise OSError(f"could not finish writing {self.path} (is the disk full?); nothing was written")
-        os.replace(self._tmp, self.path)
-        log.info("wrote %s (%d frames)", self.path, self.frames)
+            raise OSError(f"could not finish writing {self.path} (is the disk full? {stored} of {self.frames} "
+                          "frames stored); nothing was written")
+        self._finished = True
+
+    def commit(self) -> None:
+        """Put a finished video under its name."""
+        if getattr(self, "_finished", False):
+            os.replace(self._tmp, self.path)
+            self._finished = False
+            log.info("wrote %s (%d frames)", self.path, self.frames)
+
+    def close(self) -> None:
+        self.finish()
+        self.commit()
 
     def abort(self) -> None:
         """Drop the video: nothing appears under its name."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        self._finished = False
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "VideoSink":
@@ -100,15 +114,20 @@ class _AtomicTextSink:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder not found: {self.path.parent}")
-        # A device, pipe or terminal (or a link to one) is written in place: renaming would replace it.
-        self.special = self.path.exists() and not self.path.resolve().is_file()
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path} is a folder; give a file name")
+        # A device, pipe, terminal or a process's descriptor (/dev/stdout, or a link to one) is written
+        # in place: renaming would replace it. A link to a regular file has its target replaced.
+        self._target, self.special = output_target(self.path)
         if self.special:
-            self._tmp = self.path
+            self._tmp = self._target
         else:
-            remove_stale_partials(self.path)
-            self._tmp = temporary_name(self.path)
-        self._handle = open(self._tmp, "w", newline="")
+            remove_stale_partials(self._target)
+            self._tmp = temporary_name(self._target)
+        # Appending: a redirected descriptor (> or >>) keeps what its shell put there.
+        self._handle = open(self._tmp, "a" if self.special else "w", newline="")
         self._failed = False
+        self._finished = False
 
     def _write(self, lines) -> None:
         try:
@@ -117,8 +136,8 @@ class _AtomicTextSink:
             self._failed = True  # a line may be cut: the file must not be kept
             raise
 
-    def close(self) -> None:
-        """Finish the file and put it in place (nothing is kept if any write failed)."""
+    def finish(self) -> None:
+        """Complete the temporary file (``OSError`` if any write failed; nothing is kept then)."""
         if self._handle.closed:
             return
         try:
@@ -132,14 +151,27 @@ class _AtomicTextSink:
             if error is not None:
                 raise OSError(f"could not finish writing {self.path}: {error.strerror or error}") from None
             return
-        if not self.special:
-            os.replace(self._tmp, self.path)
+        self._finished = True
+
+    def commit(self) -> None:
+        """Put a finished file under its name."""
+        if self._finished and not self.special:
+            os.replace(self._tmp, self._target)
+        self._finished = False
+
+    def close(self) -> None:
+        """Finish the file and put it in place (nothing is kept if any write failed)."""
+        self.finish()
+        self.commit()
 
     def abort(self) -> None:
         """Drop the file: nothing appears under its name."""
         self._failed = True
         with contextlib.suppress(OSError):
-            self.close()
+            self.finish()
+        if self._finished and not self.special:
+            self._tmp.unlink(missing_ok=True)
+        self._finished = False
 
     def __enter__(self):
         return self
@@ -224,10 +256,14 @@ def _json_number(value: float) -> float | None:
     return round(float(value), 1) if np.isfinite(value) else None
 
 
-def _playable(path: Path) -> bool:
-    """Whether OpenCV can open ``path`` and decode its first frame."""
-    capture = cv2.VideoCapture(str(path))
+def _frame_count(path: Path) -> int:
+    """How many video frames the file at ``path`` holds, read from its container (packets are
+    counted, none decoded: a few ms for a long clip); 0 when it cannot be opened."""
+    import av
+
     try:
-        return capture.isOpened() and capture.read()[0]
-    finally:
-        capture.release()
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return sum(1 for packet in container.demux(stream) if packet.size)
+    except (av.error.FFmpegError, IndexError, OSError):
+        return 0

@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.analyzer import AgeCam
-from core.atomic import atomic_path
-from core.detections import Detections
-from core.images import IMAGE_SUFFIXES, ImageError, read_image_file
+from agecam.core.analyzer import AgeCam
+from agecam.core.atomic import atomic_path
+from agecam.core.detections import Detections
+from agecam.core.images import IMAGE_SUFFIXES, ImageError, read_image_file
 
 
 @dataclass

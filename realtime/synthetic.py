@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.sinks import VideoSink
+from agecam.realtime.sinks import VideoSink
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def utk_full_dir() -> Path:
 @pytest.fixture(scope="session")
 def test_split_faces(utk_dir) -> list[tuple[np.ndarray, int, str]]:
     """(image, true age, file name) of held-out test-split faces, adults of varied ages."""
-    from training.split import read_manifest
+    from agecam.training.split import read_manifest
 
     manifest = read_manifest(MANIFEST)
     present = {p.name for p in utk_dir.iterdir()}
@@ -68,7 +68,7 @@ def tiny_model_path(tmp_path_factory) -> Path:
     """A small untrained CNN saved as .keras: exercises loading and inference, not accuracy."""
     import keras
 
-    from training.models import build_cnn
+    from agecam.training.models import build_cnn
 
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
@@ -93,7 +93,7 @@ def astronaut_png(tmp_path_factory, astronaut_bgr) -> Path:
 @pytest.fixture(scope="session")
 def three_face_clip(tmp_path_factory, test_split_faces):
     """A 90-frame 640x480 clip of three moving held-out faces; returns (path, faces, config)."""
-    from realtime.synthetic import SceneConfig, write_scene
+    from agecam.realtime.synthetic import SceneConfig, write_scene
 
     config = SceneConfig(frames=90, face_size=140, seed=3)
     path = tmp_path_factory.mktemp("clips") / "three_faces.mp4"

@@ -23,7 +23,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def clip_run(tmp_path_factory, test_split_faces):
     """Run the CLI on the clip; per face: (frames in its main track, median shown age)."""
-    from realtime.synthetic import SceneConfig, render_scene, write_scene
+    from agecam.realtime.synthetic import SceneConfig, render_scene, write_scene
 
     tmp = tmp_path_factory.mktemp("acceptance")
     config = SceneConfig(frames=600, face_size=140, seed=11)
@@ -54,7 +54,7 @@ def clip_run(tmp_path_factory, test_split_faces):
 
 
 def test_each_face_is_one_track_and_shows_what_the_model_sees(clip_run, test_split_faces):
-    from core.age_model import AgeModel
+    from agecam.core.age_model import AgeModel
 
     model = AgeModel.load(None)
     for (frames, shown), (face, _, name) in zip(clip_run, test_split_faces):

@@ -1,8 +1,8 @@
-"""core.atomic: a file is replaced whole or left as it was."""
+"""agecam.core.atomic: a file is replaced whole or left as it was."""
 
 import pytest
 
-from core.atomic import atomic_path, temporary_name, write_text_atomic
+from agecam.core.atomic import atomic_path, temporary_name, write_text_atomic
 
 
 def test_write_text_atomic_replaces_whole_file(tmp_path):
@@ -33,7 +33,7 @@ def test_stale_partials_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     import os
     import subprocess
 
-    from core.atomic import atomic_path, remove_stale_partials
+    from agecam.core.atomic import atomic_path, remove_stale_partials
 
     child = subprocess.Popen(["true"])
     child.wait()  # its pid now belongs to no writer

@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 
 from conftest import AGECAM, REPO, run_agecam
-from realtime.batch import (BatchError, BatchOutputs, FileResult, VideoJob, find_videos, plan_jobs, totals,
+from agecam.realtime.batch import (BatchError, BatchOutputs, FileResult, VideoJob, find_videos, plan_jobs, totals,
                             write_combined_jsonl)
-from realtime.config import BatchConfig, StreamConfig
-from realtime.sinks import CSV_COLUMNS, JsonlSink
+from agecam.realtime.config import BatchConfig, StreamConfig
+from agecam.realtime.sinks import CSV_COLUMNS, JsonlSink
 
 JSONL_KEYS = {"video", "frame", "time_s", "track_id", "box", "score", "age", "age_low", "age_high", "detected"}
 
 
 def _clip(path: Path, frames: int, seed: int = 0) -> Path:
-    from realtime.synthetic import SceneConfig, astronaut_face, write_scene
+    from agecam.realtime.synthetic import SceneConfig, astronaut_face, write_scene
 
     face = astronaut_face()
     return write_scene(path, [face, cv2.flip(face, 1)], SceneConfig(width=320, height=240, frames=frames,
@@ -81,7 +81,7 @@ def test_plan_names_outputs_after_inputs_and_refuses_collisions(tmp_path, clips)
 
 
 def test_jsonl_sink_schema_and_abort_leaves_nothing(tmp_path):
-    from core.detections import Detections
+    from agecam.core.detections import Detections
 
     detections = Detections(xyxy=np.array([[10, 20, 50, 80]], np.float32), confidence=np.array([0.9], np.float32),
                             tracker_id=np.array([4]), age=np.array([31.26], np.float32))
@@ -111,7 +111,7 @@ def test_combined_jsonl_follows_input_order_and_leaves_out_failures(tmp_path):
 
 
 def test_finished_videos_are_skipped_unless_overwrite(tmp_path):
-    from realtime.batch import skip_finished
+    from agecam.realtime.batch import skip_finished
 
     done = VideoJob(Path("a.mp4"), "a", csv=tmp_path / "a.csv", jsonl=tmp_path / "a.jsonl")
     half = VideoJob(Path("b.mp4"), "b", csv=tmp_path / "b.csv", jsonl=tmp_path / "b.jsonl")
@@ -317,8 +317,8 @@ def test_ray_address_that_accepts_but_never_answers_fails_in_bounded_time(tmp_pa
     code = f"""
 import sys
 from pathlib import Path
-from realtime.batch import BatchError, BatchOutputs, find_videos, plan_jobs
-from realtime.ray_batch import RayConfig, run_on_ray
+from agecam.realtime.batch import BatchError, BatchOutputs, find_videos, plan_jobs
+from agecam.realtime.ray_batch import RayConfig, run_on_ray
 jobs = plan_jobs(find_videos([{str(clips / 'walk0.mp4')!r}]), BatchOutputs(csv_dir=Path({str(tmp_path / 't')!r})))
 try:
     run_on_ray(jobs, None, RayConfig(address="127.0.0.1:{port}", join_timeout_s=2))
@@ -346,7 +346,50 @@ def test_batch_benchmark_reports_each_worker_count(tmp_path, tiny_model_path):
     assert all(r["fps"] > 0 and r["wall_s"] > 0 for r in report["rows"])
     assert report["command"].startswith("agecam benchmark --batch") and report["cpu_cores"] >= 1
 
-    from training.report import batch_throughput_table
+    from agecam.training.report import batch_throughput_table
 
     table = batch_throughput_table(report)
     assert "| processes | 2 |" in table and "agecam benchmark --batch" in table
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended: nobody reaps it in some containers
+
+
+def test_workers_whose_parent_is_killed_while_they_load_stop_and_write_nothing(tmp_path, tiny_model_path):
+    recordings, out = tmp_path / "recordings", tmp_path / "out"
+    recordings.mkdir()
+    for i in range(4):
+        _clip(recordings / f"v{i}.mp4", frames=60, seed=i)
+    args = [*AGECAM, "video", recordings, "--csv-dir", out, "--workers", "2", "--model", tiny_model_path]
+    process = subprocess.Popen(list(map(str, args)), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # The two workers exist (spawned, still importing the libraries): kill the parent now.
+        _wait_for(lambda: len([c for c in _children_of(process.pid)
+                               if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]) >= 2
+                  or process.poll() is not None, 120)
+        workers = [c for c in _children_of(process.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert process.poll() is None and len(workers) == 2
+        process.kill()
+        process.wait(timeout=30)
+        _wait_for(lambda: not any(_running(pid) for pid in workers), 60)
+    finally:
+        process.kill()
+    assert not out.exists() or not [p for p in out.iterdir() if not p.name.startswith(".")]

@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from conftest import run_agecam
-from core.age_model import AgeModel, available_models
-from realtime.benchmark import STAGES, BenchmarkConfig, benchmark_faces, run_benchmark
-from training.split import held_out_faces
+from agecam.core.age_model import AgeModel, available_models
+from agecam.realtime.benchmark import STAGES, BenchmarkConfig, benchmark_faces, run_benchmark
+from agecam.training.split import held_out_faces
 
 pytestmark = pytest.mark.slow
 
@@ -66,8 +66,8 @@ def test_realtime_source_paces_a_file_like_a_camera(tmp_path):
 
     import numpy as np
 
-    from realtime.sinks import VideoSink
-    from realtime.sources import VideoSource
+    from agecam.realtime.sinks import VideoSink
+    from agecam.realtime.sources import VideoSource
 
     clip = tmp_path / "paced.mp4"
     with VideoSink(clip, 20, (64, 48)) as sink:

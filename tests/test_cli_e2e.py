@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import AGECAM, REPO, run_agecam
-from realtime.sinks import CSV_COLUMNS
+from agecam.realtime.sinks import CSV_COLUMNS
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +134,7 @@ def test_window_needs_a_display(three_face_clip, tiny_model_path):
 
 
 def test_video_without_faces(tmp_path, tiny_model_path):
-    from realtime.sinks import VideoSink
+    from agecam.realtime.sinks import VideoSink
 
     clip = tmp_path / "empty_room.mp4"
     with VideoSink(clip, 30, (320, 240)) as sink:
@@ -146,7 +146,7 @@ def test_video_without_faces(tmp_path, tiny_model_path):
 
 
 def test_ctrl_c_finalises_what_was_processed(tmp_path, test_split_faces, tiny_model_path):
-    from realtime.synthetic import SceneConfig, write_scene
+    from agecam.realtime.synthetic import SceneConfig, write_scene
 
     clip = write_scene(tmp_path / "long.mp4", [f for f, _, _ in test_split_faces], SceneConfig(frames=900))
     out = tmp_path / "out" / "annotated.mp4"
@@ -206,7 +206,7 @@ def test_huge_side_images_and_blocked_outputs_fail_per_file_without_a_crash(tmp_
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_termination_signals_finalise_outputs_and_stale_partials_are_cleaned(tmp_path, test_split_faces,
                                                                               tiny_model_path, signum):
-    from realtime.synthetic import SceneConfig, write_scene
+    from agecam.realtime.synthetic import SceneConfig, write_scene
 
     clip = write_scene(tmp_path / "long.mp4", [f for f, _, _ in test_split_faces], SceneConfig(frames=900))
     out = tmp_path / "out"

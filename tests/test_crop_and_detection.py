@@ -2,10 +2,10 @@ import cv2
 import numpy as np
 import pytest
 
-from core.crop import CALIBRATED_GEOMETRY, CropConfig, crop_faces, crop_square, eye_angle
-from core.detections import Detections
-from core.detector import DetectorConfig, FaceDetector
-from core.preprocess import preprocess_face
+from agecam.core.crop import CALIBRATED_GEOMETRY, CropConfig, crop_faces, crop_square, eye_angle
+from agecam.core.detections import Detections
+from agecam.core.detector import DetectorConfig, FaceDetector
+from agecam.core.preprocess import preprocess_face
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_detects_the_astronaut(detector, astronaut_bgr):
 
 
 def test_detects_every_face_of_a_synthetic_scene(detector, test_split_faces):
-    from realtime.synthetic import SceneConfig, render_scene
+    from agecam.realtime.synthetic import SceneConfig, render_scene
 
     config = SceneConfig(frames=10, face_size=140, seed=1)
     for frame, truth in render_scene([f for f, _, _ in test_split_faces], config):

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training.data import DataError, load_arrays, parse_name, read_image, scan_folder
+from agecam.training.data import DataError, load_arrays, parse_name, read_image, scan_folder
 
 
 def _write(folder, name, image):

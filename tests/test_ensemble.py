@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import run_agecam
-from core.age_model import AgeModel, EnsembleRunner, ModelError, available_models, resolve_model_path
-from training.report import load_cards, models_table, tool_runtimes
+from agecam.core.age_model import AgeModel, EnsembleRunner, ModelError, available_models, resolve_model_path
+from agecam.training.report import load_cards, models_table, tool_runtimes
 
 
 class ConstantRunner:
@@ -60,7 +60,7 @@ def test_members_of_different_input_sizes_each_get_faces_at_their_size():
 
 def test_an_ensemble_predicts_live_exactly_what_evaluation_measures():
     """Live inference (crops) and evaluation (preprocessed batches) share one numeric path."""
-    from core.preprocess import preprocess_face
+    from agecam.core.preprocess import preprocess_face
 
     small, large = MeanPixelRunner(0), MeanPixelRunner(0)
     small.input_size, large.input_size = 32, 48
@@ -121,8 +121,8 @@ def test_ensemble_command_evaluates_and_writes_the_card(models_folder, utk_dir):
 
 
 def test_shipped_ensembles_were_measured_on_the_shipped_members():
-    from core.age_model import models_dir
-    from core.onnx_runner import file_sha256
+    from agecam.core.age_model import models_dir
+    from agecam.core.onnx_runner import file_sha256
 
     for card_path in models_dir().glob("*.json"):
         card = json.loads(card_path.read_text())

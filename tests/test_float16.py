@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from core.age_model import AgeModel
-from core.float16 import convert, is_float16
-from training.models import build_cnn, build_resnet50
+from agecam.core.age_model import AgeModel
+from agecam.core.float16 import convert, is_float16
+from agecam.training.models import build_cnn, build_resnet50
 
 
 @pytest.mark.parametrize("build", [lambda: build_cnn(32), lambda: build_resnet50(32)])

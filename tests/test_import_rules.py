@@ -1,5 +1,7 @@
-"""The packages' import directions (the design card): ``core`` imports none of ours; ``realtime``,
-``training`` and ``webapp`` import ``core`` only; the ``agecam`` command line may import them all."""
+"""The packages' import directions (the design card): ``agecam.core`` imports none of ours;
+``agecam.realtime``, ``agecam.training`` and ``agecam.webapp`` import ``agecam.core`` only; the command
+line (``agecam.cli`` and the rest of ``agecam/``) may import them all. Our code is imported only
+under the one top-level name ``agecam``."""
 
 import ast
 
@@ -8,19 +10,43 @@ import pytest
 from conftest import REPO
 
 OURS = {"agecam", "core", "realtime", "training", "webapp"}
+SUBPACKAGES = OURS - {"agecam"}
 ALLOWED = {"core": {"core"}, "realtime": {"core", "realtime"}, "training": {"core", "training"},
            "webapp": {"core", "webapp"}, "agecam": OURS}
 
 
+def _package_of(module: str) -> str:
+    """Which of our packages a module name belongs to: ``agecam.core.x`` -> ``core``; ``agecam.cli``
+    -> ``agecam``; a bare ``core.x`` (the old top-level names) -> ``core``, so the next test catches it."""
+    parts = module.split(".")
+    if parts[0] == "agecam":
+        return parts[1] if len(parts) > 1 and parts[1] in SUBPACKAGES else "agecam"
+    return parts[0]
+
+
 def _imported_packages(path):
-    """Our top-level packages that a file imports, anywhere in it (function-level imports too)."""
+    """Our packages that a file imports, anywhere in it (function-level imports too)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
+            found |= {_package_of(alias.name) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
+            module = node.module
+            if module == "agecam":  # from agecam import core
+                found |= {_package_of(f"agecam.{alias.name}") for alias in node.names}
+            else:
+                found.add(_package_of(module))
     return found & OURS
+
+
+def _bare_imports(path):
+    """Imports of our subpackages under their old top-level names (``from core.x import y``)."""
+    bare = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+        bare |= {name for name in names if name.split(".")[0] in SUBPACKAGES}
+    return bare
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
@@ -33,17 +59,26 @@ def test_package_imports_follow_the_design(package):
 
 def test_the_rule_sees_a_violation(tmp_path):
     stray = tmp_path / "stray.py"
-    stray.write_text("def f():\n    from training.report import load_cards\n")
-    assert _imported_packages(stray) == {"training"}
+    stray.write_text("def f():\n    from agecam.training.report import load_cards\n    from agecam import webapp\n")
+    assert _imported_packages(stray) == {"training", "webapp"}
+    stray.write_text("from core.paths import REPO_ROOT\n")
+    assert _bare_imports(stray) == {"core.paths"}
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_our_code_is_imported_under_the_one_top_level_name(package):
+    files = sorted((REPO / package).rglob("*.py")) + (sorted((REPO / "tests").glob("*.py")) if package == "agecam" else [])
+    assert not {str(path.relative_to(REPO)): sorted(_bare_imports(path)) for path in files if _bare_imports(path)}
 
 
 def test_core_public_api_is_importable_from_core_and_lazy():
     import subprocess
     import sys
 
-    code = ("import sys, core; assert 'cv2' not in sys.modules; "
-            "from core import AgeCam, AgeCamConfig, Detections, AgeModel, ModelError, ImageError; "
-            "import core.analyzer; assert core.AgeCam is core.analyzer.AgeCam; "
+    code = ("import sys, agecam, agecam.core as core; assert 'cv2' not in sys.modules; "
+            "from agecam.core import AgeCam, AgeCamConfig, Detections, AgeModel, ModelError, ImageError; "
+            "import agecam.core.analyzer; assert core.AgeCam is agecam.core.analyzer.AgeCam; "
+            "from agecam import AgeCam as Top, AgeCamConfig; assert Top is AgeCam; "
             "assert set(core.__all__) >= {'AgeCam', 'Detections', 'AgeModel'}")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -54,7 +89,7 @@ def test_cli_defaults_are_the_configs_own_and_loading_the_cli_loads_no_native_li
     import sys
 
     from agecam.cli import main
-    from core.config import RUNTIMES, DetectorConfig, EstimatorConfig
+    from agecam.core.config import RUNTIMES, DetectorConfig, EstimatorConfig
 
     expected = {"confidence": DetectorConfig().min_confidence, "detector_range": DetectorConfig().range,
                 "refresh_every": EstimatorConfig().refresh_every, "runtime": RUNTIMES[0],
@@ -69,3 +104,11 @@ def test_cli_defaults_are_the_configs_own_and_loading_the_cli_loads_no_native_li
     done = subprocess.run([sys.executable, "-c", "import sys, agecam.cli; assert 'cv2' not in sys.modules"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_card_module_only_reads_and_writes_cards():
+    """No import cycle: ``core.model_card`` needs only the atomic writer and the layout."""
+    tree = ast.parse((REPO / "core" / "model_card.py").read_text())
+    ours = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+            and node.module.startswith("agecam")}
+    assert ours == {"agecam.core.atomic", "agecam.core.paths"}

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from core.age_model import AgeModel, ModelError, resolve_model_path
-from core.annotator import AgeAnnotator, AnnotatorConfig
-from core.detections import Detections
-from core.estimator import AgeEstimator, EstimatorConfig
+from agecam.core.age_model import AgeModel, ModelError, resolve_model_path
+from agecam.core.annotator import AgeAnnotator, AnnotatorConfig
+from agecam.core.detections import Detections
+from agecam.core.estimator import AgeEstimator, EstimatorConfig
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_model_errors_are_clear(tmp_path):
 
 
 def test_default_model_follows_the_card_flag(tmp_path):
-    from core.age_model import default_model_name
+    from agecam.core.age_model import default_model_name
 
     for name in ("cnn", "resnet50"):
         (tmp_path / f"{name}.keras").write_text("")

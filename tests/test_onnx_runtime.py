@@ -9,9 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from core.age_model import AgeModel, ModelError, models_dir
-from core.onnx_runner import SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
-from training.export_onnx import set_metadata, store_float16
+from agecam.core.age_model import AgeModel, ModelError, models_dir
+from agecam.core.onnx_runner import SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
+from agecam.training.export_onnx import set_metadata, store_float16
 
 from conftest import MANIFEST
 
@@ -92,9 +92,9 @@ SHIPPED = [name for name in TRAINED if (models_dir() / f"{name}.onnx").is_file()
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_export_matches_its_keras_model_on_the_test_split(name, utk_dir):
     """Issue #5's parity bound: within 0.1 year of the Keras model on every test-split face."""
-    from training.data import load_arrays, scan_folder
-    from training.evaluate import predict_in_batches
-    from training.split import read_manifest
+    from agecam.training.data import load_arrays, scan_folder
+    from agecam.training.evaluate import predict_in_batches
+    from agecam.training.split import read_manifest
 
     onnx_model = AgeModel.load(name, runtime="onnx")  # also fails if the export is stale
     keras_model = AgeModel.load(name, runtime="keras")

@@ -1,8 +1,8 @@
 import json
 
 from conftest import REPO
-from core.age_model import default_model_name
-from training.report import (BEGIN, END, age_bands_table, default_model_text, generated_sections, load_cards,
+from agecam.core.age_model import default_model_name
+from agecam.training.report import (BEGIN, END, age_bands_table, default_model_text, generated_sections, load_cards,
                              mark_default, models_table, performance_table, pick_default, report_inputs, update_readme)
 
 
@@ -11,7 +11,7 @@ def test_readme_sections_are_the_ones_generated_from_cards_and_benchmarks():
     for (begin, end), body in generated_sections(*report_inputs()).items():
         assert begin in text, f"README lacks the generated section {begin}"
         shown = text[text.index(begin) + len(begin): text.index(end)].strip()
-        assert shown == body.strip(), "run: python -m training.report README.md"
+        assert shown == body.strip(), "run: python -m agecam.training.report README.md"
 
 
 def test_shipped_default_follows_the_rule():
@@ -106,8 +106,8 @@ def test_model_cards_round_trip_with_a_version_and_bad_cards_fail_in_one_line(tm
     import pytest
 
     from conftest import run_agecam
-    from core.age_model import AgeModel, ModelError
-    from core.model_card import CARD_VERSION, CardError, read_card, write_card
+    from agecam.core.age_model import AgeModel, ModelError
+    from agecam.core.model_card import CARD_VERSION, CardError, read_card, write_card
 
     card = {"name": "cnn", "metrics": {"test": {"mae": 5.0}},
             "training": {"config": {"epochs": 3, "run_dir": "/home/someone/models/cnn.run", "resume": True}}}

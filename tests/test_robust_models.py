@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from core.age_range import AgeRangeCalibration, coverage_of
-from training.degrade import DegradeConfig, degrade_face, render_at_width
-from training.duplicates import Fingerprints, fingerprint, fingerprint_images, group_near_duplicates
+from agecam.core.age_range import AgeRangeCalibration, coverage_of
+from agecam.training.degrade import DegradeConfig, degrade_face, render_at_width
+from agecam.training.duplicates import Fingerprints, fingerprint, fingerprint_images, group_near_duplicates
 
 
 def _scene(seed: int, side: int = 200) -> np.ndarray:
@@ -100,7 +100,7 @@ def test_range_calibration_reaches_its_nominal_coverage_on_fresh_data():
 def test_distribution_head_returns_the_expected_age_of_its_bins():
     import keras
 
-    from training.models import AGE_BINS, build_model, head_of, label_distribution_kl, training_view
+    from agecam.training.models import AGE_BINS, build_model, head_of, label_distribution_kl, training_view
 
     model = build_model("cnn", 32, head="distribution")
     assert head_of(model) == "distribution" and model.output_shape == (None, 1)
@@ -124,9 +124,9 @@ def test_distribution_head_returns_the_expected_age_of_its_bins():
 
 
 def test_init_from_a_model_that_saw_a_test_face_is_refused(tmp_path):
-    from core.age_model import ModelError
-    from training.data import FaceRecord
-    from training.train import check_no_test_leakage, train_files_path
+    from agecam.core.age_model import ModelError
+    from agecam.training.data import FaceRecord
+    from agecam.training.train import check_no_test_leakage, train_files_path
 
     model = tmp_path / "earlier.keras"
     test = [FaceRecord(Path("30_0_0_1.jpg"), 30, 0, 0), FaceRecord(Path("40_0_0_2.jpg"), 40, 0, 0)]
@@ -144,8 +144,8 @@ def test_init_from_a_model_that_saw_a_test_face_is_refused(tmp_path):
 
 
 def test_shipped_models_never_trained_on_a_test_face():
-    from training.split import effective_splits
-    from training.train import read_train_files
+    from agecam.training.split import effective_splits
+    from agecam.training.train import read_train_files
     from conftest import MANIFEST, REPO
 
     splits = effective_splits(MANIFEST)

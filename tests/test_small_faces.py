@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import run_agecam
-from core.detections import Detections
-from core.detector import DetectorConfig, FaceDetector, non_max_suppression, search_region, tile_layout
-from realtime.synthetic import SceneConfig, astronaut_face, background
+from agecam.core.detections import Detections
+from agecam.core.detector import DetectorConfig, FaceDetector, non_max_suppression, search_region, tile_layout
+from agecam.realtime.synthetic import SceneConfig, astronaut_face, background
 
 
 def _scene_with_small_face(face_width: int, at=(300, 200)):
@@ -89,9 +89,9 @@ def test_agecam_image_finds_a_small_face_by_default(tmp_path, tiny_model_path):
 def test_video_small_faces_keep_one_track_each_and_coasted_rows_are_marked(tmp_path, test_split_faces,
                                                                            tiny_model_path, utk_dir):
     """5 faces of 80 px drifting with brief occlusions: each face's main track covers >= 95% of frames."""
-    from realtime.field_test import ClipCase, track_coverage
-    from realtime.synthetic import render_scene, write_scene
-    from training.split import effective_splits
+    from agecam.realtime.field_test import ClipCase, track_coverage
+    from agecam.realtime.synthetic import render_scene, write_scene
+    from agecam.training.split import effective_splits
     from conftest import MANIFEST
 
     splits = effective_splits(MANIFEST)
@@ -115,8 +115,8 @@ def test_video_small_faces_keep_one_track_each_and_coasted_rows_are_marked(tmp_p
 def test_field_test_command_writes_what_the_readme_table_reads(tmp_path, tiny_model_path, utk_dir):
     import json
 
-    from realtime.field_test import FieldTestConfig
-    from training.report import field_test_table
+    from agecam.realtime.field_test import FieldTestConfig
+    from agecam.training.report import field_test_table
 
     saved = tmp_path / "field-test.json"
     result = run_agecam("field-test", "--seeds", "0", "--frames", "30", "--stills", "6", "--empty-stills", "3",
@@ -133,8 +133,8 @@ def test_field_test_command_writes_what_the_readme_table_reads(tmp_path, tiny_mo
 
 
 def test_agecam_stream_yields_each_frame_with_its_faces_and_stage_times(tiny_model_path):
-    from core import AgeCam, AgeCamConfig
-    from realtime.synthetic import render_scene
+    from agecam.core import AgeCam, AgeCamConfig
+    from agecam.realtime.synthetic import render_scene
 
     head = astronaut_face()
     scene = SceneConfig(frames=20, face_size=150, seed=2)
@@ -151,8 +151,8 @@ def test_agecam_stream_yields_each_frame_with_its_faces_and_stage_times(tiny_mod
 
 
 def test_age_images_streams_one_result_per_image_and_never_overwrites(tmp_path, astronaut_png, tiny_model_path):
-    from core import AgeCam, AgeCamConfig
-    from realtime.stills import age_images
+    from agecam.core import AgeCam, AgeCamConfig
+    from agecam.realtime.stills import age_images
 
     other = tmp_path / "b" / astronaut_png.name
     other.parent.mkdir()
@@ -168,8 +168,8 @@ def test_age_images_streams_one_result_per_image_and_never_overwrites(tmp_path, 
 
 
 def test_crossing_scenes_overlap_in_pairs_and_coverage_leaves_overlapped_frames_out():
-    from realtime.field_test import track_coverage
-    from realtime.synthetic import face_paths
+    from agecam.realtime.field_test import track_coverage
+    from agecam.realtime.synthetic import face_paths
 
     config = SceneConfig(frames=240, face_size=100, crossing=True)
     corners = face_paths(4, config, np.random.default_rng(0))

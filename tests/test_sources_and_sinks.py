@@ -2,8 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.sinks import CSV_COLUMNS, CsvSink, VideoSink
-from realtime.sources import SourceError, VideoSource, describe_source
+from agecam.realtime.sinks import CSV_COLUMNS, CsvSink, VideoSink
+from agecam.realtime.sources import SourceError, VideoSource, describe_source
 
 
 def _frames(n, size=(160, 120)):
@@ -57,7 +57,7 @@ def test_video_sink_rejects_bad_targets(tmp_path):
 
 
 def test_csv_sink_schema_and_atomicity(tmp_path):
-    from core.detections import Detections
+    from agecam.core.detections import Detections
 
     path = tmp_path / "faces.csv"
     with CsvSink(path) as sink:
@@ -104,7 +104,7 @@ def test_source_errors(tmp_path):
 def test_csv_sink_on_a_full_disk_leaves_no_file_and_says_so(tmp_path, monkeypatch):
     import errno
 
-    from core.detections import Detections
+    from agecam.core.detections import Detections
 
     path = tmp_path / "faces.csv"
     sink = CsvSink(path)
@@ -125,7 +125,7 @@ def test_csv_sink_writes_special_files_in_place(tmp_path):
     import os
     import stat
 
-    from core.detections import Detections
+    from agecam.core.detections import Detections
 
     with pytest.raises(OSError, match="could not finish writing /dev/full"):
         with CsvSink("/dev/full") as sink:
@@ -142,9 +142,9 @@ def test_csv_sink_writes_special_files_in_place(tmp_path):
 
 
 def test_video_sink_that_cannot_finish_leaves_no_file(tmp_path, monkeypatch):
-    import realtime.sinks as sinks
+    import agecam.realtime.sinks as sinks
 
-    monkeypatch.setattr(sinks, "_playable", lambda path: False)  # what a full disk leaves: an unplayable file
+    monkeypatch.setattr(sinks, "_frame_count", lambda path: 0)  # what a full disk leaves: frames missing
     sink = VideoSink(tmp_path / "out.mp4", 25, (160, 120))
     sink.write(np.zeros((120, 160, 3), np.uint8))
     with pytest.raises(OSError, match="could not finish writing"):
@@ -203,7 +203,7 @@ def test_a_variable_frame_rate_file_is_read_whole_on_its_own_clock(tmp_path, tin
     import av
 
     from conftest import AGECAM
-    from realtime.synthetic import astronaut_face
+    from agecam.realtime.synthetic import astronaut_face
 
     path = tmp_path / "vfr.mp4"
     head = cv2.resize(astronaut_face(), (150, 150))

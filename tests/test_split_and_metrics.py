@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from training.data import FaceRecord, scan_folder
-from training.metrics import metrics_by_age_band, regression_metrics
-from training.split import (age_band, assign_splits, dropped_test_files, effective_splits, read_manifest,
+from agecam.training.data import FaceRecord, scan_folder
+from agecam.training.metrics import metrics_by_age_band, regression_metrics
+from agecam.training.split import (age_band, assign_splits, dropped_test_files, effective_splits, read_manifest,
                             read_manifest_groups, split_records, write_manifest)
 from conftest import MANIFEST
 

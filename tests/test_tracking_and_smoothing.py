@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from core.detections import Detections
-from core.smoothing import AgeSmoother, SmootherConfig
-from core.tracker import FaceTracker, TrackerConfig, iou_matrix
+from agecam.core.detections import Detections
+from agecam.core.smoothing import AgeSmoother, SmootherConfig
+from agecam.core.tracker import FaceTracker, TrackerConfig, iou_matrix
 
 
 def _frame(*boxes):

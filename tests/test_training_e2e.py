@@ -72,7 +72,7 @@ def test_evaluate_and_core_load_the_trained_model(trained, tiny_dataset):
     card = json.loads((work / "tiny.json").read_text())
     assert json.loads(split.stdout)["mae"] == pytest.approx(card["metrics"]["test"]["mae"], abs=1e-3)
 
-    from core.age_model import AgeModel
+    from agecam.core.age_model import AgeModel
 
     model = AgeModel.load(work / "tiny.keras")
     assert model.predict([np.zeros((50, 50, 3), np.uint8)]).shape == (1,)
@@ -89,7 +89,7 @@ def test_resume_continues_from_the_last_epoch(trained, tiny_dataset):
 
 
 def test_target_status_says_by_how_much_a_target_is_missed():
-    from training.train import target_status
+    from agecam.training.train import target_status
 
     assert target_status("resnet50", 5.23) == {"test_mae_at_most": 4.8, "met": False, "missed_by": 0.43}
     assert target_status("cnn", 4.59) == {"test_mae_at_most": 4.9, "met": True, "missed_by": 0.0}
@@ -97,7 +97,7 @@ def test_target_status_says_by_how_much_a_target_is_missed():
 
 
 def test_learning_rate_warms_up_then_decays(tmp_path):
-    from training.train import TrainConfig, learning_rate_schedule
+    from agecam.training.train import TrainConfig, learning_rate_schedule
 
     config = TrainConfig(data=tmp_path, epochs=10, lr=1e-3, warmup_epochs=1)
     schedule = learning_rate_schedule(config, steps_per_epoch=100)
@@ -109,7 +109,7 @@ def test_learning_rate_warms_up_then_decays(tmp_path):
 
 
 def test_init_from_a_trained_model_starts_where_it_ended(trained, tiny_dataset, tmp_path):
-    from core.age_model import AgeModel
+    from agecam.core.age_model import AgeModel
 
     work, _ = trained
     result = run_agecam("train", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32, "--batch-size", 16,
@@ -156,7 +156,7 @@ def test_evaluate_bad_model_path_fails_in_one_line(tmp_path, tiny_dataset):
 
 
 def test_distribution_head_trains_end_to_end(tiny_dataset, tmp_path):
-    from core.age_model import AgeModel
+    from agecam.core.age_model import AgeModel
 
     result = run_agecam("train", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32, "--batch-size", 16,
                         "--head", "distribution", "--out", tmp_path / "dist", "--manifest", tmp_path / "split.csv",
@@ -184,6 +184,10 @@ def test_calibrate_records_ranges_and_degraded_metrics(trained, utk_full_dir, ut
     assert 0.6 < coverage < 0.95  # calibrated on validation, measured on test
     assert card["age_range"]["calibration"]["coverage"] == 0.8
     assert card["assessed"]["command"].startswith("agecam calibrate")
+    robustness = card["robustness"]["test"]
+    assert {"clean", "greyscale", "CLAHE", "JPEG q30", "face 48 px", "rotation +15"} <= set(robustness)
+    assert robustness["clean"]["mae"] == pytest.approx(card["metrics"]["test"]["mae"], abs=1e-3)
+    assert robustness["clean"]["bias_shift"] == 0.0
 
     # The calibration reaches the outputs: image JSON gains age_range, evaluate reports coverage.
     image = run_agecam("image", astronaut_png, "--json", "--model", tmp_path / "tiny.keras")
@@ -198,6 +202,10 @@ def test_calibrate_records_ranges_and_degraded_metrics(trained, utk_full_dir, ut
     assert metrics["n"] == card["metrics"]["test_part1"]["n"]
     assert metrics["degraded"]["64"]["mae"] == pytest.approx(card["degraded"]["test_part1"]["64"]["mae"], abs=1e-3)
     assert metrics["age_range"]["coverage"] == pytest.approx(card["age_range"]["test_part1"]["coverage"])
+    suite = run_agecam("evaluate", "--data", utk_dir, "--model", tmp_path / "tiny.keras", "--split", "test",
+                       "--robustness")
+    assert suite.returncode == 0, suite.stderr
+    assert "CLAHE" in suite.stdout and "greyscale" in suite.stdout
     bad = run_agecam("evaluate", "--data", utk_dir, "--model", tmp_path / "tiny.keras", "--degrade", "big")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--degrade" in bad.stderr
 
@@ -244,3 +252,25 @@ def test_resume_survives_a_backup_cut_short_by_a_kill(tiny_dataset, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Epoch 3/3" in result.stdout  # carried on from the generation before
     assert json.loads((tmp_path / "m.json").read_text())["training"]["epochs_run"] >= 2
+
+
+def test_training_with_an_extra_source_and_the_new_augmentation(tiny_dataset, tmp_path, test_split_faces):
+    """A source in AiDataset's layout joins the training split only, re-cut, age-balanced, on the card."""
+    rng = np.random.default_rng(4)
+    for i, (face, age, _) in enumerate(test_split_faces):
+        canvas = cv2.GaussianBlur(rng.integers(40, 220, (160, 160, 3), dtype=np.uint8), (0, 0), 5)
+        canvas[30:130, 30:130] = cv2.resize(face, (100, 100), interpolation=cv2.INTER_AREA)
+        folder = tmp_path / "extra" / "20-50" / "train" / str(30 + i)
+        folder.mkdir(parents=True)
+        cv2.imwrite(str(folder / f"{i}.jpg"), canvas)
+    result = run_agecam("train", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32, "--batch-size", 16,
+                        "--out", tmp_path / "m", "--manifest", tmp_path / "split.csv", "--extra-data",
+                        tmp_path / "extra", "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    card = json.loads((tmp_path / "m.json").read_text())
+    (source,) = card["data"]["extra_sources"]
+    assert source["faces_used"] == 3 and source["ages"] == [30, 32] and source["splits"] == ["train"]
+    assert card["training"]["config"]["augment"]["photometric"]["greyscale"] > 0
+    trained_on = (tmp_path / card["data"]["train_files"]).read_text().split()
+    assert sum(name.startswith("20-50:train/") for name in trained_on) == 3
+    assert len(trained_on) == card["data"]["split_sizes"]["train"] + 3  # the split sizes are UTKFace's

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import AGECAM, REPO, shipped_model_available
-from core.annotator import PALETTE
+from agecam.core.annotator import PALETTE
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -84,7 +84,7 @@ def test_health_and_every_page_served(web_app):
 def test_live_page_streams_annotated_frames(web_app, tmp_path, test_split_faces):
     from playwright.sync_api import sync_playwright
 
-    from realtime.synthetic import SceneConfig, render_scene
+    from agecam.realtime.synthetic import SceneConfig, render_scene
 
     clip = tmp_path / "camera.y4m"
     write_y4m(clip, [frame for frame, _ in render_scene([f for f, _, _ in test_split_faces],

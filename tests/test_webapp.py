@@ -67,9 +67,12 @@ def test_performance_table_equals_the_cards(models_dir):
     for name in ("cnn", "other"):
         card = json.loads((models_dir / f"{name}.json").read_text())["metrics"]["test"]
         for column, key in (("MAE", "mae"), ("MSE", "mse"), ("RMSE", "rmse"), ("test faces", "n")):
-            assert table.loc[name, column] == pytest.approx(card[key])
+            assert table.loc[name, column] == pytest.approx(round(card[key], 2))  # shown with 2 decimals
+    # The command that reproduces the table names the table's split: the whole UTKFace folder's test split.
+    reproduce = next(m.value for m in app.markdown if "Reproduce with" in m.value)
+    assert "--data ../shared/data/utkface " in reproduce and "crop-part1" not in reproduce
 
-    from core.model_card import benchmark_runtime, load_benchmarks
+    from agecam.core.model_card import benchmark_runtime, load_benchmarks
 
     speed = app.dataframe[1].value
     for shown, saved in zip(speed.to_dict("records"), load_benchmarks(), strict=True):
@@ -90,7 +93,7 @@ def test_image_page_dataset_pick_shows_true_age_and_error(models_dir, utk_dir, m
 
 
 def test_image_page_rejects_bad_uploads(models_dir, monkeypatch):
-    from core.images import ImageError, ImageLimits, decode_image
+    from agecam.core.images import ImageError, ImageLimits, decode_image
 
     for data, reason in ((b"", "empty"), (b"GIF89a not really", "not a readable"), (b"\x89PNG\r\n\x1a\n", "not a")):
         with pytest.raises(ImageError, match=reason):
@@ -114,8 +117,8 @@ def _threads() -> int:
 def test_live_sessions_release_their_detector_when_closed_or_dropped(tiny_model_path):
     import gc
 
-    from core.age_model import AgeModel
-    from webapp.live import LiveSession
+    from agecam.core.age_model import AgeModel
+    from agecam.webapp.live import LiveSession
 
     model = AgeModel.load(str(tiny_model_path))
     frame = np.full((120, 160, 3), 90, np.uint8)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import AGECAM, REPO
-from core.annotator import PALETTE
+from agecam.core.annotator import PALETTE
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,7 +44,7 @@ def _window_id(env):
 
 
 def test_window_shows_the_overlay_and_q_quits(xvfb, tmp_path, test_split_faces, tiny_model_path):
-    from realtime.synthetic import SceneConfig, write_scene
+    from agecam.realtime.synthetic import SceneConfig, write_scene
 
     clip = write_scene(tmp_path / "window.mp4", [f for f, _, _ in test_split_faces], SceneConfig(frames=3000))
     process = subprocess.Popen([*AGECAM, "video", str(clip), "--model", str(tiny_model_path), "--show-fps"],

@@ -8,7 +8,8 @@ import cv2
 import keras
 import numpy as np
 
-from training.degrade import DegradeConfig, degrade_face
+from agecam.training.degrade import DegradeConfig, degrade_face
+from agecam.training.perturb import PhotometricConfig, random_photometric
 
 
 @dataclass(frozen=True)
@@ -16,11 +17,15 @@ class AugmentConfig:
     """Ranges of the random changes applied to each training face."""
 
     flip: bool = True
-    max_shift: float = 0.06  # fraction of the side
-    scale_range: tuple[float, float] = (0.92, 1.08)
-    max_rotation_deg: float = 10.0
+    max_shift: float = 0.08  # fraction of the side
+    # Zoom (log-uniform): covers crop margins from x0.8 to x1.25 of the calibrated one, since a
+    # detector's box wanders by that much between photos, cameras and head poses.
+    scale_range: tuple[float, float] = (0.8, 1.25)
+    max_rotation_deg: float = 18.0
     brightness: float = 0.15  # fraction of 255 added or removed
-    contrast_range: tuple[float, float] = (0.8, 1.2)
+    contrast_range: tuple[float, float] = (0.6, 1.3)
+    # Colour, tone and detail changes of cameras and photo apps (training.perturb); None: off.
+    photometric: PhotometricConfig | None = PhotometricConfig()
     # Small, compressed, soft faces as the live pipeline sees them (training.degrade); None: off.
     degrade: DegradeConfig | None = DegradeConfig()
 
@@ -31,11 +36,13 @@ def augment_face(image: np.ndarray, rng: np.random.Generator, config: AugmentCon
     if config.flip and rng.random() < 0.5:
         image = image[:, ::-1]
     angle = rng.uniform(-config.max_rotation_deg, config.max_rotation_deg)
-    scale = rng.uniform(*config.scale_range)
+    scale = float(np.exp(rng.uniform(*np.log(config.scale_range))))
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
     matrix[:, 2] += rng.uniform(-config.max_shift, config.max_shift, size=2) * size
     # Reflecting the border avoids black wedges the model would never see at inference.
     out = cv2.warpAffine(np.ascontiguousarray(image), matrix, (size, size), borderMode=cv2.BORDER_REFLECT_101)
+    if config.photometric is not None:
+        out = random_photometric(out, rng, config.photometric)
     if config.degrade is not None:
         out = degrade_face(out, rng, config.degrade)
     out = out.astype(np.float32)
@@ -46,12 +53,17 @@ def augment_face(image: np.ndarray, rng: np.random.Generator, config: AugmentCon
 
 
 class AugmentedFaces(keras.utils.PyDataset):
-    """Shuffled, augmented ``(images float32, ages)`` batches from in-memory uint8 faces."""
+    """Shuffled, augmented ``(images float32, ages[, weights])`` batches from in-memory uint8 faces.
 
-    def __init__(self, images, ages, batch_size, seed=0, config=AugmentConfig(), outputs=None, **kwargs):
+    ``weights`` (one per face, or None) weigh each face's loss, e.g. to balance ages across sources.
+    """
+
+    def __init__(self, images, ages, batch_size, seed=0, config=AugmentConfig(), outputs=None, weights=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.outputs = outputs  # output names of a multi-output model: each gets the ages
         self.images, self.ages = images, np.asarray(ages, np.float32)
+        self.weights = None if weights is None else np.asarray(weights, np.float32)
         self.batch_size, self.config = batch_size, config
         self.epoch, self.seed = 0, seed
         self._order = self._shuffled()
@@ -67,7 +79,10 @@ class AugmentedFaces(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         batch = np.stack([augment_face(self.images[i], rng, self.config) for i in ids])
         ages = self.ages[ids]
-        return batch, ({name: ages for name in self.outputs} if self.outputs else ages)
+        targets = {name: ages for name in self.outputs} if self.outputs else ages
+        if self.weights is None:
+            return batch, targets
+        return batch, targets, self.weights[ids]
 
     def on_epoch_end(self):
         self.epoch += 1

@@ -2,7 +2,7 @@
 
 The result gives ``core.crop.CALIBRATED_GEOMETRY``: how much to expand a detected box so
 inference crops frame faces as the training crops do. Run with
-``python -m training.crop_calibration ../shared/data/utkface-crop-part1``.
+``python -m agecam.training.crop_calibration ../shared/data/utkface-crop-part1``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import sys
 import cv2
 import numpy as np
 
-from core.detector import DetectorConfig, FaceDetector
-from core.paths import UTKFACE_CROP_PART1
-from training.data import read_image, scan_folder
+from agecam.core.detector import DetectorConfig, FaceDetector
+from agecam.core.paths import UTKFACE_CROP_PART1
+from agecam.training.data import read_image, scan_folder
 
 PAD_FRACTION = 0.5  # black border around each crop, so the detector sees the face in context
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.images import IMAGE_SUFFIXES, ImageError, read_image_file
-from core.utkface import parse_name
-from core.preprocess import preprocess_face
+from agecam.core.images import IMAGE_SUFFIXES, ImageError, read_image_file
+from agecam.core.utkface import parse_name
+from agecam.core.preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ hashes differ in at most ``max_distance`` bits *and* their thumbnails differ by 
 ``max_pixel_difference`` grey levels on average; groups are closed transitively.
 
 Why both: UTKFace faces are aligned, so distinct faces' hashes sit close (most 6-12 bits
-apart). Measured on ../shared/data/utkface (``python -m training.duplicates DIR``): pairs 0-3
+apart). Measured on ../shared/data/utkface (``python -m agecam.training.duplicates DIR``): pairs 0-3
 bits apart are copies (median thumbnail difference 1-5 levels), pairs 5+ bits apart are
 distinct faces (median 35 levels); at 4 bits both kinds occur, which the thumbnail settles.
 
@@ -58,7 +58,7 @@ def fingerprint(image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fingerprint_images(paths: list[Path]) -> Fingerprints:
     """Fingerprints of image files; an unreadable one is marked invalid and groups with nothing."""
-    from training.data import read_image
+    from agecam.training.data import read_image
 
     prints = Fingerprints(np.zeros((len(paths), 8), np.uint8),
                           np.zeros((len(paths), THUMB_SIDE, THUMB_SIDE), np.uint8), np.ones(len(paths), bool))
@@ -121,7 +121,7 @@ def nearest_other_distance(hashes: np.ndarray, chunk: int = 256) -> np.ndarray:
 def _main() -> None:
     import sys
 
-    from training.data import scan_folder
+    from agecam.training.data import scan_folder
 
     records = scan_folder(sys.argv[1]).records
     prints = fingerprint_images([r.path for r in records])

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.age_model import AgeModel, EnsembleRunner, ModelError, models_dir
-from core.model_card import write_card
-from core.onnx_runner import file_sha256
-from training.evaluate import EvaluateConfig, evaluate
-from training.split import DEFAULT_MANIFEST
-from training.train import repo_relative
+from agecam.core.age_model import AgeModel, EnsembleRunner, ModelError, models_dir
+from agecam.core.model_card import write_card
+from agecam.core.onnx_runner import file_sha256
+from agecam.training.evaluate import EvaluateConfig, evaluate
+from agecam.training.split import DEFAULT_MANIFEST
+from agecam.training.train import repo_relative
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.age_model import AgeModel
-from training.data import DataError, ScanReport, load_arrays, scan_folder
-from training.metrics import metrics_by_age_band, regression_metrics
-from training.split import effective_splits
+from agecam.core.age_model import AgeModel
+from agecam.training.data import DataError, ScanReport, load_arrays, scan_folder
+from agecam.training.metrics import metrics_by_age_band, regression_metrics
+from agecam.training.split import effective_splits
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class EvaluateConfig:
     manifest: Path | None = None
     batch_size: int = 64
     degrade: tuple[int, ...] = ()  # effective face widths for the degraded evaluation (training.degrade)
+    robustness: bool = False  # also run the robustness suite (training.robustness)
 
 
 def predict_in_batches(model: AgeModel, images: np.ndarray, batch_size: int = 64, progress=None) -> np.ndarray:
@@ -56,7 +57,7 @@ def degraded_predictions(model: AgeModel, images: np.ndarray, widths, batch_size
                          progress=None) -> dict[int, np.ndarray]:
     """Ages per effective face width, each face re-rendered there with JPEG quality 50
     (:func:`training.degrade.render_at_width`); ``progress(done, total)`` over all widths' faces."""
-    from training.degrade import render_at_width
+    from agecam.training.degrade import render_at_width
 
     out = {}
     for step, width in enumerate(widths):
@@ -69,7 +70,7 @@ def degraded_predictions(model: AgeModel, images: np.ndarray, widths, batch_size
 
 def degraded_metrics(ages: np.ndarray, predictions: dict[int, np.ndarray]) -> dict:
     """MAE and bias per width from :func:`degraded_predictions`."""
-    from training.degrade import EVAL_JPEG_QUALITY
+    from agecam.training.degrade import EVAL_JPEG_QUALITY
 
     return {str(width): {"n": int(len(ages)), "mae": regression_metrics(ages, predicted)["mae"],
                          "bias": mean_signed_error(ages, predicted), "jpeg_quality": EVAL_JPEG_QUALITY}
@@ -84,8 +85,8 @@ def degraded_report(model: AgeModel, images: np.ndarray, ages: np.ndarray, width
 
 def range_report(calibration, y_true, y_pred) -> dict:
     """Coverage of the calibrated age ranges, overall and per age band of the true age."""
-    from core.age_range import coverage_of
-    from training.split import AGE_BANDS, age_band
+    from agecam.core.age_range import coverage_of
+    from agecam.training.split import AGE_BANDS, age_band
 
     low, high = calibration.interval(y_pred)
     y_true = np.asarray(y_true, np.float64)
@@ -104,7 +105,8 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=Non
     """Run ``model`` over the folder (or one split of it) and return the metrics and scan report.
 
     ``progress(stage, done, total)``, when given, hears how far each stage is: ``reading`` the images,
-    ``predicting`` their ages, ``degraded`` (the re-rendered faces of ``config.degrade``)."""
+    ``predicting`` their ages, ``degraded`` (the re-rendered faces of ``config.degrade``), ``robustness``
+    (the perturbed faces of the robustness suite)."""
     def stage(name):
         return None if progress is None else lambda done, total: progress(name, done, total)
 
@@ -127,7 +129,11 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=Non
     if config.degrade:
         result["degraded"] = degraded_report(model, images, ages, config.degrade, config.batch_size,
                                              stage("degraded"))
-    from core.age_range import AgeRangeCalibration
+    if config.robustness:
+        from agecam.training.robustness import robustness_report
+
+        result["robustness"] = robustness_report(model, images, ages, config.batch_size, stage("robustness"))
+    from agecam.core.age_range import AgeRangeCalibration
 
     calibration = AgeRangeCalibration.from_card(model.card)
     if calibration is not None:

@@ -5,7 +5,7 @@ installable here), so this runs under the torch backend, in any environment that
 onnx and onnxscript, e.g. a separate one::
 
     python -m venv /tmp/export && /tmp/export/bin/pip install torch==2.13.0 keras onnx onnxscript onnxruntime "numpy<2" h5py
-    KERAS_BACKEND=torch /tmp/export/bin/python -m training.export_onnx models/resnet50.keras
+    KERAS_BACKEND=torch /tmp/export/bin/python -m agecam.training.export_onnx models/resnet50.keras
 
 It writes ``models/resnet50.onnx`` beside the model, with its weights stored as the ``.keras``
 file stores them: float16 for ResNet50 (half the file; each weight is widened by a Cast that
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.atomic import atomic_path
-from core.onnx_runner import SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
+from agecam.core.atomic import atomic_path
+from agecam.core.onnx_runner import SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,10 @@ def export(keras_path: Path) -> Path:
     import keras
     import onnx
 
-    from core.age_model import KerasRunner
+    from agecam.core.age_model import KerasRunner
 
     if keras.backend.backend() != "torch":
-        raise RuntimeError("run the export under the torch backend: KERAS_BACKEND=torch python -m training.export_onnx ...")
+        raise RuntimeError("run the export under the torch backend: KERAS_BACKEND=torch python -m agecam.training.export_onnx ...")
     keras_path = Path(keras_path)
     runner = KerasRunner.load(keras_path)
     model, size = runner.keras_model, runner.input_size
@@ -101,6 +101,6 @@ def export(keras_path: Path) -> Path:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if len(sys.argv) < 2:
-        sys.exit("usage: KERAS_BACKEND=torch python -m training.export_onnx MODEL.keras [MODEL.keras ...]")
+        sys.exit("usage: KERAS_BACKEND=torch python -m agecam.training.export_onnx MODEL.keras [MODEL.keras ...]")
     for argument in sys.argv[1:]:
         export(Path(argument))

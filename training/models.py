@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from core.age_model import first_line
+from agecam.core.age_model import first_line
 
 log = logging.getLogger(__name__)
 

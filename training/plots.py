@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only; never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.atomic import atomic_path  # noqa: E402
+from agecam.core.atomic import atomic_path  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:

@@ -1,7 +1,7 @@
 """Write the README's model and performance tables from the model cards and saved benchmarks,
 so no metric is ever typed by hand.
 
-``python -m training.report README.md`` replaces the text between each pair of markers below.
+``python -m agecam.training.report README.md`` replaces the text between each pair of markers below.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import json
 import sys
 from pathlib import Path
 
-from core.atomic import write_text_atomic
-from core.default_model import (REALTIME_FPS, REALTIME_LATENCY_P95_MS, fps_by_faces, live_p95_ms, mark_default,
-                                pick_default, realtime_runs, tool_runtimes)
-from core.model_card import ASSETS_DIR, benchmark_runtime, load_benchmarks, load_cards
+from agecam.core.atomic import write_text_atomic
+from agecam.core.default_model import (CROSS_DATASET, REALTIME_FPS, REALTIME_LATENCY_P95_MS, cross_dataset_mae,
+                                       fps_by_faces, is_realtime, live_p95_ms, mark_default, pick_default,
+                                       realtime_runs, selection_scores, tool_runtimes)
+from agecam.core.age_model import load_cards
+from agecam.core.model_card import ASSETS_DIR, benchmark_runtime, load_benchmarks
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PERF_BEGIN, PERF_END = "<!-- performance-table:begin -->", "<!-- performance-table:end -->"
@@ -23,6 +25,8 @@ SIZE_BEGIN, SIZE_END = "<!-- face-size-table:begin -->", "<!-- face-size-table:e
 FIELD_BEGIN, FIELD_END = "<!-- field-test-table:begin -->", "<!-- field-test-table:end -->"
 COST_BEGIN, COST_END = "<!-- small-faces-cost:begin -->", "<!-- small-faces-cost:end -->"
 BATCH_BEGIN, BATCH_END = "<!-- batch-throughput:begin -->", "<!-- batch-throughput:end -->"
+ROBUST_BEGIN, ROBUST_END = "<!-- robustness-table:begin -->", "<!-- robustness-table:end -->"
+CROSS_BEGIN, CROSS_END = "<!-- cross-dataset-table:begin -->", "<!-- cross-dataset-table:end -->"
 FIELD_TEST = "field-test.json"  # written by `agecam field-test --save assets/field-test.json`
 BATCH_THROUGHPUT = "batch-throughput.json"  # written by `agecam benchmark --batch --save assets/batch-throughput.json`
 # Issue #13's targets: per case, the worst face's main-track share and the most tracks a face may get.
@@ -80,6 +84,46 @@ def face_size_table(cards: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def robustness_table(cards: dict[str, dict]) -> str:
+    """Markdown: MAE (bias) per perturbation of the robustness suite, per model; a cell beyond the
+    targets (training.robustness) is marked."""
+    cards = {name: card for name, card in cards.items() if card.get("robustness", {}).get("test")}
+    if not cards:
+        return "_No model has a robustness record yet: run `agecam calibrate` (see Training)._"
+    names = list(next(iter(cards.values()))["robustness"]["test"])
+    lines = ["| perturbation (UTKFace test split) | " + " | ".join(f"`{name}` MAE (bias)" for name in cards) + " |",
+             "|---" * (1 + len(cards)) + "|"]
+    for perturbation in names:
+        cells = [card["robustness"]["test"].get(perturbation) for card in cards.values()]
+        lines.append(f"| {perturbation} | " + " | ".join(
+            f"{c['mae']:.2f} ({c['bias']:+.2f}){'' if c['met'] else ' ✗'}" if c else "-" for c in cells) + " |")
+    met = {name: sum(c["met"] for c in card["robustness"]["test"].values()) for name, card in cards.items()}
+    lines.append("| within the targets | " + " | ".join(f"{met[name]} of {len(card['robustness']['test'])}"
+                                                       for name, card in cards.items()) + " |")
+    return "\n".join(lines)
+
+
+def cross_dataset_table(cards: dict[str, dict]) -> str:
+    """Markdown: each model's cross-dataset record(s) through the pipeline, overall and per age band."""
+    rows = [(name, source, record) for name, card in cards.items()
+            for source, record in card.get("cross_dataset", {}).items()]
+    if not rows:
+        return (f"_No cross-dataset record yet: run `agecam evaluate-photos ../shared/data/{CROSS_DATASET} "
+                "--model NAME --record`._")
+    bands = sorted({band for _, _, record in rows for band in record["by_age"]}, key=lambda b: int(b.rstrip("+").split("-")[0]))
+    lines = ["| model | photos | found | MAE | bias | 80% range coverage | MAE per person (mean) | "
+             + " | ".join(f"{band} MAE (bias)" for band in bands) + " |", "|---" * (7 + len(bands)) + "|"]
+    for name, source, record in rows:
+        per_person = record.get("mae_per_person", {}).get("mean")
+        coverage = record.get("range_coverage")
+        cells = [record["by_age"].get(band) for band in bands]
+        lines.append(f"| `{name}` on {source} | {record['photos']} | {record['found_rate']:.1%} | {record['mae']:.2f} "
+                     f"| {record['bias']:+.2f} | {'-' if coverage is None else f'{coverage:.1%}'} "
+                     f"| {'-' if per_person is None else f'{per_person:.2f}'} | "
+                     + " | ".join(f"{c['mae']:.2f} ({c['bias']:+.1f})" if c else "-" for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def _target_cell(target: dict | None) -> str:
     if not target:
         return "-"
@@ -133,10 +177,16 @@ def default_model_text(cards: dict[str, dict], results: list[dict], runtimes: di
     if name is None:
         return "_No shipped model has a saved benchmark at real-time speed yet._"
     run = realtime_runs(results, runtimes)[name]
-    others = [f"`{other}` {cards[other]['metrics']['test']['mae']:.2f}" for other in cards if other != name]
+    runs = realtime_runs(results, runtimes)
+    fast = [other for other in cards if other in runs and is_realtime(runs[other])]
+    scores = selection_scores(cards, fast)
+    crossed = all(cross_dataset_mae(cards[other]) is not None for other in fast)
+    what = (f"the lowest mean of the UTKFace test MAE and the {CROSS_DATASET} MAE through the pipeline"
+            if crossed else "the lowest test MAE")
+    others = [f"`{other}` {scores[other]:.2f}" for other in fast if other != name]
     fps = ", ".join(f"{fps_by_faces(run)[n]:.0f} fps at {n} faces" for n in sorted(REALTIME_FPS))
     targets = ", ".join(f"{target:.0f} fps at {n}" for n, target in sorted(REALTIME_FPS.items()))
-    return (f"**Default model: `{name}`**, the lowest test MAE ({cards[name]['metrics']['test']['mae']:.2f}"
+    return (f"**Default model: `{name}`**, {what} ({scores[name]:.2f}"
             + (f"; {', '.join(others)}" if others else "") + ") among the models that keep real-time speed "
             f"({fps}, live latency p95 {live_p95_ms(run):.0f} ms, on {benchmark_runtime(run)}; the targets are "
             f"{targets} and {REALTIME_LATENCY_P95_MS:.0f} ms). Its card carries `\"default\": true`, which the tools read.")
@@ -235,6 +285,8 @@ def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: di
             (BANDS_BEGIN, BANDS_END): age_bands_table(cards),
             (DEFAULT_BEGIN, DEFAULT_END): default_model_text(cards, results, runtimes),
             (SIZE_BEGIN, SIZE_END): face_size_table(cards),
+            (ROBUST_BEGIN, ROBUST_END): robustness_table(cards),
+            (CROSS_BEGIN, CROSS_END): cross_dataset_table(cards),
             (FIELD_BEGIN, FIELD_END): field_test_table(load_field_test(assets)),
             (COST_BEGIN, COST_END): detection_cost_table(load_cost_runs(assets)),
             (BATCH_BEGIN, BATCH_END): batch_throughput_table(load_asset(BATCH_THROUGHPUT, assets))}

@@ -20,8 +20,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.atomic import atomic_path
-from training.data import FaceRecord
+from agecam.core.atomic import atomic_path
+from agecam.training.data import FaceRecord
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def held_out_faces(data: str | Path, count: int, manifest: str | Path = DEFAULT_
     fewer when the folder or the manifest has fewer. For generated scenes: benchmarks, field tests."""
     import cv2
 
-    from training.data import scan_folder
+    from agecam.training.data import scan_folder
 
     if not Path(data).is_dir():
         return []

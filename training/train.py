@@ -23,17 +23,18 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from core.age_model import AgeModel, ModelError
-from core.atomic import atomic_path, write_text_atomic
-from core.model_card import figure_prefix, read_card, write_card
-from core.paths import ASSETS_DIR, REPO_ROOT, SHIPPED_MODELS
-from training.arch_defaults import ARCH_DEFAULTS
-from training.augment import AugmentConfig, AugmentedFaces
-from training.data import DataError, load_arrays, scan_folder
-from training.evaluate import metrics_report, predict_in_batches
-from training.models import build_model, distribution_losses, head_of, resolve_weights, training_view
-from training.plots import plot_error_by_band, plot_predictions, plot_training
-from training.split import (DEFAULT_MANIFEST, SplitConfig, SplitResult, read_manifest, read_manifest_groups, split_records,
+from agecam.core.age_model import AgeModel, ModelError
+from agecam.core.atomic import atomic_path, write_text_atomic
+from agecam.core.model_card import figure_prefix, read_card, write_card
+from agecam.core.paths import ASSETS_DIR, REPO_ROOT, SHIPPED_MODELS
+from agecam.training.arch_defaults import ARCH_DEFAULTS
+from agecam.training.augment import AugmentConfig, AugmentedFaces
+from agecam.training.data import DataError, load_arrays, scan_folder
+from agecam.training.extra_faces import ExtraFaces, age_balance_weights, load_extra_faces, near_duplicates_of, scan_age_folders
+from agecam.training.evaluate import metrics_report, predict_in_batches
+from agecam.training.models import build_model, distribution_losses, head_of, resolve_weights, training_view
+from agecam.training.plots import plot_error_by_band, plot_predictions, plot_training
+from agecam.training.split import (DEFAULT_MANIFEST, SplitConfig, SplitResult, read_manifest, read_manifest_groups, split_records,
                             write_manifest)
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,10 @@ class TrainConfig:
     limit: int | None = None  # use only the first N images (smoke tests)
     steps_per_epoch: int | None = None  # train on only this many (shuffled) batches per epoch: quick comparisons
     run_dir: Path | None = None  # resumable state; default <out>.run next to the model
+    # Folders of extra training faces in <split>/<age>/ folders (training.extra_faces); training only.
+    extra_data: tuple[Path, ...] = ()
+    extra_splits: tuple[str, ...] = ("train",)
+    cache_dir: Path | None = None  # re-cut extra faces are kept here between runs (outside the repository)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
@@ -117,7 +122,16 @@ def train(config: TrainConfig) -> dict:
         raise DataError(f"not enough images to train: {len(x_train)} train, {len(x_val)} validation")
     log.info("data: %s; train %d, val %d, test %d (%d test faces dropped as near-duplicates of train/val)",
              report.summary(), len(x_train), len(x_val), len(x_test), len(split.dropped_from_test))
-    train_batches = AugmentedFaces(x_train, y_train, config.batch_size, seed=config.seed, config=config.augment)
+    split_sizes = {"train": len(x_train), "val": len(x_val), "test": len(x_test)}  # UTKFace's
+    extra = [load_extra_source(Path(folder), config, parts) for folder in config.extra_data]
+    weights = None
+    if extra:
+        utk_ages = y_train
+        x_train = np.concatenate([x_train] + [faces.images for faces, _ in extra])
+        y_train = np.concatenate([y_train] + [faces.ages for faces, _ in extra])
+        weights = age_balance_weights(y_train, utk_ages)
+    train_batches = AugmentedFaces(x_train, y_train, config.batch_size, seed=config.seed, config=config.augment,
+                                   weights=weights)
 
     # --- model and compile ------------------------------------------------------------
     weights = resolve_weights(config.weights) if config.arch == "resnet50" else "none"
@@ -174,7 +188,9 @@ def train(config: TrainConfig) -> dict:
     # --- evaluate and ship ------------------------------------------------------------
     config.out.parent.mkdir(parents=True, exist_ok=True)
     model_path = config.out.with_suffix(".keras")
-    write_train_files(config.out, kept_train, config.init_from)  # before the model: a superset is safe
+    extra_names = [name for faces, _ in extra for name in faces.names]
+    # Before the model: a superset is safe.
+    write_train_files(config.out, kept_train, config.init_from, extra_names)
     stored_float16 = _save_for_inference(model, config, model_path)
     shipped = AgeModel.load(model_path, runtime="keras")  # the card measures the model itself
     val_pred = predict_in_batches(shipped, x_val)
@@ -195,10 +211,13 @@ def train(config: TrainConfig) -> dict:
             "scan": report.summary(),
             "skipped": dict(report.skipped),
             "manifest": repo_relative(config.manifest),
-            "split_sizes": {"train": len(x_train), "val": len(x_val), "test": len(x_test)},
+            "split_sizes": split_sizes,
             "duplicate_groups": sum(1 for members in Counter(split.groups.values()).values() if members > 1),
             "test_dropped_as_duplicates": len(split.dropped_from_test),
             "train_files": train_files_path(config.out).name,
+            "extra_sources": [summary for _, summary in extra],
+            "age_balance": ("loss weights per 5-year band give the combined training set UTKFace's age "
+                            "distribution" if extra else None),
         },
         "training": {
             "epochs_run": len(history.get("loss", [])),
@@ -240,10 +259,27 @@ def prepare_split(records, manifest_path: Path, split_config: SplitConfig, updat
     return split
 
 
+def load_extra_source(folder: Path, config: TrainConfig, parts) -> tuple[ExtraFaces, dict]:
+    """One extra source's faces for training (cleaned, re-cut, near-duplicates of this run's validation
+    and test faces removed) and a summary of it for the card."""
+    scan = scan_age_folders(folder, config.extra_splits)
+    faces = load_extra_faces(scan.records, config.img_size, config.cache_dir)
+    held_out = [r.path for split in ("val", "test") for r in parts[split]]
+    duplicates = near_duplicates_of(faces, held_out) if held_out else np.zeros(len(faces.images), bool)
+    faces = faces.without(duplicates)
+    summary = {"folder": str(folder), "splits": list(config.extra_splits), "scan": scan.summary(),
+               "no_face_detected": faces.not_found, "near_duplicates_of_val_or_test": int(duplicates.sum()),
+               "faces_used": len(faces.images),
+               "ages": [int(faces.ages.min()), int(faces.ages.max())] if len(faces.ages) else None}
+    log.info("extra source %s: %s; %d without a face, %d near-duplicates of val/test dropped, %d used",
+             folder, scan.summary(), faces.not_found, int(duplicates.sum()), len(faces.images))
+    return faces, summary
+
+
 def duplicate_groups(records, manifest_path: Path) -> np.ndarray:
     """Near-duplicate group id per record: from the manifest's ``group`` column when it lists every
     record, else by fingerprinting every image (about a minute for 22k faces)."""
-    from training.duplicates import fingerprint_images, group_near_duplicates
+    from agecam.training.duplicates import fingerprint_images, group_near_duplicates
 
     listed = read_manifest_groups(manifest_path) if Path(manifest_path).is_file() else {}
     if records and all(r.name in listed for r in records):
@@ -267,9 +303,10 @@ def read_train_files(model_path: Path) -> set[str] | None:
     return {line for line in path.read_text().splitlines() if line}
 
 
-def write_train_files(out: Path, kept_train, init_from: Path | None) -> None:
-    """Record the training faces of this run plus those its starting model was trained on."""
-    names = {r.name for r in kept_train}
+def write_train_files(out: Path, kept_train, init_from: Path | None, extra_names=()) -> None:
+    """Record the training faces of this run (UTKFace names, then ``source:path`` of extra sources)
+    plus those its starting model was trained on."""
+    names = {r.name for r in kept_train} | set(extra_names)
     if init_from is not None:
         names |= read_train_files(init_from) or set()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -382,7 +419,7 @@ def _save_for_inference(model: keras.Model, config: TrainConfig, path: Path) -> 
 
     Returns True when the weights were stored in float16 to keep the file small.
     """
-    from core.float16 import convert
+    from agecam.core.float16 import convert
 
     clean = build_model(config.arch, config.img_size, "none", config.head)
     clean.set_weights(model.get_weights())

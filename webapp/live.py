@@ -13,10 +13,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from core.age_model import AgeModel
-from core.analyzer import AgeCam, AgeCamConfig
-from core.annotator import AnnotatorConfig
-from core.detector import DetectorConfig
+from agecam.core.age_model import AgeModel
+from agecam.core.analyzer import AgeCam, AgeCamConfig
+from agecam.core.annotator import AnnotatorConfig
+from agecam.core.detector import DetectorConfig
 
 
 class LiveSession:

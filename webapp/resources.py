@@ -9,10 +9,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.age_model import AgeModel, available_models, default_model_name
-from core.analyzer import AgeCam, AgeCamConfig
-from core.model_card import load_cards
-from core.paths import UTKFACE_CROP_PART1
+from agecam.core.age_model import AgeModel, available_models, default_model_name, load_cards
+from agecam.core.analyzer import AgeCam, AgeCamConfig
+from agecam.core.paths import UTKFACE_CROP_PART1
 
 DATASET_ENV = "AGECAM_UTKFACE_DIR"
 ICE_ENV = "AGECAM_ICE_SERVERS"

@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.age_model import ModelError
-from core.images import ImageError, decode_image
-from core.utkface import parse_name
-from webapp.resources import NO_MODEL_HELP, dataset_folder, model_names, shared_model, shared_still_cam
+from agecam.core.age_model import ModelError
+from agecam.core.images import ImageError, decode_image
+from agecam.core.utkface import parse_name
+from agecam.webapp.resources import NO_MODEL_HELP, dataset_folder, model_names, shared_model, shared_still_cam
 
 st.title("Image prediction")
 names = model_names()

@@ -1,7 +1,7 @@
 import streamlit as st
 
-from core.model_card import ASSETS_DIR, figure_prefix
-from webapp.resources import NO_MODEL_HELP, cards
+from agecam.core.model_card import ASSETS_DIR, figure_prefix
+from agecam.webapp.resources import NO_MODEL_HELP, cards
 
 st.title("Training insights")
 model_cards = cards()

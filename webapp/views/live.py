@@ -2,9 +2,9 @@ import time
 
 import streamlit as st
 
-from core.age_model import ModelError
-from webapp.live import LiveSession, streaming_available
-from webapp.resources import NO_MODEL_HELP, ice_servers, model_names, shared_model
+from agecam.core.age_model import ModelError
+from agecam.webapp.live import LiveSession, streaming_available
+from agecam.webapp.resources import NO_MODEL_HELP, ice_servers, model_names, shared_model
 
 st.title("Live camera")
 names = model_names()

@@ -1,6 +1,6 @@
 import streamlit as st
 
-from webapp.resources import NO_MODEL_HELP, cards, model_names
+from agecam.webapp.resources import NO_MODEL_HELP, cards, model_names
 
 st.title("agecam")
 st.markdown(

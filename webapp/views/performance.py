@@ -1,8 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from core.model_card import benchmark_runtime, load_benchmarks
-from webapp.resources import NO_MODEL_HELP, cards
+from agecam.core.model_card import benchmark_runtime, load_benchmarks
+from agecam.webapp.resources import NO_MODEL_HELP, cards
 
 st.title("Model performance")
 model_cards = cards()
@@ -16,10 +16,11 @@ table = pd.DataFrame([
      "MSE": card["metrics"]["test"]["mse"], "RMSE": card["metrics"]["test"]["rmse"]}
     for name, card in model_cards.items()
 ])
-st.markdown("Test-split metrics in years, read from each model's card (`models/*.json`), written by the "
-            "training run's evaluation. Reproduce with "
-            "`agecam evaluate --data ../shared/data/utkface-crop-part1 --model NAME --split test`.")
-st.dataframe(table, hide_index=True)
+st.markdown("Metrics in years on the duplicate-aware test split of the whole UTKFace folder, read from each "
+            "model's card (`models/*.json`), written by the training run's evaluation. Reproduce with "
+            "`agecam evaluate --data ../shared/data/utkface --model NAME --split test`.")
+TWO_DECIMALS = {column: st.column_config.NumberColumn(format="%.2f") for column in ("MAE", "MSE", "RMSE")}
+st.dataframe(table.round(2), hide_index=True, column_config=TWO_DECIMALS)
 
 st.subheader("Comparison")
 st.bar_chart(table.set_index("model")[["MAE", "RMSE"]], stack=False)

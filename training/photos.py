@@ -1,0 +1,173 @@
+"""Cross-dataset evaluation through the whole pipeline: labelled photos in, found-rate and age error out.
+
+    agecam evaluate-photos ../shared/data/fgnet-dev --labels fgnet --save assets/cross-dataset-ensemble.json
+
+Each photo goes through what ``agecam image`` does (``AgeCam.get_image``: detection with tiles and
+the large-face pass, crop, age, calibrated range); the photo's subject is its largest face. Labels
+come from the file names (UTKFace's ``age_gender_race_date``, FG-NET's ``PPPAaa[x]``) or from a
+``file,age`` CSV. Reported overall, per age band and per person (FG-NET weighs 8-16 photos a person).
+
+Example::
+
+    photos = labelled_photos(Path("fgnet-dev"), "fgnet")
+    with AgeCam(AgeCamConfig(model="cnn")) as cam:
+        result = evaluate_photos(cam, photos)
+    result["found_rate"], result["mae"], result["range_coverage"]
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agecam.core.images import IMAGE_SUFFIXES, ImageError, read_image_file
+from agecam.core.utkface import parse_name
+from agecam.training.evaluate import mean_signed_error
+from agecam.training.metrics import metrics_by_age_band, regression_metrics
+
+LABEL_KINDS = ("auto", "utkface", "fgnet")
+_FGNET = re.compile(r"^(\d{3})A(\d{2})[a-z]?\.jpe?g$", re.IGNORECASE)
+
+
+class LabelError(ValueError):
+    """Labels that cannot be read or match no photo."""
+
+
+@dataclass(frozen=True)
+class LabelledPhoto:
+    path: Path
+    age: float
+    person: str | None = None  # FG-NET's person id; None when the labels do not say
+
+
+def fgnet_label(name: str) -> tuple[str, int] | None:
+    """``(person, age)`` from an FG-NET name (``001A43a.JPG``: person 001 at 43), or None."""
+    match = _FGNET.match(name)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def utkface_label(name: str) -> int | None:
+    """The age of a UTKFace name, or None when it is malformed."""
+    parsed = parse_name(name)
+    return parsed[0] if parsed else None
+
+
+def read_label_csv(path: Path) -> dict[str, float]:
+    """``file,age`` rows (a header row is allowed) as ``{file name: age}``."""
+    labels = {}
+    try:
+        with open(path, newline="") as handle:
+            for number, row in enumerate(csv.reader(handle), start=1):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) < 2:
+                    raise LabelError(f"{path}:{number}: expected 'file,age', got {','.join(row)!r}")
+                try:
+                    age = float(row[1])
+                except ValueError:
+                    if number == 1:
+                        continue  # a header
+                    raise LabelError(f"{path}:{number}: age {row[1]!r} is not a number") from None
+                if not 0 <= age <= 130:
+                    raise LabelError(f"{path}:{number}: age {age:g} is outside 0-130")
+                labels[row[0].strip()] = age
+    except (OSError, UnicodeDecodeError) as error:
+        raise LabelError(f"cannot read labels {path}: {error}") from None
+    return labels
+
+
+def labelled_photos(folder: Path, labels: str = "auto") -> list[LabelledPhoto]:
+    """The photos of ``folder`` (not recursive) with their ages, by ``labels``: ``utkface`` or
+    ``fgnet`` (from the names), ``auto`` (whichever parses more names) or a ``file,age`` CSV path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LabelError(f"photo folder not found: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+    if labels not in LABEL_KINDS:
+        table = read_label_csv(Path(labels))
+        photos = [LabelledPhoto(p, table[p.name]) for p in paths if p.name in table]
+    else:
+        fgnet = [(p, fgnet_label(p.name)) for p in paths]
+        fgnet_photos = [LabelledPhoto(p, float(parsed[1]), parsed[0]) for p, parsed in fgnet if parsed]
+        utk_photos = [LabelledPhoto(p, float(age)) for p in paths if (age := utkface_label(p.name)) is not None]
+        if labels == "auto":
+            photos = fgnet_photos if len(fgnet_photos) >= len(utk_photos) else utk_photos
+        else:
+            photos = fgnet_photos if labels == "fgnet" else utk_photos
+    if not photos:
+        raise LabelError(f"no photo of {folder} has a label ({labels})")
+    return photos
+
+
+def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
+    """Found-rate, MAE, bias, 80% range coverage, per age band and per person, for ``photos`` through
+    ``cam.get_image``; ``progress(done, total)`` after each photo."""
+    found_ages, predicted, lows, highs, persons = [], [], [], [], []
+    missed, unreadable = [], []
+    for done, photo in enumerate(photos, start=1):
+        try:
+            image = read_image_file(photo.path)
+        except (ImageError, OSError):
+            unreadable.append(photo.path.name)
+            continue
+        faces = cam.get_image(image)
+        if len(faces):
+            subject = int(np.argmax(np.prod(faces.xyxy[:, 2:] - faces.xyxy[:, :2], axis=1)))
+            found_ages.append(photo.age)
+            predicted.append(float(faces.age[subject]))
+            lows.append(float(faces.age_low[subject]))
+            highs.append(float(faces.age_high[subject]))
+            persons.append(photo.person)
+        else:
+            missed.append(photo.path.name)
+        if progress is not None:
+            progress(done, len(photos))
+    truth, guess = np.asarray(found_ages, np.float64), np.asarray(predicted, np.float64)
+    low, high = np.asarray(lows), np.asarray(highs)
+    inside = (truth >= low) & (truth <= high) if np.isfinite(low).all() and len(low) else np.zeros(0, bool)
+    read = len(photos) - len(unreadable)
+    result = {"photos": len(photos), "unreadable": len(unreadable), "found": len(truth),
+              "found_rate": len(truth) / read if read else float("nan"),
+              **regression_metrics(truth, guess), "bias": mean_signed_error(truth, guess),
+              "range_coverage": float(inside.mean()) if inside.size else None,
+              "by_age": _with_bias(metrics_by_age_band(truth, guess), truth, guess, low, high),
+              "missed": missed}
+    if any(person is not None for person in persons):
+        by_person = defaultdict(list)
+        for person, error in zip(persons, guess - truth):
+            by_person[person].append(abs(error))
+        per_person = [float(np.mean(errors)) for errors in by_person.values()]
+        result["people"] = len(per_person)
+        result["mae_per_person"] = {"mean": float(np.mean(per_person)), "median": float(np.median(per_person)),
+                                    "worst": float(np.max(per_person))}
+    return result
+
+
+def _with_bias(by_age: dict, truth, guess, low, high) -> dict:
+    """``metrics_by_age_band`` plus each band's bias and range coverage."""
+    from agecam.training.split import age_band
+
+    bands = np.array([age_band(age) for age in truth])
+    for band, metrics in by_age.items():
+        mask = bands == band
+        metrics["bias"] = mean_signed_error(truth[mask], guess[mask])
+        if np.isfinite(low[mask]).all():
+            metrics["range_coverage"] = float(((truth[mask] >= low[mask]) & (truth[mask] <= high[mask])).mean())
+    return by_age
+
+
+def record_in_card(model, source: str, result: dict) -> dict:
+    """Write ``result``'s summary (no per-photo lists) into ``model``'s card as ``cross_dataset[source]``."""
+    from agecam.core.model_card import read_card, write_card
+    from agecam.training.assess import card_path_of
+
+    path = card_path_of(model)
+    card = read_card(path)
+    summary = {key: value for key, value in result.items() if key not in ("missed", "model")}
+    card["cross_dataset"] = {**card.get("cross_dataset", {}), source: summary}
+    return write_card(path, card)
