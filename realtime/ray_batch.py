@@ -12,9 +12,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
@@ -87,7 +89,10 @@ def run_on_ray(jobs: Sequence[VideoJob], make_cam: Callable, config: RayConfig =
         finally:
             ray.shutdown()
 
-    return run_unfinished(jobs, config.batch.overwrite, observer or BatchObserver(), run_todo)
+    # Ray's own notices (a worker that died, ...) are printed to stdout from its threads: they go to
+    # stderr instead, so the command's stdout (--json) stays parsable.
+    with contextlib.redirect_stdout(sys.stderr):
+        return run_unfinished(jobs, config.batch.overwrite, observer or BatchObserver(), run_todo)
 
 
 def _start_ray(ray, config: RayConfig) -> None:
@@ -131,6 +136,7 @@ def _run_actors(ray, jobs, make_cam, config: RayConfig, settings, observer, stop
     progress_queue = Queue()  # (job index, frames done) from the actors, for the progress bars
     queue = list(enumerate(jobs))
     running: dict = {}  # task reference -> (actor, job index)
+    replacements = 0  # actors started in place of dead ones: at most one per worker, never in a loop
 
     def submit(actor):
         index, job = queue.pop(0)
@@ -152,26 +158,41 @@ def _run_actors(ray, jobs, make_cam, config: RayConfig, settings, observer, stop
                 report_progress()
                 for ref in ready:
                     actor, index = running.pop(ref)
-                    result = _result_of(ray, ref, jobs[index])
+                    result, died = _result_of(ray, ref, jobs[index])
                     observer.ended(jobs[index], result)
                     yield result
-                    if queue:
+                    if died:  # as the local batch does: its video fails alone, a new actor takes the queue
+                        actors.remove(actor)
+                        actor = None
+                        if replacements < count:
+                            replacements += 1
+                            actor = actor_class.remote(make_cam, replace(settings, threads=1))
+                            actors.append(actor)
+                            log.warning("Ray: a worker died (%s); started another", result.error)
+                    if queue and actor is not None:
                         submit(actor)
+                if queue and not running:  # every actor died and none may be started again
+                    break
         except KeyboardInterrupt:
             pass
     # Stopped (or every video done): end the actors; a video in progress keeps no output.
     for actor, index in running.values():
         yield ended_without_processing(jobs[index], "interrupted", "stopped", observer)
     for index, job in queue:
-        yield ended_without_processing(job, "interrupted", "not started", observer)
+        if stops.requested:
+            yield ended_without_processing(job, "interrupted", "not started", observer)
+        else:  # every worker died
+            yield ended_without_processing(job, "failed", "no Ray worker left to take it", observer)
     for actor in actors:
         ray.kill(actor)
     progress_queue.shutdown()
 
 
-def _result_of(ray, ref, job: VideoJob) -> FileResult:
+def _result_of(ray, ref, job: VideoJob) -> tuple[FileResult, bool]:
+    """A task's result, and whether its actor died (killed, or it could not prepare its pipeline)."""
     try:
-        return ray.get(ref)
-    except ray.exceptions.RayError as error:  # the actor died, or could not prepare its pipeline
+        return ray.get(ref), False
+    except ray.exceptions.RayError as error:
         message = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        return FileResult.of(job, "failed", error=f"Ray worker failed: {message}")
+        died = isinstance(error, ray.exceptions.RayActorError)
+        return FileResult.of(job, "failed", error=f"Ray worker failed: {message}"), died

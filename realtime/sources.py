@@ -200,7 +200,7 @@ class VideoSource:
         while not self._stop.is_set():
             image = self._read_raw()
             if image is None and self.kind == "url" and not self._reached_known_end(frames):
-                image = self._reconnect()
+                image = self._reconnect(frames)
             if image is None:
                 if self.kind == "camera":
                     self.failed = "the camera stopped sending frames"
@@ -219,20 +219,31 @@ class VideoSource:
         """A stream of known length (a file over HTTP) that delivered about all of it ended normally."""
         return self._capture.frame_count > 0 and frames >= 0.9 * self._capture.frame_count
 
-    def _reconnect(self) -> np.ndarray | None:
-        """Reopen a dropped network stream with back-off; its first frame, or None when it stays away."""
+    def _reconnect(self, delivered: int) -> np.ndarray | None:
+        """Reopen a dropped network stream with back-off; the frame that continues it, or None when it
+        stays away (or, for a stream of known length, keeps breaking before it gets back there)."""
         for attempt, wait in enumerate(self.stream.waits(), start=1):
             log.warning("%s: the stream dropped; reconnect attempt %d of %d in %.0f s", self.target, attempt,
                         self.stream.reconnect, wait)
             if self._stop.wait(wait):
                 return None
             if self._capture.reopen():
-                image = self._read_raw()
+                image = self._resume_after(delivered)
                 if image is not None:
                     self.reconnects += 1
                     log.warning("%s: reconnected (attempt %d)", self.target, attempt)
                     return image
         return None
+
+    def _resume_after(self, delivered: int) -> np.ndarray | None:
+        """The first new frame of a reopened stream. A stream of known length (a file over HTTP) starts
+        over from its beginning: the ``delivered`` frames are read again and dropped, so none is
+        processed twice and its end is judged by how far into the file it got. A live stream just goes on."""
+        if self._capture.frame_count > 0:
+            for _ in range(delivered):
+                if self._read_raw() is None:
+                    return None
+        return self._read_raw()
 
     def _put(self, item) -> None:
         try:

@@ -393,3 +393,33 @@ def test_workers_whose_parent_is_killed_while_they_load_stop_and_write_nothing(t
     finally:
         process.kill()
     assert not out.exists() or not [p for p in out.iterdir() if not p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_worker_killed_mid_batch_fails_its_own_video_only(tmp_path, tiny_model_path, engine):
+    """The local pool and Ray behave alike: the dead worker's video fails, a new worker takes the rest."""
+    if engine == "ray":
+        pytest.importorskip("ray", reason="Ray is the optional extra agecam[ray] (make test installs it)")
+    recordings, out = tmp_path / "recordings", tmp_path / "csv"
+    recordings.mkdir()
+    for i in range(4):
+        _clip(recordings / f"v{i}.mp4", frames=240, seed=i)
+    args = [*AGECAM, "video", recordings, "--csv-dir", out, "--workers", "2", "--json", "--model", tiny_model_path,
+            *(["--ray"] if engine == "ray" else [])]
+    process = subprocess.Popen(list(map(str, args)), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        # A worker writing a video names its temporary file after its own pid: kill that worker.
+        _wait_for(lambda: _partials(out) or process.poll() is not None, 240)
+        assert process.poll() is None, process.communicate()
+        victim = _partials(out)[0]
+        os.kill(int(victim.name.split(".partial-")[1].split(".")[0]), signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 1, stderr
+    statuses = {f["name"]: f["status"] for f in json.loads(stdout)["files"]}
+    assert sorted(statuses.values()) == ["done", "done", "done", "failed"], statuses
+    assert statuses[victim.name.split(".partial-")[0].lstrip(".")] == "failed"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        f"{name}.csv" for name, status in statuses.items() if status == "done")

@@ -3,6 +3,7 @@ bounded time. Against MJPEG-over-HTTP servers started and stopped here, on the l
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
@@ -120,3 +121,70 @@ def test_a_stream_that_never_answers_fails_within_the_open_timeout(tiny_model_pa
         listener.close()
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"agecam: error: cannot open stream within 5 s: {url}"
+
+
+def _faststart_mp4(path, frames: int = 90):
+    """A generated clip with its index first (as web servers serve mp4), so it plays from a prefix."""
+    import av
+
+    from agecam.realtime.synthetic import SceneConfig, astronaut_face, write_scene
+
+    raw = write_scene(path.with_name("raw.mp4"), [astronaut_face()], SceneConfig(width=320, height=240, frames=frames))
+    with av.open(str(raw)) as source, av.open(str(path), "w", options={"movflags": "faststart"}) as target:
+        video = source.streams.video[0]
+        out = target.add_stream_from_template(video)
+        for packet in source.demux(video):
+            if packet.dts is not None:
+                packet.stream = out
+                target.mux(packet)
+    return path
+
+
+class CutShortServer:
+    """Serves one file with its whole Content-Length announced but only its first half sent, then the
+    connection closed: a download broken off. ``requests`` counts the connections."""
+
+    def __init__(self, data: bytes):
+        self.requests = 0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    self.wfile.write(data[: len(data) // 2])
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/clip.mp4"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_a_file_stream_cut_short_is_reconnected_then_fails_keeping_its_frames(tmp_path, tiny_model_path):
+    clip = _faststart_mp4(tmp_path / "clip.mp4")
+    server = CutShortServer(clip.read_bytes())
+    try:
+        table = tmp_path / "faces.csv"
+        result = run_agecam("video", server.url, "--no-window", "--csv", table, "--reconnect", "1", "--model",
+                            tiny_model_path, timeout=120)
+    finally:
+        server.close()
+    assert result.returncode == 1, result.stderr
+    assert server.requests == 2  # the first connection and one reconnect
+    errors = [line for line in result.stderr.splitlines() if line.startswith("agecam: error:")]
+    assert len(errors) == 1 and "did not come back" in errors[0] and "Traceback" not in result.stderr
+    rows = table.read_text().splitlines()
+    frames = {int(line.split(",")[0]) for line in rows[1:]}
+    assert rows[0].startswith("frame,") and frames and max(frames) < 90
