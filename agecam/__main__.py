@@ -1,5 +1,18 @@
-"""``python -m agecam``: the same command line as the ``agecam`` script."""
+"""``python -m agecam`` and the ``agecam`` script: the command line, with the stop signals held from
+its first line until its handlers are in place (``agecam.cli.main`` releases them), so a Ctrl-C in
+the first moments stops it in one line instead of a traceback out of an import."""
 
-from agecam.cli import main
+import signal
 
-main(prog_name="agecam")
+HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def run() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    from agecam.cli import main
+
+    main(prog_name="agecam")
+
+
+if __name__ == "__main__":
+    run()

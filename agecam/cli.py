@@ -71,9 +71,13 @@ def _known_errors():
 
 
 def _guarded(action):
-    """Run ``action()`` turning expected errors into one-line failures and Ctrl-C into exit 130."""
+    """Run ``action()`` turning expected errors into one-line failures and Ctrl-C into exit 130 (a
+    signal that was deferred, having landed in an import, is acted on before and after it)."""
     try:
-        return action()
+        _check_interrupts()
+        result = action()
+        _check_interrupts()
+        return result
     except KeyboardInterrupt:
         click.echo("agecam: interrupted", err=True)
         sys.exit(130)
@@ -107,8 +111,10 @@ class Interrupts:
 
     def _handle(self, signum, frame):
         self.received = signum
-        if _inside_gc_callback(frame):
-            return  # raised there, it would be swallowed with a printed traceback; check() raises it
+        if _inside_gc_callback_or_import(frame):
+            # Raised there, it would be swallowed with a printed traceback (a gc callback) or turned
+            # into an ImportError by a native module's start-up: check() raises it at the next step.
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     def check(self) -> None:
@@ -119,14 +125,14 @@ class Interrupts:
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-def _inside_gc_callback(frame) -> bool:
-    """Whether ``frame`` runs inside one of ``gc.callbacks`` (TensorFlow registers one)."""
+def _inside_gc_callback_or_import(frame) -> bool:
+    """Whether ``frame`` runs inside one of ``gc.callbacks`` (TensorFlow registers one) or an import."""
     import gc
 
     codes = {getattr(callback, "__code__", None) for callback in gc.callbacks} - {None}
     depth = 0
-    while frame is not None and depth < 64:
-        if frame.f_code in codes:
+    while frame is not None and depth < 200:
+        if frame.f_code in codes or frame.f_code.co_filename.startswith("<frozen importlib"):
             return True
         frame, depth = frame.f_back, depth + 1
     return False
@@ -259,6 +265,11 @@ def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool
 def main(context: click.Context, verbose: int, hide_progress: bool) -> None:
     """agecam: real-time apparent-age estimation for every face in cameras, videos and images."""
     interrupts = Interrupts().install()
+    try:  # held by agecam.__main__ until now: one that came meanwhile stops the command here
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    except KeyboardInterrupt:
+        click.echo("agecam: interrupted", err=True)
+        sys.exit(130)
     _setup_logging(verbose)
     context.obj = {"quiet": verbose < 2, "interrupts": interrupts, "hide_progress": hide_progress,
                    "log_level": logging.getLogger().level}

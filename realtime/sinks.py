@@ -41,6 +41,7 @@ class VideoSink:
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"output folder not found: {self.path.parent}")
         self.fps, self.size, self.frames, self._resized = fps, size, 0, False
+        self._finished = False  # closed and checked, not yet renamed into place
         remove_stale_partials(self.path)
         self._tmp = temporary_name(self.path)
         self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*FOURCC[self.path.suffix.lower()]),
@@ -79,7 +80,7 @@ class VideoSink:
 
     def commit(self) -> None:
         """Put a finished video under its name."""
-        if getattr(self, "_finished", False):
+        if self._finished:
             os.replace(self._tmp, self.path)
             self._finished = False
             log.info("wrote %s (%d frames)", self.path, self.frames)

@@ -147,7 +147,7 @@ def test_ctrl_c_while_the_libraries_load_never_prints_a_traceback(astronaut_png,
     import signal
     import time
 
-    for delay in (0.2, 0.6, 1.0, 1.4, 1.8, 2.2, 2.4, 2.6, 3.0, 3.5):
+    for delay in (0.5, 0.8, 1.1, 1.4, 1.8, 2.2, 2.4, 2.6, 3.0, 3.5):
         process = subprocess.Popen([*AGECAM, "image", str(astronaut_png), "--model", str(tiny_model_path)], cwd=REPO,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)  # the moment swept, not a wait for an event: every moment must be fine

@@ -91,7 +91,9 @@ def robustness_table(cards: dict[str, dict]) -> str:
     if not cards:
         return "_No model has a robustness record yet: run `agecam calibrate` (see Training)._"
     names = list(next(iter(cards.values()))["robustness"]["test"])
-    lines = ["| perturbation (UTKFace test split) | " + " | ".join(f"`{name}` MAE (bias)" for name in cards) + " |",
+    faces = sorted({card["robustness"].get("faces", 0) for card in cards.values()})
+    lines = [f"| perturbation ({'/'.join(map(str, faces))} UTKFace test faces) | "
+             + " | ".join(f"`{name}` MAE (bias)" for name in cards) + " |",
              "|---" * (1 + len(cards)) + "|"]
     for perturbation in names:
         cells = [card["robustness"]["test"].get(perturbation) for card in cards.values()]
