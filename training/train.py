@@ -338,9 +338,12 @@ class ProgressLog(keras.callbacks.Callback):
         self.seconds_file = seconds_file
         self.earlier = float(seconds_file.read_text()) if resume and seconds_file and seconds_file.is_file() else 0.0
         self.training_seconds = self.earlier
+        self.first_epoch: int | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.time()
+        if self.first_epoch is None:  # a resumed run starts past 0: its pace is of its own epochs
+            self.first_epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         if batch and batch % 50 == 0:
@@ -352,7 +355,7 @@ class ProgressLog(keras.callbacks.Callback):
         logs = logs or {}
         took = time.time() - self.epoch_started
         done = epoch + 1
-        left = (time.time() - self.started) / done * (self.epochs - done)
+        left = (time.time() - self.started) / (done - self.first_epoch) * (self.epochs - done)
         val = logs.get("val_age_mae", logs.get("val_mae", float("nan")))
         self.training_seconds = self.earlier + time.time() - self.started
         if self.seconds_file is not None:
