@@ -11,7 +11,13 @@ def run() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
     from agecam.cli import main
 
-    main(prog_name="agecam")
+    try:
+        main(prog_name="agecam")
+    finally:
+        # The command is over, its outputs in place: a stop signal now would only cut the
+        # interpreter's teardown short and end the process by the signal, without a word.
+        for signum in HELD_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
