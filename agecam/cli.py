@@ -45,7 +45,9 @@ class UsageFailure(Failure):
 
 class OneLineErrors(click.Group):
     """The command group: Click's usage errors, from the group's options or a command's, become one
-    ``agecam: error:`` line instead of Click's usage block."""
+    ``agecam: error:`` line instead of Click's usage block; a stop signal that lands outside a
+    guarded step ends the command as one inside does (``agecam: interrupted``, exit 130), not as
+    Click's "Aborted!" (exit 1)."""
 
     def make_context(self, *args, **kwargs):
         try:
@@ -58,6 +60,9 @@ class OneLineErrors(click.Group):
             return super().invoke(ctx)
         except click.UsageError as error:
             raise UsageFailure(error) from None
+        except KeyboardInterrupt:  # a stop signal outside a guarded step (e.g. while closing up)
+            click.echo("agecam: interrupted", err=True)
+            sys.exit(130)
 
 
 def _known_errors():
