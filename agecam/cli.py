@@ -118,7 +118,11 @@ class Interrupts:
         self.received = signum
         if _inside_gc_callback_or_import(frame):
             # Raised there, it would be swallowed with a printed traceback (a gc callback) or turned
-            # into an ImportError by a native module's start-up: check() raises it at the next step.
+            # into an ImportError by a native module's start-up: the signal comes again in a moment
+            # (to whichever handler is in place then), and check() raises it at the next step.
+            import threading
+
+            threading.Timer(REDELIVER_AFTER_S, os.kill, (os.getpid(), signum)).start()
             return
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -128,6 +132,7 @@ class Interrupts:
 
 
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+REDELIVER_AFTER_S = 0.05  # a signal deferred out of an import or a gc callback comes again after this
 
 
 def _inside_gc_callback_or_import(frame) -> bool:
