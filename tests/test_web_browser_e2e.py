@@ -65,8 +65,11 @@ def web_app(tmp_path_factory, tiny_model_path):
     server.terminate()
     server.wait(timeout=20)
     log.close()
-    # Every request the tests made was answered without a server-side error.
-    assert "Traceback" not in Path(log.name).read_text(), Path(log.name).read_text()[-3000:]
+    # Every request the tests made was answered without a server-side error. What Streamlit prints
+    # after "Stopping..." is its own shutdown racing a session's script thread (seen once under
+    # load: "Event loop is closed"), not an answer to a request.
+    served = Path(log.name).read_text().split("Stopping...")[0]
+    assert "Traceback" not in served, served[-3000:]
     # agecam web is the server itself: once it is stopped, nothing may keep serving the port.
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
