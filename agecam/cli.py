@@ -211,6 +211,14 @@ def _stream_output_options(func):
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done."),
         click.option("--show-fps", is_flag=True, help="Draw the processing rate on the frames."),
         _show_range_option,
+        _age_gate_option,
+        click.option("--people", "people_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Write one row per person (track): when seen, age, 80% range, verdict (CSV, or JSON "
+                          "for a .json name)."),
+        click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Write a page of figures about the people seen into this folder (report.html; for a "
+                          "batch, NAME.html per video)."),
+        click.option("--report-faces", is_flag=True, help="Show each person's clearest view in the report."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -219,6 +227,10 @@ def _stream_output_options(func):
 
 _show_range_option = click.option("--show-range", is_flag=True,
                                   help="Draw the calibrated 80% age range after the age: '#3 · 34 (29-40)'.")
+_age_gate_option = click.option(
+    "--age-gate", type=click.IntRange(1, 100), default=None, metavar="AGE",
+    help="Decide for every face whether it is over AGE (its 98% lower bound at or above AGE), under it (98% "
+         "upper bound below) or to check; drawn as the box colour and written as age_gate.")
 
 
 def _setting(key: str, default=None):
@@ -249,9 +261,9 @@ def _detector_config(detector_range=DETECTOR.range, confidence=DETECTOR.min_conf
 
 
 def _make_cam(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,
-              refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True):
+              refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True, age_gate=None):
     return build_cam(_cam_config(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range,
-                                 small_faces), _quiet())
+                                 small_faces, age_gate), _quiet())
 
 
 def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool) -> bool:
@@ -293,6 +305,9 @@ def main(context: click.Context, verbose: int, hide_progress: bool) -> None:
               help="Write one JSON object per face per frame (JSON Lines; one file for all videos of a batch).")
 @click.option("--csv-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Batch: write NAME.csv for each video into this folder.")
+@click.option("--people-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Batch: write each video's people table as NAME.csv into this folder, and all of them in "
+                   "all-people.csv.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Batch: worker processes (or Ray actors), each preparing its pipeline once [CPU cores].")
 @click.option("--overwrite", is_flag=True, help="Batch: redo videos whose outputs are already complete.")
@@ -308,8 +323,8 @@ def main(context: click.Context, verbose: int, hide_progress: bool) -> None:
 @click.option("--realtime", is_flag=True,
               help="Play a video file at its own frame rate, like a camera (frames are dropped if processing lags).")
 def video(sources, model, runtime, detector_range, confidence, small_faces, no_window, output, csv_path, as_json,
-          show_fps, show_range, jsonl_path, csv_dir, workers, overwrite, ray_address, reconnect, refresh_every,
-          max_frames, realtime):
+          show_fps, show_range, age_gate, people_path, report_dir, report_faces, jsonl_path, csv_dir, people_dir,
+          workers, overwrite, ray_address, reconnect, refresh_every, max_frames, realtime):
     """Estimate ages in SOURCE: a video file, a camera index (0) or a stream URL.
 
     Several files, a folder or a glob pattern make a batch: it runs headless on worker processes, writes
@@ -321,22 +336,27 @@ def video(sources, model, runtime, detector_range, confidence, small_faces, no_w
     from agecam.realtime.batch import is_pattern
 
     batch = (len(sources) > 1 or any(Path(s).is_dir() or (is_pattern(s) and not Path(s).exists()) for s in sources)
-             or csv_dir is not None or ray_address is not None)
+             or csv_dir is not None or people_dir is not None or ray_address is not None)
     pipeline = dict(model=model, runtime=runtime, detector_range=detector_range, confidence=confidence,
-                    refresh_every=refresh_every, show_fps=show_fps, show_range=show_range, small_faces=small_faces)
+                    refresh_every=refresh_every, show_fps=show_fps, show_range=show_range, small_faces=small_faces,
+                    age_gate=age_gate)
+    if report_faces and report_dir is None:
+        raise Failure("--report-faces adds faces to a report: give --report FOLDER too")
     if batch:
-        if csv_path is not None:
-            raise Failure("a batch writes one table per video: use --csv-dir FOLDER instead of --csv")
+        if csv_path is not None or people_path is not None:
+            raise Failure("a batch writes one table per video: use --csv-dir FOLDER and --people-dir FOLDER "
+                          "instead of --csv and --people")
         if realtime:
             raise Failure("--realtime plays one file like a camera; it does not apply to a batch")
         _run_batch(sources, pipeline, output, csv_dir, jsonl_path, as_json, workers, overwrite, ray_address,
-                   max_frames)
+                   max_frames, people_dir=people_dir, report_dir=report_dir, report_faces=report_faces)
         return
     if workers is not None or overwrite:
         raise Failure("--workers and --overwrite apply to a batch (several videos, a folder or a pattern)")
     _run_video(sources[0], model, runtime, detector_range, confidence, no_window, output, csv_path, as_json,
                show_fps, refresh_every, max_frames, realtime, show_range=show_range, small_faces=small_faces,
-               jsonl_path=jsonl_path, reconnect=reconnect)
+               jsonl_path=jsonl_path, reconnect=reconnect, age_gate=age_gate, people_path=people_path,
+               report_dir=report_dir, report_faces=report_faces)
 
 
 @main.command()
@@ -344,15 +364,18 @@ def video(sources, model, runtime, detector_range, confidence, small_faces, no_w
 @_pipeline_options
 @_stream_output_options
 def webcam(camera, model, runtime, detector_range, confidence, small_faces, no_window, output, csv_path, as_json,
-           show_fps, show_range):
+           show_fps, show_range, age_gate, people_path, report_dir, report_faces):
     """Estimate ages live on a camera (the camera shortcut of 'video')."""
+    if report_faces and report_dir is None:
+        raise Failure("--report-faces adds faces to a report: give --report FOLDER too")
     _run_video(str(camera), model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
-               ESTIMATOR.refresh_every, None, show_range=show_range, small_faces=small_faces)
+               ESTIMATOR.refresh_every, None, show_range=show_range, small_faces=small_faces, age_gate=age_gate,
+               people_path=people_path, report_dir=report_dir, report_faces=report_faces)
 
 
 def _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
                refresh_every, max_frames, realtime=False, show_range=False, small_faces=True, jsonl_path=None,
-               reconnect=STREAM.reconnect):
+               reconnect=STREAM.reconnect, age_gate=None, people_path=None, report_dir=None, report_faces=False):
     from agecam.realtime.config import StreamConfig
     from agecam.realtime.runner import RunConfig, display_available, run
     from agecam.realtime.sources import VideoSource, describe_source
@@ -360,22 +383,26 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
     kind, target = describe_source(source)
     if output is not None and output.is_dir():
         raise Failure(f"-o {output} is a folder; name the annotated video file (such as {output / 'out.mp4'})")
-    named = [p for p in (output, csv_path, jsonl_path) if p is not None]
+    report = None if report_dir is None else report_dir / "report.html"
+    named = [p for p in (output, csv_path, jsonl_path, people_path, report) if p is not None]
     if len({p.resolve() for p in named}) < len(named):
-        raise Failure("-o, --csv and --jsonl name the same file; give them different names")
+        raise Failure("-o, --csv, --jsonl, --people and --report name the same file; give them different names")
     for out in named:
         if kind == "file" and Path(target).resolve() == out.resolve():
             raise Failure(f"output {out} is the input video; choose another name")
     if not no_window and not display_available():
         raise Failure("no display to open a window on; add --no-window (with -o/--csv/--json for output)")
+    if report_dir is not None:
+        _guarded(lambda: _writable_folder(report_dir, "--report"))
 
     def action():
         with _make_cam(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range,
-                       small_faces) as cam, \
+                       small_faces, age_gate) as cam, \
                 VideoSource(source, realtime=realtime, stream=StreamConfig(reconnect=reconnect)) as src, \
                 _bars() as bars:
             _check_interrupts()  # a Ctrl-C while the libraries loaded may have been swallowed
             config = RunConfig(show_window=not no_window, output=output, csv=csv_path, jsonl=jsonl_path,
+                               people=people_path, report=report, report_faces=report_faces,
                                video_name=str(source), max_frames=max_frames)
             task = bars.add(Path(str(target)).name, max_frames or src.frame_count) if not src.live else None
             return run(cam, src, config, progress=None if task is None else lambda n: bars.update(task, completed=n))
@@ -394,6 +421,19 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
         raise Failure(f"{summary.failure}; outputs hold the {summary.frames} frames processed")
     if summary.frames == 0:
         raise Failure(f"no frame was read from {source}")
+
+
+def _writable_folder(folder: Path, option: str) -> None:
+    """Make ``folder`` (an output folder) if needed; ``OSError`` with a one-line reason when it cannot be
+    made or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OSError(f"{option} {folder} is a file, not a folder") from None
+    except OSError as error:
+        raise OSError(f"cannot make the {option} folder {folder}: {error.strerror or error}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OSError(f"the {option} folder {folder} is not writable")
 
 
 def build_cam(config, silence_native: bool, threads: int = 0):
@@ -418,23 +458,26 @@ def build_cam(config, silence_native: bool, threads: int = 0):
 
 
 def _cam_config(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,
-                refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True):
+                refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True,
+                age_gate=None):
     from agecam.core.analyzer import AgeCamConfig
     from agecam.core.annotator import AnnotatorConfig
+    from agecam.core.config import AgeGateConfig
 
     return AgeCamConfig(model=model, runtime=runtime, detector=_detector_config(detector_range, confidence, small_faces),
                         estimator=EstimatorConfig(refresh_every),
-                        annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range))
+                        annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range),
+                        gate=AgeGateConfig(age_gate))
 
 
 def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, workers, overwrite, ray_address,
-               max_frames):
+               max_frames, people_dir=None, report_dir=None, report_faces=False):
     import functools
     import time
 
     from agecam.progress import BatchBars
     from agecam.realtime.batch import (BatchOutputs, WorkSettings, find_videos, plan_jobs, run_batch, totals,
-                                write_combined_jsonl)
+                                       write_combined_jsonl, write_combined_people)
     from agecam.realtime.config import VIDEO_SUFFIXES, BatchConfig
     from agecam.realtime.sources import describe_source
 
@@ -443,10 +486,12 @@ def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, wo
             raise Failure(f"a batch takes video files, folders and patterns; give {source} on its own")
     if output is not None and output.suffix.lower() in VIDEO_SUFFIXES:
         raise Failure(f"with several videos, -o names a folder (such as annotated/), not a file: {output}")
-    if output is None and csv_dir is None and jsonl_path is None and not as_json:
-        raise Failure("a batch needs somewhere to put its results: -o FOLDER, --csv-dir FOLDER, --jsonl FILE "
-                      "or --json")
-    outputs = BatchOutputs(video_dir=output, csv_dir=csv_dir, jsonl=jsonl_path)
+    if output is None and csv_dir is None and jsonl_path is None and people_dir is None and report_dir is None \
+            and not as_json:
+        raise Failure("a batch needs somewhere to put its results: -o FOLDER, --csv-dir FOLDER, --jsonl FILE, "
+                      "--people-dir FOLDER, --report FOLDER or --json")
+    outputs = BatchOutputs(video_dir=output, csv_dir=csv_dir, jsonl=jsonl_path, people_dir=people_dir,
+                           report_dir=report_dir)
     if ray_address is not None:  # before any output folder is made
         from agecam.realtime.ray_batch import check_reachable
 
@@ -454,7 +499,8 @@ def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, wo
 
     jobs = _guarded(lambda: plan_jobs(find_videos(sources), outputs))
     config = BatchConfig(workers=workers or 0, overwrite=overwrite)
-    settings = WorkSettings(max_frames=max_frames, log_level=_setting("log_level", logging.WARNING))
+    settings = WorkSettings(max_frames=max_frames, log_level=_setting("log_level", logging.WARNING),
+                            report_faces=report_faces)
     make_cam = functools.partial(build_cam, _cam_config(**pipeline), _quiet())
     started = time.perf_counter()
 
@@ -471,6 +517,8 @@ def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, wo
     interrupted = any(r.status == "interrupted" for r in results)
     if jsonl_path is not None and not interrupted:
         _guarded(lambda: write_combined_jsonl(jobs, results, jsonl_path))
+    if people_dir is not None and not interrupted:
+        _guarded(lambda: write_combined_people(jobs, results, outputs.all_people))
     summary = totals(results, time.perf_counter() - started)
     if as_json:
         click.echo(json.dumps({"files": [r.as_json() for r in results], "totals": summary}))
@@ -699,28 +747,46 @@ def web(port, host, ice_servers):
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write annotated copies into this folder (created if needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print faces and ages (with the 80% age range) as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one row per face: path, face, box, score, age, 80% range, verdict.")
 @_show_range_option
-def image(paths, model, runtime, detector_range, confidence, small_faces, output_dir, as_json, show_range):
-    """Estimate the age of every face in still images."""
+@_age_gate_option
+def image(paths, model, runtime, detector_range, confidence, small_faces, output_dir, as_json, csv_path, show_range,
+          age_gate):
+    """Estimate the age of every face in still images: files, folders (their images) or glob patterns."""
+    from agecam.realtime.stills import StillsCsvSink, age_images, find_images
+
+    images = find_images(paths)
+    if not images:
+        raise Failure(f"no images in {', '.join(map(str, paths))}")
+    if csv_path is not None and csv_path.resolve() in {p.resolve() for p in images}:
+        raise Failure(f"--csv {csv_path} is one of the input images; choose another name")
     cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence, show_range=show_range,
-                                     small_faces=small_faces))
+                                     small_faces=small_faces, age_gate=age_gate))
     _guarded(_check_interrupts)
-    if output_dir is not None:
-        _guarded(lambda: output_dir.mkdir(parents=True, exist_ok=True))
-    from agecam.realtime.stills import age_images
 
     def action():
+        if output_dir is not None:
+            output_dir.mkdir(parents=True, exist_ok=True)
         results, failures = [], 0
-        for result in age_images(cam, paths, output_dir):
-            if result.error:
-                click.echo(f"agecam: error: {result.path}: {result.error}", err=True)
-                failures += 1
-            if result.faces is None:
-                continue
-            results.append(result.as_json())
-            if not as_json:
-                ages = ", ".join(f"{f['age']:.0f}" for f in results[-1]["faces"]) or "no face found"
-                click.echo(f"{result.path}: {ages}")
+        with (StillsCsvSink(csv_path) if csv_path is not None else contextlib.nullcontext()) as table, \
+                _bars() as bars:
+            task = bars.add("images", len(images), unit="images") if len(images) > 1 else None
+            for done, result in enumerate(age_images(cam, images, output_dir), start=1):
+                if task is not None:
+                    bars.update(task, completed=done)
+                if result.error:
+                    click.echo(f"agecam: error: {result.path}: {result.error}", err=True)
+                    failures += 1
+                if result.faces is None:
+                    continue
+                if table is not None:
+                    table.write(result)
+                results.append(result.as_json())
+                if not as_json:
+                    ages = ", ".join(f"{f['age']:.0f}" + (f" ({f['age_gate']})" if f["age_gate"] else "")
+                                     for f in results[-1]["faces"]) or "no face found"
+                    click.echo(f"{result.path}: {ages}")
         return results, failures
 
     try:

@@ -178,6 +178,13 @@ class AgeModel:
 
         return AgeRangeCalibration.from_card(self.card)
 
+    @property
+    def gate_bounds(self):
+        """The model's one-sided 98% bounds for age-gate decisions (:mod:`core.age_gate`), or None."""
+        from agecam.core.age_gate import gate_bounds_from_card
+
+        return gate_bounds_from_card(self.card)
+
     def predict_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         """Ages for a float32 batch already made by :func:`core.preprocess.preprocess_face`."""
         if len(batch) == 0:

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from agecam.core.age_model import AgeModel
+from agecam.core.age_gate import AgeGate
+from agecam.core.age_model import AgeModel, ModelError
 from agecam.core.annotator import AgeAnnotator, AnnotatorConfig
 from agecam.core.crop import CropConfig, crop_faces
 from agecam.core.detections import Detections
+from agecam.core.config import AgeGateConfig
 from agecam.core.detector import DetectorConfig, FaceDetector, non_max_suppression
 from agecam.core.estimator import AgeEstimator, EstimatorConfig
 from agecam.core.smoothing import AgeSmoother, SmootherConfig
@@ -34,6 +36,7 @@ class AgeCamConfig:
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
     smoother: SmootherConfig = field(default_factory=SmootherConfig)
     annotator: AnnotatorConfig = field(default_factory=AnnotatorConfig)
+    gate: AgeGateConfig = field(default_factory=AgeGateConfig)
     # CPU threads for the age model (ONNX Runtime) and OpenCV; 0: the libraries' defaults (every core).
     # Several pipelines sharing a machine (a batch's workers) each take a share of the cores.
     threads: int = 0
@@ -86,6 +89,9 @@ class AgeCam:
         if config.threads:
             cv2.setNumThreads(config.threads)  # OpenCV's pool is per process, as is this pipeline's share
         self.model = model or AgeModel.load(config.model, config.runtime, config.threads)
+        self.age_range = self.model.age_range  # None when the model's card has no calibration
+        self.gate: AgeGate | None = None
+        self.set_gate(config.gate.threshold)  # before the detector: a model without gate bounds fails here
         crop = config.crop or CropConfig.for_detector_range(config.detector.range)
         # The user's confidence starts tracks; the detector also reports weaker faces, which may
         # only extend a track already there (core.tracker).
@@ -96,7 +102,6 @@ class AgeCam:
         self.timer = StageTimer()
         self.estimator = AgeEstimator(self.model, config.estimator, crop, self.timer)
         self.annotator = AgeAnnotator(config.annotator)
-        self.age_range = self.model.age_range  # None when the model's card has no calibration
         # One throw-away detection loads MediaPipe's graph now rather than on the first frame.
         self.detector.detect(np.zeros((64, 64, 3), np.uint8))
         self.reset()
@@ -115,6 +120,18 @@ class AgeCam:
     def start_confidence(self) -> float:
         """The confidence that starts a track (and that a still's face needs)."""
         return self.tracker_config.start_confidence
+
+    def set_gate(self, threshold: int | None) -> None:
+        """Decide over/under/check at ``threshold`` years from now on (None: no gate). ``ModelError``
+        when the model's card holds no gate bounds (``agecam calibrate`` fits them)."""
+        if threshold is None:
+            self.gate = None
+            return
+        bounds = self.model.gate_bounds
+        if bounds is None:
+            raise ModelError(f"model {self.model.name} has no age-gate calibration in its card; "
+                             f"run agecam calibrate --model {self.model.name} to fit it")
+        self.gate = AgeGate(threshold, bounds)
 
     def set_annotator(self, config: AnnotatorConfig) -> None:
         """Draw with ``config`` from the next frame on."""
@@ -203,9 +220,12 @@ class AgeCam:
         return detections
 
     def _set_ranges(self, detections: Detections) -> None:
-        """The calibrated range around each shown age (for a track: around its smoothed age)."""
+        """The calibrated range around each shown age (for a track: around its smoothed age), and the
+        age gate's verdict on it when a gate is set."""
         if self.age_range is not None and len(detections):
             detections.age_low[:], detections.age_high[:] = self.age_range.interval(detections.age)
+        if self.gate is not None:
+            self.gate.update_with_detections(detections)
 
     def annotate(self, frame_bgr: np.ndarray, detections: Detections, fps: float | None = None) -> np.ndarray:
         """A copy of the frame with boxes, ids and ages drawn."""

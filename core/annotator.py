@@ -7,11 +7,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from agecam.core.age_gate import CHECK, OVER, UNDER, verdict_name
 from agecam.core.detections import Detections
 
 # Distinct, colour-blind-friendly box colours (BGR), picked by track id.
 PALETTE = ((255, 178, 29), (0, 159, 255), (96, 196, 0), (204, 102, 255), (0, 215, 255), (255, 96, 96))
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+# With an age gate set, a face's colour is its verdict's (core.age_gate): over, check, under (BGR).
+VERDICT_COLOURS = {OVER: (80, 175, 76), CHECK: (0, 190, 255), UNDER: (60, 60, 230)}
 
 
 @dataclass(frozen=True)
@@ -50,17 +53,19 @@ class AgeAnnotator:
         scale = max(out.shape[:2])
         thickness = max(1, round(scale * self.config.thickness_fraction))
         font_scale = max(0.4, scale * self.config.text_fraction)
-        for box, track_id, age, low, high, detected in zip(detections.xyxy, detections.tracker_id, detections.age,
-                                                           detections.age_low, detections.age_high,
-                                                           detections.detected):
-            colour = PALETTE[int(track_id) % len(PALETTE)] if track_id >= 0 else (200, 200, 200)
+        for box, track_id, age, low, high, detected, verdict in zip(
+                detections.xyxy, detections.tracker_id, detections.age, detections.age_low, detections.age_high,
+                detections.detected, detections.verdict):
+            colour = VERDICT_COLOURS.get(int(verdict)) or (
+                PALETTE[int(track_id) % len(PALETTE)] if track_id >= 0 else (200, 200, 200))
             x1, y1, x2, y2 = (int(round(v)) for v in box)
             if detected:
                 cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
             else:  # coasted over a missed detection: a thin, dimmed box on the predicted place
                 colour = tuple(int(0.55 * c + 0.45 * 128) for c in colour)
                 cv2.rectangle(out, (x1, y1), (x2, y2), colour, max(1, thickness // 2), cv2.LINE_AA)
-            parts = [f"#{track_id}" if track_id >= 0 else "", self.age_text(age, low, high)]
+            parts = [f"#{track_id}" if track_id >= 0 else "", self.age_text(age, low, high),
+                     verdict_name(verdict)]
             self._label(out, [p for p in parts if p], (x1, y1), colour, font_scale, thickness)
         if self.config.show_fps and fps is not None:
             self._label(out, [f"{fps:.1f} FPS"], (0, 0), (40, 40, 40), font_scale, thickness, below=True)

@@ -50,3 +50,16 @@ class EstimatorConfig:
     """
 
     refresh_every: int = 3
+
+
+@dataclass(frozen=True)
+class AgeGateConfig:
+    """``threshold``: decide for every face whether it is over this age, under it, or to be checked
+    (``core.age_gate``); None: no gate."""
+
+    threshold: int | None = None
+
+    def __post_init__(self):
+        if self.threshold is not None and (isinstance(self.threshold, bool) or not isinstance(self.threshold, int)
+                                           or not 1 <= self.threshold <= 100):
+            raise ValueError(f"an age gate is a whole age within 1-100, not {self.threshold!r}")

@@ -26,6 +26,8 @@ class Detections:
       NaN while unknown or when the model has no calibration
     - ``detected``: True where the detector found the face on this frame, False where a tracker
       carried it over a missed frame on a predicted box (``core.tracker``)
+    - ``verdict``: the age gate's decision on ``age`` (``core.age_gate``: 1 over, 0 check, -1 under),
+      -2 where none was made (no gate set, age unknown), int8
 
     Example:
 
@@ -43,6 +45,7 @@ class Detections:
     age_low: np.ndarray | None = None
     age_high: np.ndarray | None = None
     detected: np.ndarray | None = None
+    verdict: np.ndarray | None = None
     frame_index: int = field(default=0, compare=False)
 
     def __post_init__(self):
@@ -57,6 +60,7 @@ class Detections:
             "age_low": ((n,), np.float32, np.nan),
             "age_high": ((n,), np.float32, np.nan),
             "detected": ((n,), bool, True),
+            "verdict": ((n,), np.int8, -2),
         }
         for name, (shape, dtype, fill) in defaults.items():
             value = getattr(self, name)

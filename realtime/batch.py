@@ -29,13 +29,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from agecam.core.atomic import atomic_path, remove_stale_partials
+from agecam.core.atomic import atomic_path, remove_stale_partials, write_text_atomic
 from agecam.realtime.config import VIDEO_SUFFIXES, BatchConfig, cpu_cores
 
 log = logging.getLogger(__name__)
 
 GLOB_CHARACTERS = set("*?[")
 PROGRESS_EVERY_S = 0.2  # how often a worker reports its frame count
+ALL_PEOPLE = "all-people.csv"  # a batch's combined people table, in the --people-dir folder
 
 
 class BatchError(Exception):
@@ -74,21 +75,29 @@ def find_videos(arguments: Sequence[str | os.PathLike]) -> list[Path]:
 
 @dataclass(frozen=True)
 class BatchOutputs:
-    """Where a batch writes: ``video_dir/NAME.mp4``, ``csv_dir/NAME.csv`` and one JSON Lines file for
+    """Where a batch writes: ``video_dir/NAME.mp4``, ``csv_dir/NAME.csv``, one JSON Lines file for
     all videos (built from per-video parts kept beside it, in ``.NAME.parts/``, so a re-run can skip
-    finished videos). Any of them may be None."""
+    finished videos), ``people_dir/NAME.csv`` (each video's people, ``realtime.people``) with
+    ``people_dir/all-people.csv`` joining them, and ``report_dir/NAME.html`` (each video's report page,
+    ``realtime.run_report``). Any of them may be None."""
 
     video_dir: Path | None = None
     csv_dir: Path | None = None
     jsonl: Path | None = None
+    people_dir: Path | None = None
+    report_dir: Path | None = None
     video_suffix: str = ".mp4"
+
+    @property
+    def all_people(self) -> Path | None:
+        return None if self.people_dir is None else self.people_dir / ALL_PEOPLE
 
     @property
     def jsonl_parts(self) -> Path | None:
         return None if self.jsonl is None else self.jsonl.parent / f".{self.jsonl.name}.parts"
 
     def folders(self) -> list[Path]:
-        return [p for p in (self.video_dir, self.csv_dir, self.jsonl_parts) if p is not None]
+        return [p for p in (self.video_dir, self.csv_dir, self.jsonl_parts, self.people_dir, self.report_dir) if p is not None]
 
 
 @dataclass(frozen=True)
@@ -100,10 +109,12 @@ class VideoJob:
     output: Path | None = None
     csv: Path | None = None
     jsonl: Path | None = None  # this video's part of the batch's JSON Lines
+    people: Path | None = None  # this video's people table
+    report: Path | None = None  # this video's report page
     frames_expected: int = 0  # from the container's header (an estimate; 0 when unknown)
 
     def outputs(self) -> list[Path]:
-        return [p for p in (self.output, self.csv, self.jsonl) if p is not None]
+        return [p for p in (self.output, self.csv, self.jsonl, self.people, self.report) if p is not None]
 
     def finished(self) -> bool:
         """All outputs present (outputs only ever appear complete), and there is at least one."""
@@ -124,6 +135,9 @@ def plan_jobs(videos: Sequence[Path], outputs: BatchOutputs) -> list[VideoJob]:
             if len(sources) > 1:
                 raise BatchError(f"{' and '.join(map(str, sources[:2]))} would both be written as {name}.*; "
                                  f"rename one or process them in separate runs")
+        if outputs.people_dir is not None and Path(ALL_PEOPLE).stem in by_name:
+            raise BatchError(f"a video named {Path(ALL_PEOPLE).stem} would clash with the combined people table "
+                             f"{outputs.all_people}; rename it or process it on its own")
     for folder in outputs.folders():
         _writable_folder(folder)
     if outputs.jsonl is not None and outputs.jsonl.is_dir():
@@ -136,6 +150,8 @@ def plan_jobs(videos: Sequence[Path], outputs: BatchOutputs) -> list[VideoJob]:
             output=outputs.video_dir / f"{video.stem}{outputs.video_suffix}" if outputs.video_dir else None,
             csv=outputs.csv_dir / f"{video.stem}.csv" if outputs.csv_dir else None,
             jsonl=outputs.jsonl_parts / f"{video.stem}.jsonl" if outputs.jsonl_parts else None,
+            people=outputs.people_dir / f"{video.stem}.csv" if outputs.people_dir else None,
+            report=outputs.report_dir / f"{video.stem}.html" if outputs.report_dir else None,
             frames_expected=_frames_in_header(video))
         for out in job.outputs():
             if out.resolve() in inputs:
@@ -199,6 +215,7 @@ class WorkSettings:
     max_frames: int | None = None
     log_level: int = logging.WARNING  # a worker process logs at the parent's level
     threads: int = 0  # CPU threads per pipeline (0: every core); a worker's share when several share a machine
+    report_faces: bool = False  # reports show each person's clearest view
 
 
 def ended_without_processing(job: VideoJob, status: str, error: str, observer: "BatchObserver") -> FileResult:
@@ -241,9 +258,9 @@ def process_video(cam, job: VideoJob, settings: WorkSettings, progress=None, sto
     from agecam.realtime.sources import SourceError, VideoSource
 
     started = time.perf_counter()
-    config = RunConfig(show_window=False, output=job.output, csv=job.csv, jsonl=job.jsonl,
-                       video_name=str(job.source), max_frames=settings.max_frames, keep_partial=False,
-                       handle_signals=handle_signals)
+    config = RunConfig(show_window=False, output=job.output, csv=job.csv, jsonl=job.jsonl, people=job.people,
+                       report=job.report, report_faces=settings.report_faces, video_name=str(job.source),
+                       max_frames=settings.max_frames, keep_partial=False, handle_signals=handle_signals)
     try:
         with VideoSource(str(job.source)) as source:
             summary = run(cam, source, config, progress=progress, stop=stop)
@@ -520,6 +537,18 @@ def write_combined_jsonl(jobs: Sequence[VideoJob], results: Sequence[FileResult]
             for part in parts:
                 with open(part, "rb") as handle:
                     shutil.copyfileobj(handle, out)
+    return len(parts)
+
+
+def write_combined_people(jobs: Sequence[VideoJob], results: Sequence[FileResult], path: Path) -> int:
+    """Join the people tables of the finished videos into ``path`` (in the jobs' order, each row led by
+    its video), in one step; returns the number of videos in it."""
+    from agecam.realtime.people import combined_people_text, read_people_csv
+
+    finished = {r.source for r in results if r.status in ("done", "skipped")}
+    parts = [(str(job.source), read_people_csv(job.people)) for job in jobs
+             if job.people is not None and str(job.source) in finished and job.people.is_file()]
+    write_text_atomic(path, combined_people_text(parts, as_json=False))
     return len(parts)
 
 

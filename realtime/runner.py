@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 
 from agecam.core.analyzer import AgeCam
+from agecam.core.people import TrackLog
+from agecam.realtime.people import PeopleSink
 from agecam.realtime.sinks import CsvSink, JsonlSink, VideoSink
 from agecam.realtime.sources import VideoSource
 
@@ -34,6 +36,9 @@ class RunConfig:
     output: Path | None = None
     csv: Path | None = None
     jsonl: Path | None = None
+    people: Path | None = None  # the people table (realtime.people): CSV, or JSON for a .json name
+    report: Path | None = None  # the report page (realtime.run_report), an .html file
+    report_faces: bool = False  # the report shows each person's clearest view
     video_name: str = ""  # the JSON Lines' ``video`` field
     snapshot_dir: Path = Path(".")
     max_frames: int | None = None
@@ -67,37 +72,14 @@ class RunSummary:
                 "tracks": self.tracks, "reconnects": self.reconnects}
 
 
+def track_summary(people: list[dict]) -> list[dict]:
+    """The ``--json`` summary's tracks: each person's fields (``realtime.people``), ``track_id`` as ``id``."""
+    return [{"id": row["track_id"], **{k: v for k, v in row.items() if k != "track_id"}} for row in people]
+
+
 def display_available() -> bool:
     """Whether an OpenCV window can open (an X display on Linux; always elsewhere)."""
     return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-class TrackLog:
-    """Per track: frames seen, ages shown, the model's raw estimates, and when its first age came."""
-
-    def __init__(self):
-        self.ages: dict[int, list[float]] = defaultdict(list)
-        self.raw: dict[int, list[float]] = defaultdict(list)
-        self.frames: dict[int, int] = defaultdict(int)
-        self.frames_to_first_age: dict[int, int] = {}
-
-    def add(self, detections) -> None:
-        for track_id, age, raw in zip(detections.tracker_id, detections.age, detections.raw_age):
-            track_id = int(track_id)
-            self.frames[track_id] += 1
-            if np.isfinite(raw):
-                self.raw[track_id].append(float(raw))
-            if np.isfinite(age):
-                self.ages[track_id].append(float(age))
-                self.frames_to_first_age.setdefault(track_id, self.frames[track_id])
-
-    def summary(self) -> list[dict]:
-        return [{"id": t, "frames": n, "age": round(float(np.median(self.ages[t])), 1) if self.ages[t] else None}
-                for t, n in sorted(self.frames.items())]
-
-    def smoothing_bias(self) -> dict[int, float]:
-        """Per track: mean shown age minus mean raw estimate (0 for an unbiased smoother)."""
-        return {t: float(np.mean(self.ages[t]) - np.mean(self.raw[t])) for t in self.frames if self.raw[t]}
 
 
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -146,22 +128,34 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
     exactly the frames processed, unless ``config.keep_partial`` is False and the source was not read
     to its end: then no output is kept.
     """
-    tracks = TrackLog()
+    tracks = TrackLog(1 / source.fps, keep_faces=config.report is not None and config.report_faces)
     stage_seconds: dict[str, list[float]] = defaultdict(list)
     inferences = faces = 0
     frames, started, fps_shown = 0, time.perf_counter(), None
     interrupted = stopped = complete = False
+
+    def people() -> list[dict]:  # asked when the outputs are finished: every frame processed counts
+        return tracks.people(cam.age_range, cam.gate)
+
+    def numbers() -> dict:  # the report's figures of the run, asked then too
+        seconds = time.perf_counter() - started
+        gate = {"age gate": cam.gate.threshold} if cam.gate is not None else {}
+        return {"source": config.video_name or str(source.target), "frames": frames, "seconds": round(seconds, 1),
+                "fps": round(frames / seconds, 1) if seconds > 0 else 0, "people": len(tracks.frames),
+                "model": cam.model.name, **gate}
+
     if config.show_window:
         # A plain window (no Qt toolbar) that the user may resize.
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         cv2.resizeWindow(WINDOW, source.width, source.height)
-    with _Outputs(config, source) as outputs, StopRequests(config.handle_signals) as stops:
+    outputs = _Outputs(config, source, people, numbers, lambda: tracks.faces,
+                       cam.gate.threshold if cam.gate is not None else None)
+    with outputs, StopRequests(config.handle_signals) as stops:
         try:
             # A new stream for the pipeline: no tracks yet, its time limits at the source's frame rate.
             for result in cam.stream(source, source.fps):
                 frame, detections = result.frame, result.detections
                 tick = time.perf_counter()
-                tracks.add(detections)
                 needs_picture = outputs.video is not None or config.show_window
                 shown = cam.annotate(frame.image, detections, fps_shown) if needs_picture else None
                 # Live frames are dropped when processing lags, so their time is the capture clock.
@@ -169,6 +163,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
                     time_s = frame.captured_at - started
                 else:  # the file's own clock where it has one (variable frame rate), else index / fps
                     time_s = frame.media_time if frame.media_time is not None else frame.index / source.fps
+                tracks.add(detections, time_s, frame.image)
                 if outputs.video is not None:
                     encode_started = time.perf_counter()
                     outputs.video.write(shown)
@@ -204,7 +199,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
             outputs.keep = config.keep_partial or complete
             if config.show_window:
                 cv2.destroyAllWindows()
-    return RunSummary(frames, time.perf_counter() - started, tracks.summary(), tracks, interrupted, stopped,
+    return RunSummary(frames, time.perf_counter() - started, track_summary(people()), tracks, interrupted, stopped,
                       source.failed, dict(stage_seconds), inferences, faces, source.reconnects, complete)
 
 
@@ -217,9 +212,10 @@ class _Outputs:
     stopped all hold the same frames.
     """
 
-    def __init__(self, config: RunConfig, source: VideoSource):
+    def __init__(self, config: RunConfig, source: VideoSource, people_rows, numbers, faces, gate: int | None):
         self.keep = True
         self.video, self.tables = None, []
+        self.people = self.report = None
         try:
             if config.output is not None:
                 self.video = VideoSink(config.output, source.fps, (source.width, source.height))
@@ -227,6 +223,13 @@ class _Outputs:
                 self.tables.append(CsvSink(config.csv))
             if config.jsonl is not None:
                 self.tables.append(JsonlSink(config.jsonl, config.video_name or str(source.target)))
+            if config.people is not None:
+                self.people = PeopleSink(config.people, people_rows)
+            if config.report is not None:
+                from agecam.realtime.run_report import ReportSink
+
+                self.report = ReportSink(config.report, people_rows, numbers, gate,
+                                         faces if config.report_faces else None)
         except BaseException:
             self._drop()
             raise
@@ -236,7 +239,7 @@ class _Outputs:
             sink.abort()
 
     def _sinks(self) -> list:
-        return [s for s in (self.video, *self.tables) if s is not None]
+        return [s for s in (self.video, *self.tables, self.people, self.report) if s is not None]
 
     def __enter__(self) -> "_Outputs":
         return self

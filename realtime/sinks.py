@@ -12,13 +12,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from agecam.core.age_gate import verdict_name
 from agecam.core.atomic import output_target, remove_stale_partials, temporary_name
 
 log = logging.getLogger(__name__)
 
 # Later columns were added at the end so older readers keep working: age_low, age_high (the calibrated
-# 80% range), then detected (1: found on this frame; 0: carried over a missed detection on a predicted box).
-CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age", "age_low", "age_high", "detected")
+# 80% range), then detected (1: found on this frame; 0: carried over a missed detection on a predicted box),
+# then age_gate (over, under or check with --age-gate; empty without one or while the age is unknown).
+CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age", "age_low", "age_high", "detected",
+               "age_gate")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
@@ -104,7 +107,7 @@ class VideoSink:
         self.close()
 
 
-class _AtomicTextSink:
+class AtomicTextSink:
     """A text file that appears under its name only when complete (``close``), or never (``abort``).
 
     A special file (``/dev/stdout``, a pipe) is written directly. Any write error (a full disk)
@@ -181,9 +184,9 @@ class _AtomicTextSink:
         self.close()
 
 
-class CsvSink(_AtomicTextSink):
-    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected``), written
-    atomically.
+class CsvSink(AtomicTextSink):
+    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected,age_gate``),
+    written atomically.
 
     Example::
 
@@ -198,20 +201,21 @@ class CsvSink(_AtomicTextSink):
 
     def write(self, frame_index: int, time_s: float, detections) -> None:
         def rows():
-            for (x, y, w, h), track_id, age, low, high, detected in zip(
+            for (x, y, w, h), track_id, age, low, high, detected, verdict in zip(
                     detections.xywh, detections.tracker_id, detections.age, detections.age_low,
-                    detections.age_high, detections.detected):
+                    detections.age_high, detections.detected, detections.verdict):
                 self._writer.writerow([frame_index, f"{time_s:.3f}", int(track_id), f"{x:.1f}", f"{y:.1f}",
                                        f"{w:.1f}", f"{h:.1f}", *(_number(v) for v in (age, low, high)),
-                                       int(detected)])
+                                       int(detected), verdict_name(verdict)])
 
         self._write(rows)
 
 
-class JsonlSink(_AtomicTextSink):
+class JsonlSink(AtomicTextSink):
     """One JSON object per face per frame (JSON Lines), written atomically: ``video``, ``frame``,
     ``time_s``, ``track_id``, ``box`` (``[x, y, w, h]`` in pixels), ``score`` (the detector's), ``age``,
-    ``age_low``, ``age_high`` (null while unknown) and ``detected``.
+    ``age_low``, ``age_high`` (null while unknown), ``detected`` and ``age_gate`` (``over``, ``under``,
+    ``check``; null without a gate or while the age is unknown).
 
     Example::
 
@@ -225,14 +229,14 @@ class JsonlSink(_AtomicTextSink):
 
     def write(self, frame_index: int, time_s: float, detections) -> None:
         def lines():
-            for (x, y, w, h), score, track_id, age, low, high, detected in zip(
+            for (x, y, w, h), score, track_id, age, low, high, detected, verdict in zip(
                     detections.xywh, detections.confidence, detections.tracker_id, detections.age,
-                    detections.age_low, detections.age_high, detections.detected):
+                    detections.age_low, detections.age_high, detections.detected, detections.verdict):
                 record = {"video": self.video, "frame": frame_index, "time_s": round(float(time_s), 3),
                           "track_id": int(track_id), "box": [round(float(v), 1) for v in (x, y, w, h)],
                           "score": round(float(score), 3), "age": _json_number(age),
                           "age_low": _json_number(low), "age_high": _json_number(high),
-                          "detected": bool(detected)}
+                          "detected": bool(detected), "age_gate": verdict_name(verdict) or None}
                 self._handle.write(json.dumps(record) + "\n")
 
         self._write(lines)

@@ -5,6 +5,8 @@ A streaming generator shared by the CLI and Python callers (one result per image
 
 from __future__ import annotations
 
+import csv
+import glob
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -13,10 +15,34 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from agecam.core.age_gate import verdict_name
 from agecam.core.analyzer import AgeCam
 from agecam.core.atomic import atomic_path
 from agecam.core.detections import Detections
 from agecam.core.images import IMAGE_SUFFIXES, ImageError, read_image_file
+from agecam.realtime.sinks import AtomicTextSink
+
+STILLS_CSV_COLUMNS = ("path", "face", "x", "y", "w", "h", "score", "age", "age_low", "age_high", "age_gate")
+
+
+def find_images(arguments: Iterable[str | os.PathLike]) -> list[Path]:
+    """The image files named by ``arguments``: folders give their images (by suffix, not recursing),
+    glob patterns their matches (``**`` recurses), anything else is kept as given (a file, or a name
+    that :func:`age_images` reports as not found in its turn); each once, in the order given."""
+    found: list[Path] = []
+    for argument in map(str, arguments):
+        path = Path(argument)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif not path.exists() and set("*?[") & set(argument):
+            found.extend(sorted(Path(p) for p in glob.glob(argument, recursive=True)
+                                if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 @dataclass
@@ -74,7 +100,37 @@ def face_json(faces: Detections, i: int) -> dict:
     low, high = float(faces.age_low[i]), float(faces.age_high[i])
     return {"box": [round(float(v), 1) for v in faces.xywh[i]], "score": round(float(faces.confidence[i]), 3),
             "age": round(float(faces.age[i]), 1),
-            "age_range": [round(low, 1), round(high, 1)] if np.isfinite(low) and np.isfinite(high) else None}
+            "age_range": [round(low, 1), round(high, 1)] if np.isfinite(low) and np.isfinite(high) else None,
+            "age_gate": verdict_name(faces.verdict[i]) or None}
+
+
+class StillsCsvSink(AtomicTextSink):
+    """One row per face of each image (``path,face,x,y,w,h,score,age,age_low,age_high,age_gate``; ``face``
+    counts from 1 within its image), written atomically.
+
+    Example::
+
+        with StillsCsvSink("faces.csv") as sink:
+            for result in age_images(cam, paths):
+                sink.write(result)
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path)
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(STILLS_CSV_COLUMNS)
+
+    def write(self, result: StillResult) -> None:
+        faces = result.faces if result.faces is not None else Detections.empty()
+
+        def rows():
+            for i in range(len(faces)):
+                face = face_json(faces, i)
+                low, high = face["age_range"] or ("", "")
+                self._writer.writerow([str(result.path), i + 1, *face["box"], face["score"], face["age"], low, high,
+                                       face["age_gate"] or ""])
+
+        self._write(rows)
 
 
 def annotated_name(source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:

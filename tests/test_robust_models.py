@@ -154,3 +154,20 @@ def test_shipped_models_never_trained_on_a_test_face():
         seen = read_train_files(path)
         assert seen is not None, f"{path.name} has no list of its training faces"
         assert not seen & test, f"{path.name} trained on {len(seen & test)} test faces"
+
+
+def test_batches_per_epoch_draw_a_fresh_subset_each_epoch_and_never_run_out():
+    from agecam.training.augment import AugmentConfig, AugmentedFaces
+
+    images = np.zeros((50, 16, 16, 3), np.uint8)
+    faces = AugmentedFaces(images, np.arange(50, dtype=np.float32), batch_size=8, config=AugmentConfig(),
+                           batches_per_epoch=3)
+    assert len(faces) == 3 and len(AugmentedFaces(images, np.zeros(50), batch_size=8)) == 7
+    seen, epochs = set(), []
+    for _ in range(4):  # 4 epochs x 3 batches x 8 = 96 faces drawn from 50: more than one pass
+        ages = np.concatenate([faces[i][1] for i in range(len(faces))])
+        assert len(ages) == 24 and len(set(ages)) == 24  # whole batches, no face twice in an epoch
+        epochs.append(tuple(ages))
+        seen |= set(ages)
+        faces.on_epoch_end()
+    assert len(set(epochs)) == 4 and len(seen) > 40  # a new subset each epoch, most faces seen

@@ -105,10 +105,19 @@ def test_live_page_streams_annotated_frames(web_app, tmp_path, test_split_faces)
         # The page reports frames annotated and the ages on them, from the server-side pipeline.
         status = page.get_by_text(re.compile(r"Frames annotated: \d+"))
         deadline, frames, text = time.time() + 120, 0, ""
-        while time.time() < deadline and not (frames >= 20 and "#" in text.split("Ages:")[-1]):
+        panel = page.get_by_text(re.compile(r"seen since start: \d+"))
+        people, rows = "", []
+
+        def person_rows():  # the people panel beside the stream: a row per person in view
+            return [r for r in rows[1:] if re.match(r"#\d+\s+\d+", r)]
+
+        while time.time() < deadline and not (frames >= 20 and "#" in text.split("Ages:")[-1]
+                                              and re.search(r"seen since start: [1-9]", people) and person_rows()):
             try:
                 text = status.first.inner_text(timeout=2000)
                 frames = int(re.search(r"Frames annotated: (\d+)", text).group(1))
+                people = panel.first.inner_text(timeout=2000)
+                rows = page.locator("table").filter(has_text="80% range").first.locator("tr").all_inner_texts()
             except Exception:  # not on the page yet: the stream is still connecting
                 pass
             page.wait_for_timeout(500)
@@ -117,9 +126,36 @@ def test_live_page_streams_annotated_frames(web_app, tmp_path, test_split_faces)
         video.screenshot(path=str(ARTIFACTS / "live_video.png"))
         browser.close()
     assert frames >= 20, f"only {frames} frames came back: {text!r}"
+    assert re.search(r"People in view: \d+ · seen since start: [1-9]", people), people
+    assert person_rows(), rows
     assert re.search(r"Ages: \*?\*?#\d+ \d+", text) or re.search(r"#\d+ \d+", text), text
     # What the browser shows is the annotated stream: box colours (shifted a little by the video
     # codec) cover many pixels of the video, and the generated scene itself has none of them.
     shown = cv2.imread(str(ARTIFACTS / "live_video.png")).astype(int)
     hits = [int(np.all(np.abs(shown - colour) < 45, axis=2).sum()) for colour in PALETTE]
     assert sum(h > 300 for h in hits) >= 2, hits
+
+
+def test_report_page_opens_in_a_browser(tmp_path):
+    """The page `agecam video --report` writes is self-contained: its figures load from the file alone."""
+    from playwright.sync_api import sync_playwright
+
+    from agecam.core.people import TrackLog
+    from agecam.core.detections import Detections
+    from agecam.realtime.run_report import report_html
+
+    log = TrackLog()
+    for i in range(10):
+        log.add(Detections(xyxy=[[0, 0, 20, 20], [30, 0, 50, 20]], tracker_id=[1, 2], raw_age=[30.0 + i, 12.0],
+                           age=[30.0, 12.0]), i / 10)
+    page_path = tmp_path / "report.html"
+    page_path.write_text(report_html(log.people(), {"frames": 10, "people": 2}))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(page_path.as_uri(), wait_until="load")
+        widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
+        people = page.locator("#people tr").all_inner_texts()
+        browser.close()
+    assert len(widths) == 2 and min(widths) > 300, widths  # ages and presence, drawn
+    assert len(people) == 3 and people[1].split()[0] == "1" and people[2].split()[0] == "2"

@@ -157,12 +157,57 @@ def test_live_page_setting_changes_do_not_accumulate_detectors(models_dir):
     assert _rss_mb() - rss < 80, f"server memory grew by {_rss_mb() - rss:.0f} MB over 20 setting changes"
 
 
+def _detectors() -> int:
+    """FaceDetector objects alive in this process (each holds a MediaPipe graph). Counted, not inferred
+    from the thread count: Streamlit's script runs and the libraries' pools start and end threads of
+    their own, which made a thread count differ by one under load."""
+    import gc
+
+    from agecam.core.detector import FaceDetector
+
+    gc.collect()
+    return sum(isinstance(o, FaceDetector) for o in gc.get_objects())
+
+
 def test_image_page_sessions_share_one_detector(models_dir, utk_dir, monkeypatch):
     monkeypatch.setenv("AGECAM_UTKFACE_DIR", str(utk_dir))
-    counts = []
-    for _ in range(4):  # four browser sessions, each aging a face
+    counts, apps = [], []
+    for _ in range(4):  # four browser sessions, each aging a face, all still open
         app = _run("image")
         app.radio[0].set_value("Pick from the dataset").run()
         assert not app.exception and len(app.dataframe[0].value)
-        counts.append(_threads())
-    assert counts[-1] <= counts[0]
+        apps.append(app)
+        counts.append(_detectors())
+    assert counts[-1] == counts[0] >= 1
+
+
+def test_image_page_age_gate_gives_verdicts_or_says_why_not(models_dir, utk_dir, monkeypatch):
+    from agecam.core.age_range import AgeRangeCalibration
+
+    card = json.loads((models_dir / "cnn.json").read_text())
+    bounds = AgeRangeCalibration(coverage=0.96, intercept=2.0, slope=0.1, q_low=-2.0, q_high=2.0)
+    card["age_range"] = {"gate": {"calibration": bounds.to_dict()}}
+    (models_dir / "cnn.json").write_text(json.dumps(card))
+    monkeypatch.setenv("AGECAM_UTKFACE_DIR", str(utk_dir))
+    import streamlit as st
+
+    st.cache_resource.clear()  # models cached by name by earlier tests hold cards without gate bounds
+    app = _run("image")
+    app.radio[0].set_value("Pick from the dataset").run()
+    assert "verdict" not in app.dataframe[0].value.columns  # no gate: no verdict
+    gate = next(s for s in app.selectbox if s.label == "Age gate")
+    gate.set_value(25).run()
+    assert not app.exception
+    assert set(app.dataframe[0].value["verdict"]) <= {"over", "under", "check"}
+    next(s for s in app.selectbox if s.label == "Model").set_value("other").run()  # a card without gate bounds
+    assert not app.exception and any("no age-gate calibration" in e.value for e in app.error)
+
+
+def test_live_page_people_panel_rows():
+    from agecam.webapp.live import age_histogram, people_markdown
+
+    rows = [{"track_id": 1, "age": 28.2, "age_low": 20.4, "age_high": 39.6, "age_gate": "check"},
+            {"track_id": 2, "age": None, "age_low": None, "age_high": None, "age_gate": None}]
+    assert people_markdown(rows).splitlines()[2:] == ["| #1 | 28 | 20-40 | check |", "| #2 | … |  |  |"]
+    histogram = age_histogram(rows)
+    assert histogram.loc["20-29", "people"] == 1 and histogram["people"].sum() == 1

@@ -13,6 +13,9 @@ faces left out of test, see ``training.split``):
   photometric and degradation changes, no geometry), so the range allows for the spread that
   faces from other cameras and sources add, not only for UTKFace's own (issue #21: on FG-NET the
   clean-only fit held the true age 55% of the time);
+- the age gate's one-sided 98% bounds (``core.age_gate``), fitted on the same validation faces, and
+  how gates at 18 and 25 decide on both test sets (minors called over, clear adults called over, the
+  share sent to check);
 - the degraded evaluation: each test face re-rendered at effective widths 32/48/64/96 px with
   JPEG quality 50 (``training.degrade``), MAE and bias per width;
 - the robustness suite (``training.robustness``) on the test split: MAE and bias per perturbation.
@@ -32,10 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from agecam.core.age_model import AgeModel, ModelError
+from agecam.core.age_gate import CONFIDENCE, fit_gate_bounds
 from agecam.core.age_range import AgeRangeCalibration
 from agecam.core.model_card import write_card
 from agecam.training.data import load_arrays, scan_folder
-from agecam.training.evaluate import degraded_metrics, degraded_predictions, metrics_report, predict_in_batches, range_report
+from agecam.training.evaluate import (degraded_metrics, degraded_predictions, gate_report, metrics_report,
+                                      predict_in_batches, range_report)
 from agecam.training.robustness import robustness_report
 from agecam.training.split import DEFAULT_MANIFEST, effective_splits
 
@@ -90,12 +95,12 @@ def assess(model: AgeModel, config: AssessConfig, command: str | None = None) ->
     x_test, y_test, kept_test = load_arrays(by_split["test"], model.input_size, report)
     val_pred = predict_in_batches(model, x_val, config.batch_size)
     test_pred = predict_in_batches(model, x_test, config.batch_size)
+    fit_true, fit_pred = y_val, val_pred
     if config.shifted_calibration:
         shifted_pred = predict_in_batches(model, camera_renderings(x_val, config.seed), config.batch_size)
-        calibration = AgeRangeCalibration.fit(np.concatenate([y_val, y_val]), np.concatenate([val_pred, shifted_pred]),
-                                              config.coverage)
-    else:
-        calibration = AgeRangeCalibration.fit(y_val, val_pred, config.coverage)
+        fit_true, fit_pred = np.concatenate([y_val, y_val]), np.concatenate([val_pred, shifted_pred])
+    calibration = AgeRangeCalibration.fit(fit_true, fit_pred, config.coverage)
+    gate_bounds = fit_gate_bounds(fit_true, fit_pred)
     in_part1 = np.array([r.name in part1_names for r in kept_test], bool)
 
     card_path = card_path_of(model)
@@ -119,6 +124,10 @@ def assess(model: AgeModel, config: AssessConfig, command: str | None = None) ->
                       "photometric and degradation changes, seeded)" if config.shifted_calibration else "")),
         "calibration": calibration.to_dict(),
         **{name: range_report(calibration, y_test[mask], test_pred[mask]) for name, mask in sets.items()},
+        "gate": {"method": f"one-sided {CONFIDENCE:.0%} bounds: the same fit with the scores' "
+                           f"{1 - CONFIDENCE:.0%} and {CONFIDENCE:.0%} quantiles (core.age_gate)",
+                 "calibration": gate_bounds.to_dict(),
+                 **{name: gate_report(gate_bounds, y_test[mask], test_pred[mask]) for name, mask in sets.items()}},
     }
     degraded = degraded_predictions(model, x_test, config.widths, config.batch_size)  # once, then per subset
     card["degraded"] = {name: degraded_metrics(y_test[mask], {w: p[mask] for w, p in degraded.items()})

@@ -56,23 +56,29 @@ class AugmentedFaces(keras.utils.PyDataset):
     """Shuffled, augmented ``(images float32, ages[, weights])`` batches from in-memory uint8 faces.
 
     ``weights`` (one per face, or None) weigh each face's loss, e.g. to balance ages across sources.
+    ``batches_per_epoch`` (or None: every face once) makes each epoch that many batches of a fresh
+    shuffle: quick runs see a new random subset each epoch, never a pass cut short. (Keras' own
+    ``steps_per_epoch`` instead goes on where the last epoch stopped and runs out of data once
+    ``epochs x steps`` exceeds one pass: a 4-epoch run trained only 2 epochs that way.)
     """
 
     def __init__(self, images, ages, batch_size, seed=0, config=AugmentConfig(), outputs=None, weights=None,
-                 **kwargs):
+                 batches_per_epoch: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.outputs = outputs  # output names of a multi-output model: each gets the ages
         self.images, self.ages = images, np.asarray(ages, np.float32)
         self.weights = None if weights is None else np.asarray(weights, np.float32)
         self.batch_size, self.config = batch_size, config
         self.epoch, self.seed = 0, seed
+        self.batches_per_epoch = batches_per_epoch
         self._order = self._shuffled()
 
     def _shuffled(self) -> np.ndarray:
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.images) / self.batch_size))
+        every_face = int(np.ceil(len(self.images) / self.batch_size))
+        return min(every_face, self.batches_per_epoch or every_face)
 
     def __getitem__(self, index):
         ids = self._order[index * self.batch_size : (index + 1) * self.batch_size]

@@ -101,6 +101,18 @@ def range_report(calibration, y_true, y_pred) -> dict:
             "mean_width": float(np.mean(high - low)) if y_true.size else float("nan"), "by_age": by_band}
 
 
+GATES = (18, 25)  # the age gates measured and reported (README, "Age gate")
+
+
+def gate_report(bounds, y_true, y_pred, gates=GATES) -> dict:
+    """How age gates at ``gates`` decide on faces of known age with the one-sided ``bounds``
+    (``core.age_gate``): per gate, the share of minors called over, of clear adults called over, sent
+    to check (:func:`core.age_gate.gate_outcomes`)."""
+    from agecam.core.age_gate import AgeGate, gate_outcomes
+
+    return {str(gate): gate_outcomes(y_true, AgeGate(gate, bounds).decide(y_pred), gate) for gate in gates}
+
+
 def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=None) -> tuple[dict, ScanReport]:
     """Run ``model`` over the folder (or one split of it) and return the metrics and scan report.
 

@@ -137,6 +137,11 @@ def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
               "range_coverage": float(inside.mean()) if inside.size else None,
               "by_age": _with_bias(metrics_by_age_band(truth, guess), truth, guess, low, high),
               "missed": missed}
+    bounds = cam.model.gate_bounds
+    if bounds is not None and len(truth):
+        from agecam.training.evaluate import gate_report
+
+        result["age_gate"] = gate_report(bounds, truth, guess)
     if any(person is not None for person in persons):
         by_person = defaultdict(list)
         for person, error in zip(persons, guess - truth):

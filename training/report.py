@@ -27,6 +27,7 @@ COST_BEGIN, COST_END = "<!-- small-faces-cost:begin -->", "<!-- small-faces-cost
 BATCH_BEGIN, BATCH_END = "<!-- batch-throughput:begin -->", "<!-- batch-throughput:end -->"
 ROBUST_BEGIN, ROBUST_END = "<!-- robustness-table:begin -->", "<!-- robustness-table:end -->"
 CROSS_BEGIN, CROSS_END = "<!-- cross-dataset-table:begin -->", "<!-- cross-dataset-table:end -->"
+GATE_BEGIN, GATE_END = "<!-- age-gate-table:begin -->", "<!-- age-gate-table:end -->"
 FIELD_TEST = "field-test.json"  # written by `agecam field-test --save assets/field-test.json`
 BATCH_THROUGHPUT = "batch-throughput.json"  # written by `agecam benchmark --batch --save assets/batch-throughput.json`
 # Issue #13's targets: per case, the worst face's main-track share and the most tracks a face may get.
@@ -123,6 +124,35 @@ def cross_dataset_table(cards: dict[str, dict]) -> str:
                      f"| {record['bias']:+.2f} | {'-' if coverage is None else f'{coverage:.1%}'} "
                      f"| {'-' if per_person is None else f'{per_person:.2f}'} | "
                      + " | ".join(f"{c['mae']:.2f} ({c['bias']:+.1f})" if c else "-" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def age_gate_table(cards: dict[str, dict]) -> str:
+    """Markdown: per model, data set and gate, how the age gate decided (``core.age_gate``): minors
+    called over, clear adults (5+ years over the gate) called over, all faces sent to check. The UTKFace
+    rows come from ``agecam calibrate`` (``age_range.gate``), the cross-dataset ones from
+    ``agecam evaluate-photos --record`` (``cross_dataset.*.age_gate``)."""
+    rows = []
+    for name, card in cards.items():
+        gate = card.get("age_range", {}).get("gate", {})
+        sets = [(f"UTKFace {label}", gate.get(key)) for key, label in (("test", "test"), ("test_part1", "crop-part1 test"))]
+        sets += [(source, record.get("age_gate")) for source, record in card.get("cross_dataset", {}).items()]
+        for label, by_gate in sets:
+            for threshold, outcome in sorted((by_gate or {}).items(), key=lambda item: int(item[0])):
+                rows.append((name, label, outcome))
+    if not rows:
+        return ("_No age-gate record yet: run `agecam calibrate --model NAME ...` and "
+                f"`agecam evaluate-photos ../shared/data/{CROSS_DATASET} --model NAME --record`._")
+
+    def share(value):
+        return "-" if value is None else f"{value:.1%}"
+
+    lines = ["| model | faces | gate | under-age faces | under-age called over | adults 5+ over called over | "
+             "sent to check |", "|---" * 7 + "|"]
+    for name, label, o in rows:
+        lines.append(f"| `{name}` | {label} ({o['faces']}) | {o['gate']} | {o['under_age']} | "
+                     f"{share(o['under_age_called_over'])} | {share(o['adults_called_over'])} | "
+                     f"{share(o['sent_to_check'])} |")
     return "\n".join(lines)
 
 
@@ -289,6 +319,7 @@ def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: di
             (SIZE_BEGIN, SIZE_END): face_size_table(cards),
             (ROBUST_BEGIN, ROBUST_END): robustness_table(cards),
             (CROSS_BEGIN, CROSS_END): cross_dataset_table(cards),
+            (GATE_BEGIN, GATE_END): age_gate_table(cards),
             (FIELD_BEGIN, FIELD_END): field_test_table(load_field_test(assets)),
             (COST_BEGIN, COST_END): detection_cost_table(load_cost_runs(assets)),
             (BATCH_BEGIN, BATCH_END): batch_throughput_table(load_asset(BATCH_THROUGHPUT, assets))}

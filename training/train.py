@@ -131,7 +131,7 @@ def train(config: TrainConfig) -> dict:
         y_train = np.concatenate([y_train] + [faces.ages for faces, _ in extra])
         weights = age_balance_weights(y_train, utk_ages)
     train_batches = AugmentedFaces(x_train, y_train, config.batch_size, seed=config.seed, config=config.augment,
-                                   weights=weights)
+                                   weights=weights, batches_per_epoch=config.steps_per_epoch)
 
     # --- model and compile ------------------------------------------------------------
     weights = resolve_weights(config.weights) if config.arch == "resnet50" else "none"
@@ -142,7 +142,7 @@ def train(config: TrainConfig) -> dict:
         if config.init_from is not None:
             _load_trained_weights(model, config.init_from)
         trainable = training_view(model)
-        steps = min(config.steps_per_epoch or len(train_batches), len(train_batches))
+        steps = len(train_batches)  # --steps-per-epoch made it that many batches (training.augment)
         optimizer = keras.optimizers.AdamW(learning_rate_schedule(config, steps),
                                            weight_decay=config.weight_decay)
         # MAE is both the loss and the figure we are judged on; it is also robust to label noise.
@@ -177,7 +177,6 @@ def train(config: TrainConfig) -> dict:
         train_batches,
         validation_data=(x_val.astype(np.float32), {name: y_val for name in losses}),
         epochs=config.epochs,
-        steps_per_epoch=steps,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )

@@ -38,9 +38,11 @@ class SharedStillCam:
         self._cam = AgeCam(AgeCamConfig(), model=model)
         self._lock = threading.Lock()
 
-    def age_and_draw(self, image_bgr):
-        """The faces of a still image and the image with them drawn."""
+    def age_and_draw(self, image_bgr, gate: int | None = None):
+        """The faces of a still image, with verdicts at an age ``gate`` when given, and the image with
+        them drawn (``ModelError`` for a gate the model has no bounds for)."""
         with self._lock:
+            self._cam.set_gate(gate)
             faces = self._cam.get_image(image_bgr)
             return faces, self._cam.annotate(image_bgr, faces)
 

@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from agecam.core.age_gate import AgeGate, verdict_name
 from agecam.core.age_model import ModelError
 from agecam.core.images import ImageError, decode_image
 from agecam.core.utkface import parse_name
@@ -15,6 +16,10 @@ if not names:
     st.stop()
 
 model_name = st.selectbox("Model", names)
+gate_choice = st.selectbox("Age gate", ["off", 18, 21, 25], help=(
+    "Decide for each face: over (its 98% lower bound is at or above the age), under (its 98% upper bound is "
+    "below it) or check."))
+gate = None if gate_choice == "off" else int(gate_choice)
 folder = dataset_folder()
 sources = ["Upload an image"] + (["Pick from the dataset"] if folder else [])
 source = st.radio("Image", sources, horizontal=True)
@@ -39,9 +44,9 @@ except ImageError as error:
     st.stop()
 try:
     model = shared_model(model_name)
-    faces, picture = shared_still_cam(model_name).age_and_draw(image)
+    faces, picture = shared_still_cam(model_name).age_and_draw(image, gate)
 except ModelError as error:
-    st.error(f"The model could not be loaded: {error}")
+    st.error(f"The model cannot be used: {error}")
     st.stop()
 
 
@@ -51,9 +56,9 @@ def range_text(low: float, high: float) -> str:
 
 
 rows = [{"face": int(t), "x": int(x), "y": int(y), "w": int(w), "h": int(h), "score": round(float(s), 3),
-         "age": round(float(a), 1), "80% range": range_text(low, high)}
-        for t, (x, y, w, h), s, a, low, high in zip(faces.tracker_id, faces.xywh, faces.confidence, faces.age,
-                                                    faces.age_low, faces.age_high)]
+         "age": round(float(a), 1), "80% range": range_text(low, high), **({"verdict": verdict_name(v)} if gate else {})}
+        for t, (x, y, w, h), s, a, low, high, v in zip(faces.tracker_id, faces.xywh, faces.confidence, faces.age,
+                                                       faces.age_low, faces.age_high, faces.verdict)]
 whole_crop = len(faces) == 0 and true_age is not None
 if whole_crop:
     # Dataset images are already face crops: with no detection, age the whole crop.
@@ -61,6 +66,8 @@ if whole_crop:
     low, high = model.age_range.interval([age]) if model.age_range is not None else ([np.nan], [np.nan])
     rows = [{"face": 1, "x": 0, "y": 0, "w": image.shape[1], "h": image.shape[0], "score": None,
              "age": round(age, 1), "80% range": range_text(low[0], high[0])}]
+    if gate:
+        rows[0]["verdict"] = verdict_name(AgeGate(gate, model.gate_bounds).decide([age])[0])
 if true_age is not None:
     for row in rows:
         row["true age"], row["error"] = true_age, round(row["age"] - true_age, 1)

@@ -3,7 +3,7 @@ import time
 import streamlit as st
 
 from agecam.core.age_model import ModelError
-from agecam.webapp.live import LiveSession, streaming_available
+from agecam.webapp.live import LiveSession, age_histogram, people_markdown, streaming_available
 from agecam.webapp.resources import NO_MODEL_HELP, ice_servers, model_names, shared_model
 
 st.title("Live camera")
@@ -17,19 +17,31 @@ with controls:
     model_name = st.selectbox("Model", names)
     confidence = st.slider("Detection confidence", 0.1, 0.95, 0.5, 0.05)
     show_fps = st.checkbox("Show FPS", value=True)
+    show_range = st.checkbox("Show the 80% range", value=False)
+    gate_choice = st.selectbox("Age gate", ["off", 18, 21, 25], help=(
+        "Colour each face by the gate's verdict: over (its 98% lower bound is at or above the age), under "
+        "(its 98% upper bound is below it) or check."))
+    gate = None if gate_choice == "off" else int(gate_choice)
 
-settings = (model_name, confidence, show_fps)
+settings = (model_name, confidence, show_fps, show_range, gate)
 previous_settings = st.session_state.get("live_settings")
 if previous_settings != settings:
     previous = st.session_state.get("live_session")
     # Same model: the running session takes the new settings (no new detector graph per change).
-    if previous is None or previous_settings[0] != model_name or not previous.configure(confidence, show_fps):
+    try:
+        reconfigured = (previous is not None and previous_settings[0] == model_name
+                        and previous.configure(confidence, show_fps, show_range, gate))
+    except ModelError as error:
+        st.error(f"The age gate cannot be used: {error}")
+        st.stop()
+    if not reconfigured:
         try:
             model = shared_model(model_name)
+            session = LiveSession(model, confidence, show_fps, show_range, gate)
         except ModelError as error:
-            st.error(f"The model could not be loaded: {error}")
+            st.error(f"The model cannot be used: {error}")
             st.stop()
-        st.session_state["live_session"] = LiveSession(model, confidence, show_fps)
+        st.session_state["live_session"] = session
         if previous is not None:
             previous.close()  # its detector's graph and threads go now, not when the browser leaves
     st.session_state["live_settings"] = settings
@@ -50,6 +62,9 @@ with video:
         async_processing=True,
     )
     status = st.empty()
+    panel, histogram = st.columns([3, 2])
+    in_view, seen_chart = panel.empty(), histogram.empty()
+
 
 if not context.state.playing:
     status.caption("Press START and allow camera access. No camera, or access denied? The stream cannot start; "
@@ -59,4 +74,9 @@ while context.state.playing:
     shown = ", ".join(f"#{track} {age:.0f}" for track, age in sorted(ages.items())) or "no face in view"
     rate = f" · {fps:.1f} fps" if fps else ""
     status.markdown(f"Frames annotated: **{frames}**{rate} · Ages: **{shown}**")
+    current, seen = session.people()
+    in_view.markdown(f"**People in view: {len(current)}** · seen since start: {len(seen)}\n\n"
+                     + people_markdown(current))
+    if seen:
+        seen_chart.bar_chart(age_histogram(seen), x_label="age", y_label="people seen")
     time.sleep(0.5)
