@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +24,11 @@ DISPLAY = ":87"
 def xvfb():
     server = subprocess.Popen(["Xvfb", DISPLAY, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    if server.poll() is not None:
+    socket = Path("/tmp/.X11-unix") / f"X{DISPLAY.lstrip(':')}"
+    deadline = time.time() + 60
+    while not socket.exists() and server.poll() is None and time.time() < deadline:  # the server is up
+        time.sleep(0.1)
+    if server.poll() is not None or not socket.exists():
         pytest.fail("Xvfb did not start")
     yield {**os.environ, "DISPLAY": DISPLAY, "QT_QPA_PLATFORM": "xcb"}
     server.terminate()
@@ -55,14 +59,19 @@ def test_window_shows_the_overlay_and_q_quits(xvfb, tmp_path, test_split_faces, 
             time.sleep(0.5)
         window = _window_id(xvfb)
         assert window is not None, "the agecam window never appeared"
-        time.sleep(3.0)  # let a few annotated frames be drawn
-        screen = _grab()
-        ARTIFACTS.mkdir(exist_ok=True)
         import cv2
 
+        # Wait for the event, not for a time: the overlay's box colours on screen (the synthetic scene
+        # has none of them). A fixed 3 s wait saw a still-black window on a loaded machine.
+        deadline = time.time() + 90
+        while True:
+            screen = _grab()
+            hits = [np.all(np.abs(screen.astype(int) - colour) < 10, axis=2).sum() for colour in PALETTE[1:4]]
+            if sum(h > 200 for h in hits) >= 2 or time.time() > deadline or process.poll() is not None:
+                break
+            time.sleep(0.5)
+        ARTIFACTS.mkdir(exist_ok=True)
         cv2.imwrite(str(ARTIFACTS / "window_screenshot.png"), screen)
-        # The overlay's box colours are on screen (the synthetic scene has none of them).
-        hits = [np.all(np.abs(screen.astype(int) - colour) < 10, axis=2).sum() for colour in PALETTE[1:4]]
         assert sum(h > 200 for h in hits) >= 2, hits
 
         subprocess.run(["xdotool", "windowfocus", "--sync", window], env=xvfb, timeout=10)
