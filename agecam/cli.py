@@ -1030,5 +1030,33 @@ def calibrate(model, runtime, data, part1):
                f"{coverage:.1%}; degraded MAE " + ", ".join(f"{w} px {m['mae']:.2f}" for w, m in degraded.items()))
 
 
+
+@main.command("gate-test")
+@model_option
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Folder of UTKFace-named crops holding the manifest's test faces.")
+@click.option("--views", type=click.IntRange(2, 64), default=8, show_default=True, help="Views per generated track.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--record", is_flag=True, help="Store the results in the model's card (age_range.gate.tracks).")
+def gate_test(model, runtime, data, views, as_json, record):
+    """Measure the age gate on generated tracks: each test face seen in several camera renderings, decided
+    on the median of their estimates as the people table decides."""
+    _import_keras_quietly()
+    from agecam.core.age_model import AgeModel
+    from agecam.training.gate_tracks import GateTrackConfig, gate_on_tracks, record_in_card
+
+    loaded = _guarded(lambda: AgeModel.load(model, runtime))
+    result = _guarded(lambda: gate_on_tracks(loaded, GateTrackConfig(data=data, views=views)))
+    if record:
+        _guarded(lambda: record_in_card(loaded, result))
+    if _save_and_print(result, "gate-test", None, as_json):
+        return
+    click.echo(f"{loaded.name}: {result['faces']} generated tracks of {views} views; track-age MAE "
+               f"{result['track_age_mae']:.2f} (one view {result['view_mae']:.2f})")
+    for gate, o in result["gates"].items():
+        click.echo(f"  gate {gate}: under-age called over {o['under_age_called_over']:.1%} (of {o['under_age']}), "
+                   f"adults 5+ over called over {o['adults_called_over']:.1%}, sent to check {o['sent_to_check']:.1%}")
+
+
 if __name__ == "__main__":
     main()

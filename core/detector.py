@@ -16,13 +16,13 @@ log = logging.getLogger(__name__)
 REGION_INPUT = 192  # side of a searched region as the detector sees it (the full-range model's input)
 
 
-def tile_layout(width: int, height: int, overlap: float = 0.3) -> list[tuple[int, int, int, int]]:
-    """Overlapping square tiles (xyxy) covering an image, each about half its shorter side.
+def tile_layout(width: int, height: int, overlap: float = 0.3, fraction: float = 0.5) -> list[tuple[int, int, int, int]]:
+    """Overlapping square tiles (xyxy) covering an image, each ``fraction`` of its shorter side.
 
     A face of 40 px in a 640x480 frame is ~12 px at the detector's 192 px input; in a 240 px tile
     it is ~32 px, where BlazeFace finds it. Images too small to gain from tiles get none.
     """
-    side = max(int(min(width, height) / 2), 1)
+    side = max(int(min(width, height) * fraction), 1)
     if side < 96:
         return []
     step = max(1, int(side * (1 - overlap)))
@@ -102,7 +102,8 @@ class FaceDetector:
         non-maximum suppression."""
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
         whole = self._with_large_faces(rgb, self._detect_rgb(rgb, frame_index), frame_index)
-        tiles = [self._detect_tile(rgb, tile, frame_index) for tile in tile_layout(*rgb.shape[1::-1])]
+        layout = tile_layout(*rgb.shape[1::-1], fraction=self.config.still_tile_fraction)
+        tiles = [self._detect_tile(rgb, tile, frame_index) for tile in layout]
         return self._merge_confirmed(image_bgr, whole, Detections.merge(tiles) if tiles else whole[:0], frame_index)
 
     def detect_with_tile(self, frame_bgr: np.ndarray, tile_number: int, frame_index: int = 0) -> Detections:

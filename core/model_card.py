@@ -4,7 +4,7 @@ It imports no other module of ``core`` but the atomic writer and the layout (lis
 models' cards is :func:`agecam.core.age_model.load_cards`).
 
 Training, evaluation and the ensemble fill a card's content; the web app, the README report
-and the tools read it, all through :func:`read_card` and :func:`write_card`.
+and the tools read it, all through :func:`read_card`, :func:`write_card` and :func:`update_card`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from agecam.core.atomic import write_json_atomic
 from agecam.core.paths import ASSETS_DIR
@@ -53,6 +54,16 @@ def write_card(path: str | os.PathLike, card: dict) -> dict:
                                "config": {k: v for k, v in config.items() if k not in MACHINE_FIELDS}}
     write_json_atomic(path, written)
     return written
+
+
+def update_card(path: str | os.PathLike, change: Callable[[dict], None]) -> dict:
+    """Read the card at ``path`` as it is now (an empty one when there is none), let ``change`` edit
+    it in place, and write it back (:func:`write_card`); returns what was written. The tools that add
+    to a shipped card (calibrate, evaluate-photos) go through here, so none writes back a copy read
+    before another's addition."""
+    card = read_card(path) if Path(path).exists() else {}
+    change(card)
+    return write_card(path, card)
 
 
 # The training figures' file prefix per architecture (the ResNet50's figures were always "resnet_*").

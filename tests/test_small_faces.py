@@ -1,6 +1,7 @@
 """Small faces: tiles for stills, magnified search around tracks for video, merged by NMS."""
 
 import csv
+import itertools
 
 import cv2
 import numpy as np
@@ -23,8 +24,8 @@ def _scene_with_small_face(face_width: int, at=(300, 200)):
 
 
 def test_tiles_overlap_and_cover_the_whole_image():
-    for width, height in ((640, 480), (1280, 720), (333, 1000)):
-        tiles = tile_layout(width, height)
+    for (width, height), fraction in itertools.product(((640, 480), (1280, 720), (333, 1000)), (0.5, 0.6)):
+        tiles = tile_layout(width, height, fraction=fraction)
         covered = np.zeros((height, width), bool)
         for x1, y1, x2, y2 in tiles:
             assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
@@ -35,6 +36,9 @@ def test_tiles_overlap_and_cover_the_whole_image():
         xs = sorted({t[0] for t in tiles})
         assert all(b - a <= 0.75 * side for a, b in zip(xs, xs[1:]))
     assert tile_layout(150, 120) == []  # too small to gain from tiles
+    # Stills' larger tiles: half as many for a 640x480 or a 400x500 picture.
+    assert len(tile_layout(640, 480)) == 12 and len(tile_layout(640, 480, fraction=0.6)) == 6
+    assert len(tile_layout(400, 500, fraction=0.6)) == 6
 
 
 def test_nms_keeps_the_most_confident_of_overlapping_boxes():

@@ -190,6 +190,20 @@ def test_calibrate_records_ranges_and_degraded_metrics(trained, utk_full_dir, ut
     assert robustness["clean"]["mae_increase"] == 0.0
     assert robustness["clean"]["bias_shift"] == 0.0
 
+    gate = card["age_range"]["gate"]
+    assert gate["calibration"]["coverage"] == 0.96 and set(gate["test"]) == {"18", "25"}
+    assert gate["test"]["18"]["faces"] == card["metrics"]["test"]["n"]
+
+    # The gate on generated tracks, recorded beside the rest (calibrate's records are kept).
+    tracks = run_agecam("gate-test", "--model", tmp_path / "tiny.keras", "--data", utk_full_dir, "--views", "2",
+                        "--record", "--json")
+    assert tracks.returncode == 0, tracks.stderr
+    result = json.loads(tracks.stdout)
+    assert result["faces"] == card["metrics"]["test"]["n"] and set(result["gates"]) == {"18", "25"}
+    stored = json.loads((tmp_path / "tiny.json").read_text())
+    assert stored["age_range"]["gate"]["tracks"]["gates"] == result["gates"]
+    assert stored["robustness"] == card["robustness"] and stored["age_range"]["calibration"] == card["age_range"]["calibration"]
+
     # The calibration reaches the outputs: image JSON gains age_range, evaluate reports coverage.
     image = run_agecam("image", astronaut_png, "--json", "--model", tmp_path / "tiny.keras")
     assert image.returncode == 0, image.stderr

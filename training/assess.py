@@ -37,7 +37,7 @@ import numpy as np
 from agecam.core.age_model import AgeModel, ModelError
 from agecam.core.age_gate import CONFIDENCE, fit_gate_bounds
 from agecam.core.age_range import AgeRangeCalibration
-from agecam.core.model_card import write_card
+from agecam.core.model_card import update_card
 from agecam.training.data import load_arrays, scan_folder
 from agecam.training.evaluate import (degraded_metrics, degraded_predictions, gate_report, metrics_report,
                                       predict_in_batches, range_report)
@@ -67,14 +67,11 @@ class AssessConfig:
 def camera_renderings(images: np.ndarray, seed: int) -> np.ndarray:
     """Each uint8 face once through the training augmentation's photometric and degradation changes
     (seeded; no flip, shift, zoom or rotation: the crop stays the pipeline's)."""
-    from agecam.training.augment import AugmentConfig
-    from agecam.training.degrade import degrade_face
-    from agecam.training.perturb import random_photometric
+    from agecam.training.augment import AugmentConfig, camera_rendering
 
     config = AugmentConfig()
     rng = np.random.default_rng(seed)
-    return np.stack([degrade_face(random_photometric(np.asarray(image, np.uint8), rng, config.photometric), rng,
-                                  config.degrade) for image in images])
+    return np.stack([camera_rendering(np.asarray(image, np.uint8), rng, config) for image in images])
 
 
 def card_path_of(model: AgeModel) -> Path:
@@ -140,7 +137,8 @@ def assess(model: AgeModel, config: AssessConfig, command: str | None = None) ->
     card["assessed"] = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "data": str(config.data), "part1": str(config.part1) if config.part1 else None,
                         "runtime": model.runtime, "command": command}
-    write_card(card_path, card)
+    assessed = ("metrics", "target", "age_range", "degraded", "robustness", "assessed")
+    card = update_card(card_path, lambda stored: stored.update({k: card[k] for k in assessed if k in card}))
     log.info("%s: test MAE %.2f; 80%% range coverage on test %.3f; MAE at 48/64 px %s", model.name,
              metrics["test"]["mae"], card["age_range"]["test"]["coverage"],
              [round(card["degraded"]["test"][str(w)]["mae"], 2) for w in config.widths if w in (48, 64)])

@@ -30,6 +30,16 @@ class AugmentConfig:
     degrade: DegradeConfig | None = DegradeConfig()
 
 
+def camera_rendering(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
+    """A uint8 face as a camera or photo app might render it: the photometric changes, then the
+    degradation (each when ``config`` has it on), no geometry."""
+    if config.photometric is not None:
+        image = random_photometric(image, rng, config.photometric)
+    if config.degrade is not None:
+        image = degrade_face(image, rng, config.degrade)
+    return image
+
+
 def augment_face(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
     """One randomly flipped, shifted, scaled, rotated, re-lit and (maybe) degraded copy of a uint8 face."""
     size = image.shape[0]
@@ -41,11 +51,7 @@ def augment_face(image: np.ndarray, rng: np.random.Generator, config: AugmentCon
     matrix[:, 2] += rng.uniform(-config.max_shift, config.max_shift, size=2) * size
     # Reflecting the border avoids black wedges the model would never see at inference.
     out = cv2.warpAffine(np.ascontiguousarray(image), matrix, (size, size), borderMode=cv2.BORDER_REFLECT_101)
-    if config.photometric is not None:
-        out = random_photometric(out, rng, config.photometric)
-    if config.degrade is not None:
-        out = degrade_face(out, rng, config.degrade)
-    out = out.astype(np.float32)
+    out = camera_rendering(out, rng, config).astype(np.float32)
     mean = out.mean()
     out = (out - mean) * rng.uniform(*config.contrast_range) + mean
     out += rng.uniform(-config.brightness, config.brightness) * 255.0

@@ -83,13 +83,13 @@ def degraded_report(model: AgeModel, images: np.ndarray, ages: np.ndarray, width
     return degraded_metrics(ages, degraded_predictions(model, images, widths, batch_size, progress))
 
 
-def range_report(calibration, y_true, y_pred) -> dict:
-    """Coverage of the calibrated age ranges, overall and per age band of the true age."""
+def coverage_by_band(y_true, low, high) -> dict:
+    """Per age band of the true age: ``{"n", "coverage"}`` of the ranges ``[low, high]``."""
     from agecam.core.age_range import coverage_of
     from agecam.training.split import AGE_BANDS, age_band
 
-    low, high = calibration.interval(y_pred)
     y_true = np.asarray(y_true, np.float64)
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
     bands = np.array([age_band(a) for a in y_true])
     by_band = {}
     for low_age, _ in AGE_BANDS:
@@ -97,8 +97,18 @@ def range_report(calibration, y_true, y_pred) -> dict:
         mask = bands == band
         if mask.any():
             by_band[band] = {"n": int(mask.sum()), "coverage": coverage_of(y_true[mask], low[mask], high[mask])}
+    return by_band
+
+
+def range_report(calibration, y_true, y_pred) -> dict:
+    """Coverage of the calibrated age ranges, overall and per age band of the true age."""
+    from agecam.core.age_range import coverage_of
+
+    low, high = calibration.interval(y_pred)
+    y_true = np.asarray(y_true, np.float64)
     return {"n": int(y_true.size), "coverage": coverage_of(y_true, low, high),
-            "mean_width": float(np.mean(high - low)) if y_true.size else float("nan"), "by_age": by_band}
+            "mean_width": float(np.mean(high - low)) if y_true.size else float("nan"),
+            "by_age": coverage_by_band(y_true, low, high)}
 
 
 GATES = (18, 25)  # the age gates measured and reported (README, "Age gate")

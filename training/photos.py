@@ -154,25 +154,25 @@ def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
 
 
 def _with_bias(by_age: dict, truth, guess, low, high) -> dict:
-    """``metrics_by_age_band`` plus each band's bias and range coverage."""
+    """``metrics_by_age_band`` plus each band's bias and, with ranges, their coverage."""
+    from agecam.training.evaluate import coverage_by_band
     from agecam.training.split import age_band
 
     bands = np.array([age_band(age) for age in truth])
+    coverage = coverage_by_band(truth, low, high) if len(low) and np.isfinite(low).all() else {}
     for band, metrics in by_age.items():
         mask = bands == band
         metrics["bias"] = mean_signed_error(truth[mask], guess[mask])
-        if np.isfinite(low[mask]).all():
-            metrics["range_coverage"] = float(((truth[mask] >= low[mask]) & (truth[mask] <= high[mask])).mean())
+        if band in coverage:
+            metrics["range_coverage"] = coverage[band]["coverage"]
     return by_age
 
 
 def record_in_card(model, source: str, result: dict) -> dict:
     """Write ``result``'s summary (no per-photo lists) into ``model``'s card as ``cross_dataset[source]``."""
-    from agecam.core.model_card import read_card, write_card
+    from agecam.core.model_card import update_card
     from agecam.training.assess import card_path_of
 
-    path = card_path_of(model)
-    card = read_card(path)
     summary = {key: value for key, value in result.items() if key not in ("missed", "model")}
-    card["cross_dataset"] = {**card.get("cross_dataset", {}), source: summary}
-    return write_card(path, card)
+    return update_card(card_path_of(model), lambda card: card.update(
+        cross_dataset={**card.get("cross_dataset", {}), source: summary}))

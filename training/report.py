@@ -130,12 +130,16 @@ def cross_dataset_table(cards: dict[str, dict]) -> str:
 def age_gate_table(cards: dict[str, dict]) -> str:
     """Markdown: per model, data set and gate, how the age gate decided (``core.age_gate``): minors
     called over, clear adults (5+ years over the gate) called over, all faces sent to check. The UTKFace
-    rows come from ``agecam calibrate`` (``age_range.gate``), the cross-dataset ones from
-    ``agecam evaluate-photos --record`` (``cross_dataset.*.age_gate``)."""
+    rows come from ``agecam calibrate`` (``age_range.gate``), the generated tracks from ``agecam gate-test
+    --record`` (``age_range.gate.tracks``), the cross-dataset ones from ``agecam evaluate-photos --record``
+    (``cross_dataset.*.age_gate``)."""
     rows = []
     for name, card in cards.items():
         gate = card.get("age_range", {}).get("gate", {})
         sets = [(f"UTKFace {label}", gate.get(key)) for key, label in (("test", "test"), ("test_part1", "crop-part1 test"))]
+        tracks = gate.get("tracks")
+        if tracks:
+            sets.append((f"generated tracks of UTKFace test faces, {tracks['views']} views each", tracks["gates"]))
         sets += [(source, record.get("age_gate")) for source, record in card.get("cross_dataset", {}).items()]
         for label, by_gate in sets:
             for threshold, outcome in sorted((by_gate or {}).items(), key=lambda item: int(item[0])):
