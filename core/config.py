@@ -21,13 +21,11 @@ class DetectorConfig:
     min_confidence: float = 0.5
     # Stills: also search overlapping tiles, each seen closer than in the whole frame (small faces).
     tile_stills: bool = True
-    # Stills: each tile's side as a fraction of the image's shorter side. 0.6 gives a 640x480 or
-    # 400x500 still 6 tiles instead of the 12 of 0.5. On the field test's generated stills (300, one
-    # held-out face of 40-200 px each in a 640x480 scene, and 100 face-free; model cnn) it found as
-    # many faces or more (96.3% -> 97.0%; 40-63 px 90.0% -> 91.1%), no false alarm, in about half the
-    # time, and FG-NET portraits took 0.045 s instead of 0.103 s each (all found, both); 0.7 lost small
-    # faces (40-63 px: 87.8%). Larger tiles cut fewer faces at their edges. Streams keep 0.5.
-    still_tile_fraction: float = 0.6
+    # Stills: each tile's side as a fraction of the image's shorter side (0.5: 12 tiles for 640x480).
+    # 0.6 (6 tiles) halved the time of a still, but the field test's generated stills lost small
+    # faces with it (40-63 px: 97.8% -> 93.3% found; one false alarm in 200 face-free scenes), so
+    # 0.5 stays: the small-face recall is what the tiles are for.
+    still_tile_fraction: float = 0.5
     # Streams: also search one tile per frame, in turn, so small faces get found and start tracks.
     tile_streams: bool = True
     # Streams: a tracked face the whole-frame pass missed is searched for in a region around its

@@ -146,6 +146,8 @@ def test_evaluate_photos_runs_the_pipeline_on_labelled_photos(tmp_path, test_spl
     assert result["people"] == 3 and result["n"] == 3
     assert 0 <= result["mae"] < 30 and result["range_coverage"] is not None
     assert "evaluate-photos" in result["command"] and "MAE" in done.stdout
+    assert result["seconds_per_photo"] > 0  # the stills throughput the README's table shows
+    assert set(result["age_gate"]) == {"18", "25"} and result["age_gate"]["18"]["faces"] == 3
     # --record writes the summary into the model's card, where the README table and the default rule read it.
     import shutil
 

@@ -36,7 +36,7 @@ def test_tiles_overlap_and_cover_the_whole_image():
         xs = sorted({t[0] for t in tiles})
         assert all(b - a <= 0.75 * side for a, b in zip(xs, xs[1:]))
     assert tile_layout(150, 120) == []  # too small to gain from tiles
-    # Stills' larger tiles: half as many for a 640x480 or a 400x500 picture.
+    # Larger tiles (still_tile_fraction 0.6): half as many for a 640x480 or a 400x500 picture.
     assert len(tile_layout(640, 480)) == 12 and len(tile_layout(640, 480, fraction=0.6)) == 6
     assert len(tile_layout(400, 500, fraction=0.6)) == 6
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,7 @@ def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
     ``cam.get_image``; ``progress(done, total)`` after each photo."""
     found_ages, predicted, lows, highs, persons = [], [], [], [], []
     missed, unreadable = [], []
+    started = time.perf_counter()
     for done, photo in enumerate(photos, start=1):
         try:
             image = read_image_file(photo.path)
@@ -127,6 +129,7 @@ def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
             missed.append(photo.path.name)
         if progress is not None:
             progress(done, len(photos))
+    seconds = time.perf_counter() - started  # reading, detecting, cropping and ageing, as `agecam image`
     truth, guess = np.asarray(found_ages, np.float64), np.asarray(predicted, np.float64)
     low, high = np.asarray(lows), np.asarray(highs)
     inside = (truth >= low) & (truth <= high) if np.isfinite(low).all() and len(low) else np.zeros(0, bool)
@@ -136,7 +139,7 @@ def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
               **regression_metrics(truth, guess), "bias": mean_signed_error(truth, guess),
               "range_coverage": float(inside.mean()) if inside.size else None,
               "by_age": _with_bias(metrics_by_age_band(truth, guess), truth, guess, low, high),
-              "missed": missed}
+              "missed": missed, "seconds_per_photo": seconds / len(photos) if photos else float("nan")}
     bounds = cam.model.gate_bounds
     if bounds is not None and len(truth):
         from agecam.training.evaluate import gate_report

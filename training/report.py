@@ -114,17 +114,22 @@ def cross_dataset_table(cards: dict[str, dict]) -> str:
         return (f"_No cross-dataset record yet: run `agecam evaluate-photos ../shared/data/{CROSS_DATASET} "
                 "--model NAME --record`._")
     bands = sorted({band for _, _, record in rows for band in record["by_age"]}, key=lambda b: int(b.rstrip("+").split("-")[0]))
-    lines = ["| model | photos | found | MAE | bias | 80% range coverage | MAE per person (mean) | "
-             + " | ".join(f"{band} MAE (bias)" for band in bands) + " |", "|---" * (7 + len(bands)) + "|"]
+    lines = ["| model | photos | found | MAE | bias | 80% range coverage | MAE per person (mean) | s per photo | "
+             + " | ".join(f"{band} MAE (bias)" for band in bands) + " |", "|---" * (8 + len(bands)) + "|"]
     for name, source, record in rows:
         per_person = record.get("mae_per_person", {}).get("mean")
         coverage = record.get("range_coverage")
         cells = [record["by_age"].get(band) for band in bands]
         lines.append(f"| `{name}` on {source} | {record['photos']} | {record['found_rate']:.1%} | {record['mae']:.2f} "
                      f"| {record['bias']:+.2f} | {'-' if coverage is None else f'{coverage:.1%}'} "
-                     f"| {'-' if per_person is None else f'{per_person:.2f}'} | "
+                     f"| {'-' if per_person is None else f'{per_person:.2f}'} "
+                     f"| {_seconds_cell(record.get('seconds_per_photo'))} | "
                      + " | ".join(f"{c['mae']:.2f} ({c['bias']:+.1f})" if c else "-" for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _seconds_cell(seconds) -> str:
+    return "-" if seconds is None else f"{seconds:.3f}"
 
 
 def age_gate_table(cards: dict[str, dict]) -> str:
