@@ -393,7 +393,9 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
     if not no_window and not display_available():
         raise Failure("no display to open a window on; add --no-window (with -o/--csv/--json for output)")
     if report_dir is not None:
-        _guarded(lambda: _writable_folder(report_dir, "--report"))
+        from agecam.core.atomic import make_output_folder
+
+        _guarded(lambda: make_output_folder(report_dir, "the --report folder"))
 
     def action():
         with _make_cam(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range,
@@ -421,19 +423,6 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
         raise Failure(f"{summary.failure}; outputs hold the {summary.frames} frames processed")
     if summary.frames == 0:
         raise Failure(f"no frame was read from {source}")
-
-
-def _writable_folder(folder: Path, option: str) -> None:
-    """Make ``folder`` (an output folder) if needed; ``OSError`` with a one-line reason when it cannot be
-    made or written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OSError(f"{option} {folder} is a file, not a folder") from None
-    except OSError as error:
-        raise OSError(f"cannot make the {option} folder {folder}: {error.strerror or error}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OSError(f"the {option} folder {folder} is not writable")
 
 
 def build_cam(config, silence_native: bool, threads: int = 0):
@@ -1028,7 +1017,6 @@ def calibrate(model, runtime, data, part1):
     degraded = card["degraded"]["test"]
     click.echo(f"{card.get('name', model)}: test MAE {test['mae']:.2f} (n={test['n']}), 80% range coverage "
                f"{coverage:.1%}; degraded MAE " + ", ".join(f"{w} px {m['mae']:.2f}" for w, m in degraded.items()))
-
 
 
 @main.command("gate-test")

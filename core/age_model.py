@@ -185,6 +185,14 @@ class AgeModel:
 
         return gate_bounds_from_card(self.card)
 
+    def require_gate_bounds(self):
+        """:attr:`gate_bounds`, or ``ModelError`` saying how to fit them when the card has none."""
+        bounds = self.gate_bounds
+        if bounds is None:
+            raise ModelError(f"model {self.name} has no age-gate calibration in its card; "
+                             f"run agecam calibrate --model {self.name} to fit it")
+        return bounds
+
     def predict_preprocessed(self, batch: np.ndarray) -> np.ndarray:
         """Ages for a float32 batch already made by :func:`core.preprocess.preprocess_face`."""
         if len(batch) == 0:

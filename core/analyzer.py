@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from agecam.core.age_gate import AgeGate
-from agecam.core.age_model import AgeModel, ModelError
+from agecam.core.age_model import AgeModel
 from agecam.core.annotator import AgeAnnotator, AnnotatorConfig
 from agecam.core.crop import CropConfig, crop_faces
 from agecam.core.detections import Detections
@@ -127,11 +127,7 @@ class AgeCam:
         if threshold is None:
             self.gate = None
             return
-        bounds = self.model.gate_bounds
-        if bounds is None:
-            raise ModelError(f"model {self.model.name} has no age-gate calibration in its card; "
-                             f"run agecam calibrate --model {self.model.name} to fit it")
-        self.gate = AgeGate(threshold, bounds)
+        self.gate = AgeGate(threshold, self.model.require_gate_bounds())
 
     def set_annotator(self, config: AnnotatorConfig) -> None:
         """Draw with ``config`` from the next frame on."""

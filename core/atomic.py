@@ -10,6 +10,21 @@ from pathlib import Path
 from typing import Iterator
 
 
+def make_output_folder(folder: str | os.PathLike, label: str = "output folder") -> Path:
+    """Make ``folder`` (and its parents) to write outputs into; ``OSError`` with a one-line reason
+    naming it as ``label`` when it cannot be made or written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OSError(f"{label} {folder} is a file, not a folder") from None
+    except OSError as error:
+        raise OSError(f"cannot make {label} {folder}: {error.strerror or error}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OSError(f"{label} {folder} is not writable")
+    return folder
+
+
 def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
     """Delete temporary files of ``path`` left by writers that no longer run (killed by SIGKILL or a
     power cut); a live process's temporary file is left alone. Returns what was removed."""

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from agecam.core.atomic import atomic_path, remove_stale_partials, write_text_atomic
+from agecam.core.atomic import atomic_path, make_output_folder, remove_stale_partials, write_text_atomic
 from agecam.realtime.config import VIDEO_SUFFIXES, BatchConfig, cpu_cores
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,13 @@ def find_videos(arguments: Sequence[str | os.PathLike]) -> list[Path]:
             found.extend(matches)
         else:
             raise BatchError(f"no such file, folder or pattern: {argument}")
+    return first_of_each(found)
+
+
+def first_of_each(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` in order, each file once (two names of one file: the first kept)."""
     unique: dict[Path, Path] = {}
-    for path in found:
+    for path in paths:
         unique.setdefault(path.resolve(), path)
     return list(unique.values())
 
@@ -162,11 +167,9 @@ def plan_jobs(videos: Sequence[Path], outputs: BatchOutputs) -> list[VideoJob]:
 
 def _writable_folder(folder: Path) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_output_folder(folder)
     except OSError as error:
-        raise BatchError(f"cannot make output folder {folder}: {error.strerror or error}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise BatchError(f"output folder {folder} is not writable")
+        raise BatchError(str(error)) from None
 
 
 def _frames_in_header(path: Path) -> int:

@@ -20,6 +20,7 @@ from agecam.core.analyzer import AgeCam
 from agecam.core.atomic import atomic_path
 from agecam.core.detections import Detections
 from agecam.core.images import IMAGE_SUFFIXES, ImageError, read_image_file
+from agecam.realtime.batch import first_of_each, is_pattern
 from agecam.realtime.sinks import AtomicTextSink
 
 STILLS_CSV_COLUMNS = ("path", "face", "x", "y", "w", "h", "score", "age", "age_low", "age_high", "age_gate")
@@ -34,15 +35,12 @@ def find_images(arguments: Iterable[str | os.PathLike]) -> list[Path]:
         path = Path(argument)
         if path.is_dir():
             found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        elif not path.exists() and set("*?[") & set(argument):
+        elif not path.exists() and is_pattern(argument):
             found.extend(sorted(Path(p) for p in glob.glob(argument, recursive=True)
                                 if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES))
         else:
             found.append(path)
-    unique: dict[Path, Path] = {}
-    for path in found:
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values())
+    return first_of_each(found)
 
 
 @dataclass

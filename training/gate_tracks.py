@@ -47,10 +47,7 @@ def track_ages(model: AgeModel, images: np.ndarray, views: int, seed: int, batch
 
 def gate_on_tracks(model: AgeModel, config: GateTrackConfig) -> dict:
     """The gate's outcomes on a generated track per test face (see the module docstring)."""
-    bounds = model.gate_bounds
-    if bounds is None:
-        raise ModelError(f"model {model.name} has no age-gate calibration in its card; "
-                         f"run agecam calibrate --model {model.name} to fit it")
+    bounds = model.require_gate_bounds()
     splits = effective_splits(config.manifest)
     report = scan_folder(config.data)
     records = [r for r in report.records if splits.get(r.name) == "test"]
