@@ -77,3 +77,15 @@ def test_age_balance_gives_the_reference_distribution():
     assert weights.mean() == pytest.approx(1.0)
     share = {age: weights[combined == age].sum() / weights.sum() for age in (2, 30, 70)}
     assert share == pytest.approx({2: 0.3, 30: 0.5, 70: 0.2})
+
+
+def test_a_flatter_age_balance_weighs_rare_bands_more_within_a_cap():
+    reference = np.array([2] * 10 + [30] * 80 + [70] * 10, np.float32)
+    flat = age_balance_weights(reference, reference, power=0.0, max_weight=100.0)
+    share = {age: flat[reference == age].sum() / flat.sum() for age in (2, 30, 70)}
+    assert share == pytest.approx({2: 1 / 3, 30: 1 / 3, 70: 1 / 3})
+    half = age_balance_weights(reference, reference, power=0.5, max_weight=100.0)
+    assert flat[reference == 2][0] > half[reference == 2][0] > half[reference == 30][0]
+    capped = age_balance_weights(reference, reference, power=0.0, max_weight=2.0)
+    assert capped.max() / np.median(capped) == pytest.approx(2.0)
+    assert capped.mean() == pytest.approx(1.0)

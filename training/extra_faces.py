@@ -216,15 +216,25 @@ def near_duplicates_of(faces: ExtraFaces, reference_paths: list[Path]) -> np.nda
     return drop
 
 
-def age_balance_weights(ages: np.ndarray, reference_ages: np.ndarray, band: int = 5) -> np.ndarray:
+def age_balance_weights(ages: np.ndarray, reference_ages: np.ndarray, band: int = 5, power: float = 1.0,
+                        max_weight: float = 4.0) -> np.ndarray:
     """Per-face loss weights (mean 1) under which ``ages`` have ``reference_ages``' distribution over
     ``band``-year bands. Used so an extra source that covers only 20-50 adds faces, not age skew:
-    children and the over-60s keep the share of the loss they have in UTKFace."""
+    children and the over-60s keep the share of the loss they have in UTKFace.
+
+    ``power`` < 1 flattens the target: each band's share goes as its reference share to that power
+    (0: every band alike). A regression net pulls rare ages towards the common ones; a flatter target
+    weighs the rare bands (teenagers, the old) more. No face weighs more than ``max_weight`` times the
+    median face (a band of a handful of 95-year-olds must not dominate a batch)."""
     bins = np.minimum(np.asarray(ages) // band, 200 // band).astype(int)
     ref_bins = np.minimum(np.asarray(reference_ages) // band, 200 // band).astype(int)
     size = max(bins.max(), ref_bins.max()) + 1
     have = np.bincount(bins, minlength=size) / len(bins)
-    want = np.bincount(ref_bins, minlength=size) / len(ref_bins)
+    want = (np.bincount(ref_bins, minlength=size) / len(ref_bins)) ** power
+    want = np.where(np.bincount(ref_bins, minlength=size) > 0, want, 0.0)
+    want = want / want.sum()
     ratio = np.where(have > 0, want / np.maximum(have, 1e-12), 0.0)
     weights = ratio[bins]
+    if power != 1.0:
+        weights = np.minimum(weights, max_weight * np.median(weights))
     return (weights / weights.mean()).astype(np.float32)

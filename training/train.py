@@ -85,6 +85,9 @@ class TrainConfig:
     extra_data: tuple[Path, ...] = ()
     extra_splits: tuple[str, ...] = ("train",)
     cache_dir: Path | None = None  # re-cut extra faces are kept here between runs (outside the repository)
+    # Loss weights per 5-year band toward UTKFace's age distribution raised to this power (1: UTKFace's
+    # own; smaller: flatter, rare ages weigh more; training.extra_faces.age_balance_weights).
+    age_balance_power: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
@@ -125,11 +128,12 @@ def train(config: TrainConfig) -> dict:
     split_sizes = {"train": len(x_train), "val": len(x_val), "test": len(x_test)}  # UTKFace's
     extra = [load_extra_source(Path(folder), config, parts) for folder in config.extra_data]
     weights = None
+    utk_ages = y_train
     if extra:
-        utk_ages = y_train
         x_train = np.concatenate([x_train] + [faces.images for faces, _ in extra])
         y_train = np.concatenate([y_train] + [faces.ages for faces, _ in extra])
-        weights = age_balance_weights(y_train, utk_ages)
+    if extra or config.age_balance_power != 1.0:
+        weights = age_balance_weights(y_train, utk_ages, power=config.age_balance_power)
     train_batches = AugmentedFaces(x_train, y_train, config.batch_size, seed=config.seed, config=config.augment,
                                    weights=weights, batches_per_epoch=config.steps_per_epoch)
 
@@ -215,8 +219,7 @@ def train(config: TrainConfig) -> dict:
             "test_dropped_as_duplicates": len(split.dropped_from_test),
             "train_files": train_files_path(config.out).name,
             "extra_sources": [summary for _, summary in extra],
-            "age_balance": ("loss weights per 5-year band give the combined training set UTKFace's age "
-                            "distribution" if extra else None),
+            "age_balance": _age_balance_note(config, bool(extra)),
         },
         "training": {
             "epochs_run": len(history.get("loss", [])),
@@ -474,6 +477,15 @@ def earlier_training_stages(init_from: Path | None) -> list[dict]:
              "val_mae": card.get("metrics", {}).get("val", {}).get("mae"),
              "test_mae": card.get("metrics", {}).get("test", {}).get("mae")}
     return card.get("earlier_stages", []) + [stage]
+
+
+def _age_balance_note(config: TrainConfig, extra: bool) -> str | None:
+    if config.age_balance_power != 1.0:
+        return (f"loss weights per 5-year band give the training set UTKFace's age distribution raised to the "
+                f"power {config.age_balance_power:g} (flatter: rare ages weigh more; at most 4x the median face)")
+    if extra:
+        return "loss weights per 5-year band give the combined training set UTKFace's age distribution"
+    return None
 
 
 def _weights_note(config: TrainConfig, weights: str) -> str:
