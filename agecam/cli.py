@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from agecam.quiet import native_stderr_silenced, quiet_environment
+from agecam.quiet import native_stderr_closed_for_exit, native_stderr_silenced, quiet_environment
 from agecam.core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
 from agecam.core.paths import REPO_ROOT, UTKFACE_CROP_PART1
 from agecam.realtime.config import StreamConfig
@@ -61,8 +61,16 @@ class OneLineErrors(click.Group):
         except click.UsageError as error:
             raise UsageFailure(error) from None
         except KeyboardInterrupt:  # a stop signal outside a guarded step (e.g. while closing up)
-            click.echo("agecam: interrupted", err=True)
-            sys.exit(130)
+            exit_interrupted()
+
+
+def exit_interrupted(message: str = "agecam: interrupted", quiet: bool | None = None) -> None:
+    """End the command on a stop signal: ``message`` as its last line, exit status 130. Unless -vv,
+    nothing native may print after it (see ``native_stderr_closed_for_exit``)."""
+    click.echo(message, err=True)
+    if _quiet() if quiet is None else quiet:
+        native_stderr_closed_for_exit()
+    sys.exit(130)
 
 
 def _known_errors():
@@ -84,8 +92,7 @@ def _guarded(action):
         _check_interrupts()
         return result
     except KeyboardInterrupt:
-        click.echo("agecam: interrupted", err=True)
-        sys.exit(130)
+        exit_interrupted()
     except _known_errors() as error:
         raise Failure(str(error) or type(error).__name__) from None
 
@@ -290,8 +297,7 @@ def main(context: click.Context, verbose: int, hide_progress: bool) -> None:
     try:  # held by agecam.__main__ until now: one that came meanwhile stops the command here
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     except KeyboardInterrupt:
-        click.echo("agecam: interrupted", err=True)
-        sys.exit(130)
+        exit_interrupted(quiet=verbose < 2)
     _setup_logging(verbose)
     context.obj = {"quiet": verbose < 2, "interrupts": interrupts, "hide_progress": hide_progress,
                    "log_level": logging.getLogger().level}
@@ -417,8 +423,7 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
         click.echo(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "
                    f"{len(summary.tracks)} faces tracked{reconnects}", err=True)
     if summary.interrupted:
-        click.echo(f"agecam: interrupted after {summary.frames} frames; outputs hold the frames processed", err=True)
-        sys.exit(130)
+        exit_interrupted(f"agecam: interrupted after {summary.frames} frames; outputs hold the frames processed")
     if summary.failure:
         raise Failure(f"{summary.failure}; outputs hold the {summary.frames} frames processed")
     if summary.frames == 0:
@@ -514,9 +519,8 @@ def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, wo
     else:
         _print_batch_table(results, summary)
     if interrupted:
-        click.echo("agecam: interrupted; videos not finished keep no output (run the same command again to "
-                   "finish them)", err=True)
-        sys.exit(130)
+        exit_interrupted("agecam: interrupted; videos not finished keep no output (run the same command again to "
+                         "finish them)")
     if summary["failed"]:
         raise Failure(f"{summary['failed']} of {summary['files']} videos failed (see the table)")
 

@@ -42,3 +42,12 @@ def native_stderr_silenced(enabled: bool = True):
         sys.stderr = python_stderr
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def native_stderr_closed_for_exit() -> None:
+    """Send fd 2 to /dev/null for good: called after the command's last line when it is ending on a
+    stop signal, because native threads still winding down (MediaPipe's graph, started in the
+    background while the signal was held) would otherwise print under that last line."""
+    sys.stderr.flush()
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)

@@ -44,3 +44,19 @@ def test_termination_signals_interrupt_like_ctrl_c(restored_handlers, signum):
         os.kill(os.getpid(), signum)
         for _ in range(1000):
             pass
+
+
+def test_nothing_native_prints_after_the_interrupted_line():
+    """A native thread still winding down (MediaPipe's graph) writes to fd 2 after the last line: hidden."""
+    import subprocess
+    import sys
+
+    script = ("import os, sys, click\n"
+              "from agecam.cli import exit_interrupted\n"
+              "try:\n"
+              "    exit_interrupted(quiet=True)\n"
+              "finally:\n"
+              "    os.write(2, b'W0000 native chatter\\n')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130
+    assert done.stderr == "agecam: interrupted\n"
