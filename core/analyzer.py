@@ -12,6 +12,7 @@ import numpy as np
 
 from agecam.core.age_gate import AgeGate
 from agecam.core.age_model import AgeModel
+from agecam.core.appearance import describe_faces
 from agecam.core.annotator import AgeAnnotator, AnnotatorConfig
 from agecam.core.crop import CropConfig, crop_faces
 from agecam.core.detections import Detections
@@ -176,6 +177,8 @@ class AgeCam:
             if self.config.detector.search_missed:
                 detections = self._search_missed(frame_bgr, detections)
         with self.timer.stage("track"):
+            if self.tracker_config.appearance_weight > 0:
+                describe_faces(frame_bgr, detections)
             detections = self.tracker.update_with_detections(detections)
             height, width = frame_bgr.shape[:2]
             detections.xyxy = np.clip(detections.xyxy, 0, [width, height, width, height])

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 
+APPEARANCE_SIZE = 80  # floats in a face's appearance descriptor (core.appearance)
+
+
 def _empty(shape, dtype, fill=0):
     return np.full(shape, fill, dtype=dtype)
 
@@ -28,6 +31,11 @@ class Detections:
       carried it over a missed frame on a predicted box (``core.tracker``)
     - ``verdict``: the age gate's decision on ``age`` (``core.age_gate``: 1 over, 0 check, -1 under),
       -2 where none was made (no gate set, age unknown), int8
+    - ``quality``: how much this frame's estimate can be trusted, 0-1 (``core.quality``: 1 is a sharp,
+      frontal face of 100 px or more; 0.5 a view expected to err twice as much), NaN where no
+      estimate was made on this frame
+    - ``appearance``: the face's appearance descriptor (``core.appearance``), float32
+      ``(N, APPEARANCE_SIZE)``, NaN where not computed
 
     Example:
 
@@ -46,6 +54,8 @@ class Detections:
     age_high: np.ndarray | None = None
     detected: np.ndarray | None = None
     verdict: np.ndarray | None = None
+    quality: np.ndarray | None = None
+    appearance: np.ndarray | None = None
     frame_index: int = field(default=0, compare=False)
 
     def __post_init__(self):
@@ -61,6 +71,8 @@ class Detections:
             "age_high": ((n,), np.float32, np.nan),
             "detected": ((n,), bool, True),
             "verdict": ((n,), np.int8, -2),
+            "quality": ((n,), np.float32, np.nan),
+            "appearance": ((n, APPEARANCE_SIZE), np.float32, np.nan),
         }
         for name, (shape, dtype, fill) in defaults.items():
             value = getattr(self, name)

@@ -43,13 +43,14 @@ class ClipCase:
     speed: float = 1.0
     occlusions: bool = False
     crossing: bool = False
+    exits: bool = False  # faces leave the view for 1.5-3 s now and then (longer than a track lives unseen)
     width: int = 640
     height: int = 480
 
     @property
     def label(self) -> str:
         extra = ((f", speed x{self.speed:g}" if self.speed != 1 else "") + (", occlusions" if self.occlusions else "")
-                 + (", crossing in pairs" if self.crossing else ""))
+                 + (", crossing in pairs" if self.crossing else "") + (", leaving and coming back" if self.exits else ""))
         return f"{self.faces} faces of {self.face_size} px, {self.width}x{self.height}{extra}"
 
 
@@ -58,7 +59,8 @@ class FieldTestConfig:
     """What the field test generates; the defaults are the cases the README reports."""
 
     cases: tuple[ClipCase, ...] = (ClipCase(3, 120), ClipCase(5, 80), ClipCase(5, 80, speed=2.0, occlusions=True),
-                                   ClipCase(4, 100, crossing=True), ClipCase(3, 120, width=1280, height=720))
+                                   ClipCase(4, 100, crossing=True), ClipCase(3, 100, exits=True),
+                                   ClipCase(3, 120, width=1280, height=720))
     seeds: tuple[int, ...] = (0, 1, 2)
     frames: int = 600
     stills: int = 300  # with one face each, widths spread over still_widths
@@ -93,7 +95,7 @@ def track_coverage(truth: list[np.ndarray], rows: list[dict]) -> tuple[list[floa
     """Per face: the main track's share of its frames and the number of tracks; plus the coasted share.
 
     Frames where a face's square overlaps another's (faces crossing) are left out for that face:
-    who is in front there is ambiguous. What counts is that each face has the same id before and
+    who is in front there is ambiguous; so are frames where it is hidden (NaN box: out of view). What counts is that each face has the same id before and
     after a crossing, which these shares show (a swap splits a face's frames between two ids).
     """
     faces = len(truth[0]) if truth else 0
@@ -106,7 +108,8 @@ def track_coverage(truth: list[np.ndarray], rows: list[dict]) -> tuple[list[floa
         if face is not None and not overlapped[frame][face]:
             seen[face][int(row["track_id"])] += 1
         coasted += row.get("detected") == "0"
-    clear = [sum(not o[face] for o in overlapped) for face in range(faces)]
+    clear = [sum(not o[face] and np.isfinite(boxes[face]).all() for o, boxes in zip(overlapped, truth))
+             for face in range(faces)]
     coverage = [max(c.values()) / n if c and n else 0.0 for c, n in zip(seen, clear)]
     return coverage, [len(c) for c in seen], coasted / max(len(rows), 1)
 
@@ -120,7 +123,7 @@ def _overlapping(boxes: np.ndarray) -> np.ndarray:
 
 def run_clip(cam: AgeCam, faces: list[np.ndarray], case: ClipCase, seed: int, frames: int, folder: Path) -> ClipResult:
     scene = SceneConfig(width=case.width, height=case.height, frames=frames, face_size=case.face_size, seed=seed,
-                        speed=case.speed, occlusions=case.occlusions, crossing=case.crossing)
+                        speed=case.speed, occlusions=case.occlusions, crossing=case.crossing, exits=case.exits)
     clip = write_scene(folder / "clip.mp4", faces[: case.faces], scene)
     truth = [boxes for _, boxes in render_scene(faces[: case.faces], scene)]
     table = folder / "faces.csv"

@@ -29,6 +29,7 @@ class SceneConfig:
     speed: float = 1.0  # multiplies every face's speed
     occlusions: bool = False  # now and then a face is hidden for a few frames (a hand, a passer-by)
     crossing: bool = False  # faces in pairs walk across the frame towards each other and pass (one hides the other)
+    exits: bool = False  # now and then a face leaves the view for 1.5-3 s and comes back where its path has gone
 
 
 def astronaut_face() -> np.ndarray:
@@ -82,7 +83,8 @@ def _crossing_paths(count: int, config: SceneConfig, t: np.ndarray):
 
 
 def render_scene(faces: list[np.ndarray], config: SceneConfig = SceneConfig()):
-    """Yield ``(frame, boxes)`` for each frame; boxes are the pasted faces' xyxy, one per face."""
+    """Yield ``(frame, boxes)`` for each frame; boxes are the pasted faces' xyxy, one per face (NaN
+    while that face is hidden)."""
     rng = np.random.default_rng(config.seed)
     scenery = background(config, rng)
     tiles = [cv2.resize(face, (config.face_size, config.face_size), interpolation=cv2.INTER_AREA) for face in faces]
@@ -93,22 +95,28 @@ def render_scene(faces: list[np.ndarray], config: SceneConfig = SceneConfig()):
         frame = scenery.copy()
         boxes = []
         for tile, (x, y), face_hidden in zip(tiles, corners, covered):
-            if not face_hidden:
+            if face_hidden:
+                boxes.append((np.nan,) * 4)
+            else:
                 frame[y : y + size, x : x + size] = tile
-            boxes.append((x, y, x + size, y + size))
+                boxes.append((x, y, x + size, y + size))
         yield frame, np.asarray(boxes, np.float32)
 
 
 def _occlusions(config: SceneConfig, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``(frames, count)`` True where a face is hidden: with ``occlusions``, 0.1-0.3 s about every 4 s."""
+    """``(frames, count)`` True where a face is hidden: with ``occlusions``, 0.1-0.3 s about every 4 s;
+    with ``exits``, 1.5-3 s (longer than a track lives unseen) about every 7 s."""
     hidden = np.zeros((config.frames, count), bool)
-    if config.occlusions:
+    for wanted, first, length_s, every_s in ((config.occlusions, (0.5, 4.0), (0.1, 0.3), (3.0, 5.0)),
+                                              (config.exits, (1.0, 3.0), (1.5, 3.0), (6.0, 8.0))):
+        if not wanted:
+            continue
         for face in range(count):
-            start = rng.uniform(0.5, 4.0) * config.fps
+            start = rng.uniform(*first) * config.fps
             while start < config.frames:
-                length = rng.uniform(0.1, 0.3) * config.fps
+                length = rng.uniform(*length_s) * config.fps
                 hidden[int(start):int(start + length), face] = True
-                start += rng.uniform(3.0, 5.0) * config.fps
+                start += rng.uniform(*every_s) * config.fps
     return hidden
 
 

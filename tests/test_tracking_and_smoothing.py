@@ -110,3 +110,84 @@ def test_smoother_keeps_tracks_apart_and_waits_for_a_first_estimate():
     assert d.age[0] == 20 and np.isnan(d.age[1])
     d = smoother.update_with_detections(Detections(xyxy=[[0, 0, 9, 9]] * 2, tracker_id=[1, 2], raw_age=[30, 60]))
     assert d.age.tolist() == [25, 60]
+
+
+# --- appearance: crossings and short exits (issue #22) -----------------------------------------
+
+def _looks(seed: int) -> np.ndarray:
+    vector = np.random.default_rng(seed).normal(size=80).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def _seen(boxes, looks):
+    d = _frame(*boxes)
+    d.appearance[:] = np.stack(looks)
+    return d
+
+
+def test_faces_that_cross_keep_their_ids_by_appearance():
+    """Two faces walk towards each other in one row; the second hides the first while they meet
+    (only one detection then, on the front face), then each walks back the way it came. Motion alone
+    expects them to pass and swaps the ids; appearance keeps them apart."""
+    a, b = _looks(1), _looks(2)
+    results = {}
+    for weight in (0.0, 1.0):
+        tracker = FaceTracker(TrackerConfig(appearance_weight=weight), fps=30)
+        ids_a, ids_b = set(), set()
+        for t in range(80):
+            step = t if t < 40 else 80 - t  # they meet at t = 40 and turn back
+            xa, xb = 20 + 6 * step, 500 - 6 * step
+            if abs(xa - xb) < 40:  # b is in front: a is hidden
+                d = tracker.update_with_detections(_seen([[xb, 100, xb + 80, 180]], [b]))
+                ids_b.add(int(d.tracker_id[d.detected][0]))
+                continue
+            d = tracker.update_with_detections(_seen([[xa, 100, xa + 80, 180], [xb, 100, xb + 80, 180]], [a, b]))
+            ids_a.add(int(d.tracker_id[0]))
+            ids_b.add(int(d.tracker_id[1]))
+        results[weight] = (ids_a, ids_b)
+    assert results[1.0] == ({1}, {2})
+    assert results[0.0] != ({1}, {2})  # the case is one position alone gets wrong
+
+
+def test_a_face_that_comes_back_within_reid_s_gets_its_id_again():
+    a, stranger = _looks(1), _looks(9)
+    tracker = FaceTracker(TrackerConfig(reid_s=4.0), fps=30)
+    for _ in range(20):
+        tracker.update_with_detections(_seen([[100, 100, 180, 180]], [a]))
+    for _ in range(60):  # two seconds out of view: longer than a track lives unseen (max_gap_s 1)
+        tracker.update_with_detections(_frame())
+    back = tracker.update_with_detections(_seen([[400, 200, 480, 280]], [a]))  # elsewhere in the frame
+    assert back.tracker_id.tolist() == [1] and tracker.reidentified == 1
+    other = tracker.update_with_detections(_seen([[400, 200, 480, 280], [100, 300, 180, 380]], [a, stranger]))
+    assert other.tracker_id.tolist() == [1, 2]  # someone else is a new person
+
+
+def test_after_reid_s_a_returning_face_is_a_new_track():
+    a = _looks(1)
+    tracker = FaceTracker(TrackerConfig(reid_s=2.0), fps=30)
+    for _ in range(20):
+        tracker.update_with_detections(_seen([[100, 100, 180, 180]], [a]))
+    for _ in range(30 + 61 + 5):  # the track ends after 1 s and is remembered 2 s more
+        tracker.update_with_detections(_frame())
+    assert tracker.update_with_detections(_seen([[100, 100, 180, 180]], [a])).tracker_id.tolist() == [2]
+
+
+def test_the_appearance_descriptor_tells_faces_apart_and_knows_one_again(astronaut_bgr):
+    import cv2
+
+    from agecam.core.appearance import appearance_distance, face_descriptor
+    from agecam.core.tracker import TrackerConfig
+
+    head = astronaut_bgr[30:250, 115:335]
+    limit = TrackerConfig().max_reid_distance
+
+    def seen_at(image, width, quality=80):
+        small = cv2.resize(image, (width, width), interpolation=cv2.INTER_AREA)
+        small = cv2.imdecode(cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_COLOR)
+        return face_descriptor(small, [0, 0, width, width])
+
+    again = appearance_distance(seen_at(head, 140), seen_at(head, 60, 50))[0, 0]
+    brighter = appearance_distance(seen_at(head, 140), seen_at(cv2.convertScaleAbs(head, alpha=1.1, beta=10), 100))[0, 0]
+    other = appearance_distance(seen_at(head, 140), seen_at(head[:, :, ::-1], 140))[0, 0]  # another complexion
+    assert again < limit and brighter < limit < other
+    assert np.isnan(face_descriptor(head, [500, 500, 600, 600])).all()  # a box off the picture
