@@ -1053,5 +1053,46 @@ def gate_test(model, runtime, data, views, as_json, record):
                    f"adults 5+ over called over {o['adults_called_over']:.1%}, sent to check {o['sent_to_check']:.1%}")
 
 
+@main.command("track-test")
+@model_option
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Folder of UTKFace-named crops holding the manifest's validation and test faces.")
+@click.option("--fit-tracks", type=click.IntRange(10), default=160, show_default=True,
+              help="Generated tracks of validation faces the quality model and track range are fitted on.")
+@click.option("--test-tracks", type=click.IntRange(10), default=200, show_default=True,
+              help="Generated tracks of test faces the results are measured on.")
+@click.option("--views", type=click.IntRange(25, 600), default=50, show_default=True,
+              help="Age estimates per track (10 a second).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--record", is_flag=True, help="Store the fit and the results in the model's card (tracks), "
+                                             "where the pipeline reads them.")
+def track_test(model, runtime, data, fit_tracks, test_tracks, views, as_json, record):
+    """Fit each view's expected error and the track range on generated validation tracks, and measure
+    track ages on generated test tracks (faces that change size, pose, blur and JPEG along the track)."""
+    _import_keras_quietly()
+    from agecam.core.age_model import AgeModel
+    from agecam.training.track_fusion import TrackTestConfig, make_detector, record_in_card, track_test as run_test
+
+    def quiet_detector():
+        with signals_held(), native_stderr_silenced(_quiet()):
+            return make_detector()
+
+    config = TrackTestConfig(data=data, fit_tracks=fit_tracks, test_tracks=test_tracks, views=views)
+    loaded = _guarded(lambda: AgeModel.load(model, runtime))
+    result = _guarded(lambda: run_test(loaded, config, quiet_detector))
+    if record:
+        _guarded(lambda: record_in_card(loaded, result))
+    if _save_and_print(result, "track-test", None, as_json):
+        return
+    test, fitted = result["test"], result["range"]
+    movement, old = test["shown_age_movement_after_2s"], test["old_shown_age_movement_after_2s"]
+    click.echo(f"{loaded.name}: {test['tracks']} generated test tracks ({test['views_found']} views found); "
+               f"MAE one view {test['view_mae']:.2f}, track {test['track_mae']:.2f} (after 2 s "
+               f"{test['track_mae_after_2s']:.2f}; last-15 mean {test['old_track_mae']:.2f})")
+    click.echo(f"  80% track range coverage {test['range_coverage']:.1%} (shared error share rho {fitted['rho']:.2f}); "
+               f"shown age moves after 2 s by {movement['mean']:.2f} on average, {movement['p90']:.2f} at the 90th "
+               f"percentile (last-15 mean: {old['mean']:.2f}, {old['p90']:.2f})")
+
+
 if __name__ == "__main__":
     main()

@@ -19,7 +19,8 @@ _PUBLIC = {
     "FaceDetector": "agecam.core.detector", "DetectorConfig": "agecam.core.config",
     "FaceTracker": "agecam.core.tracker", "TrackerConfig": "agecam.core.tracker",
     "AgeEstimator": "agecam.core.estimator", "EstimatorConfig": "agecam.core.config",
-    "AgeSmoother": "agecam.core.smoothing", "SmootherConfig": "agecam.core.smoothing",
+    "TrackAgeFusion": "agecam.core.fusion", "FusionConfig": "agecam.core.fusion",
+    "ViewQuality": "agecam.core.quality",
     "AgeAnnotator": "agecam.core.annotator", "AnnotatorConfig": "agecam.core.annotator",
     "ImageError": "agecam.core.images", "read_image_file": "agecam.core.images", "decode_image": "agecam.core.images",
 }

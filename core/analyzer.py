@@ -19,7 +19,8 @@ from agecam.core.detections import Detections
 from agecam.core.config import AgeGateConfig
 from agecam.core.detector import DetectorConfig, FaceDetector, non_max_suppression
 from agecam.core.estimator import AgeEstimator, EstimatorConfig
-from agecam.core.smoothing import AgeSmoother, SmootherConfig
+from agecam.core.fusion import FusionConfig, TrackAgeFusion, TrackRangeCalibration
+from agecam.core.quality import ViewQuality, quality_of
 from agecam.core.geometry import iou_matrix
 from agecam.core.tracker import FaceTracker, TrackerConfig
 
@@ -35,7 +36,7 @@ class AgeCamConfig:
     crop: CropConfig | None = None  # None: calibrated for the detector's range
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
-    smoother: SmootherConfig = field(default_factory=SmootherConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
     annotator: AnnotatorConfig = field(default_factory=AnnotatorConfig)
     gate: AgeGateConfig = field(default_factory=AgeGateConfig)
     # CPU threads for the age model (ONNX Runtime) and OpenCV; 0: the libraries' defaults (every core).
@@ -91,6 +92,8 @@ class AgeCam:
             cv2.setNumThreads(config.threads)  # OpenCV's pool is per process, as is this pipeline's share
         self.model = model or AgeModel.load(config.model, config.runtime, config.threads)
         self.age_range = self.model.age_range  # None when the model's card has no calibration
+        self.track_range = TrackRangeCalibration.from_card(self.model.card)  # None: single-view ranges
+        self.view_quality = ViewQuality.from_card(self.model.card)
         self.gate: AgeGate | None = None
         self.set_gate(config.gate.threshold)  # before the detector: a model without gate bounds fails here
         crop = config.crop or CropConfig.for_detector_range(config.detector.range)
@@ -101,7 +104,7 @@ class AgeCam:
         self.tracker_config = replace(config.tracker, start_confidence=start, extend_confidence=extend)
         self.detector = FaceDetector(replace(config.detector, min_confidence=extend))
         self.timer = StageTimer()
-        self.estimator = AgeEstimator(self.model, config.estimator, crop, self.timer)
+        self.estimator = AgeEstimator(self.model, config.estimator, crop, self.timer, self.view_quality)
         self.annotator = AgeAnnotator(config.annotator)
         # One throw-away detection loads MediaPipe's graph now rather than on the first frame.
         self.detector.detect(np.zeros((64, 64, 3), np.uint8))
@@ -137,7 +140,7 @@ class AgeCam:
     def reset(self, fps: float = 30.0) -> None:
         """Forget all tracks: the start of a new video, whose frame rate scales the tracker's time limits."""
         self.tracker = FaceTracker(self.tracker_config, fps)
-        self.smoother = AgeSmoother(self.config.smoother)
+        self.fusion = TrackAgeFusion(self.config.fusion, self.age_range, self.track_range, fps)
         self.estimator.reset()
         self.frame_index = 0
 
@@ -184,8 +187,8 @@ class AgeCam:
             detections.xyxy = np.clip(detections.xyxy, 0, [width, height, width, height])
         self.estimator.update_with_detections(frame_bgr, detections)  # times "crop" and "infer"
         with self.timer.stage("smooth"):
-            self.smoother.update_with_detections(detections)
-            self._set_ranges(detections)
+            self.fusion.update_with_detections(detections)  # the track's age and range
+            self._set_verdicts(detections)
         self.frame_index += 1
         return detections
 
@@ -214,15 +217,15 @@ class AgeCam:
         detections.tracker_id[:] = np.arange(1, len(detections) + 1)
         faces = crop_faces(image_bgr, detections, self.estimator.crop)
         detections.raw_age[:] = self.model.predict(faces)
+        detections.quality[:] = quality_of(self.view_quality.assess(detections, faces))
         detections.age[:] = detections.raw_age
-        self._set_ranges(detections)
-        return detections
-
-    def _set_ranges(self, detections: Detections) -> None:
-        """The calibrated range around each shown age (for a track: around its smoothed age), and the
-        age gate's verdict on it when a gate is set."""
         if self.age_range is not None and len(detections):
             detections.age_low[:], detections.age_high[:] = self.age_range.interval(detections.age)
+        self._set_verdicts(detections)
+        return detections
+
+    def _set_verdicts(self, detections: Detections) -> None:
+        """The age gate's verdict on each shown age, when a gate is set."""
         if self.gate is not None:
             self.gate.update_with_detections(detections)
 

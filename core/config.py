@@ -57,6 +57,11 @@ class EstimatorConfig:
     """
 
     refresh_every: int = 3
+    # A face due a refresh whose view is expected to err more than this many times a clean view's
+    # (core.quality, before cropping: pose, size, score) waits for a better view, up to
+    # max_defer_frames since its last estimate; 0: never wait.
+    defer_above: float = 2.0
+    max_defer_frames: int = 9
 
 
 @dataclass(frozen=True)

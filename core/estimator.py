@@ -11,6 +11,7 @@ from agecam.core.age_model import AgeModel
 from agecam.core.config import EstimatorConfig
 from agecam.core.crop import CropConfig, crop_faces
 from agecam.core.detections import Detections
+from agecam.core.quality import ViewQuality, quality_of
 
 
 class AgeEstimator:
@@ -23,8 +24,9 @@ class AgeEstimator:
     """
 
     def __init__(self, model: AgeModel, config: EstimatorConfig = EstimatorConfig(),
-                 crop: CropConfig = CropConfig(), timer=None):
+                 crop: CropConfig = CropConfig(), timer=None, quality: ViewQuality | None = None):
         self.model, self.config, self.crop = model, config, crop
+        self.quality = quality or ViewQuality.from_card(model.card)
         self.timer = timer  # optional StageTimer: records "crop" and "infer" separately
         self._last_estimate: dict[int, int] = {}
         self.inferences = 0  # faces sent to the model so far
@@ -40,7 +42,15 @@ class AgeEstimator:
         new = np.array([int(t) < 0 or int(t) not in self._last_estimate for t in ids], bool)
         # (frame + id) % k staggers the refreshes of different tracks over the k frames.
         # A coasted face (box predicted, not detected) keeps its age: its crop may be off the face.
-        return (new | ((frame_index + ids) % k == 0)) & detections.detected
+        scheduled = (frame_index + ids) % k == 0
+        if self.quality.fitted and self.config.defer_above > 0 and len(ids):
+            # A poor view (turned, small, weakly found) due a refresh waits for a better one, a few
+            # frames at most: the pose, size and score are known before cropping.
+            # A face that waited past its turn is due on the first frame with a good view.
+            poor = self.quality.assess(detections) > self.config.defer_above
+            waited = np.array([frame_index - self._last_estimate.get(int(t), frame_index) for t in ids])
+            scheduled = (scheduled | (waited >= k)) & (~poor | (waited >= self.config.max_defer_frames))
+        return (new | scheduled) & detections.detected
 
     def update_with_detections(self, frame_bgr: np.ndarray, detections: Detections) -> Detections:
         """Estimate the due faces (all in one batch) and set their ``raw_age``; return detections."""
@@ -52,7 +62,9 @@ class AgeEstimator:
             faces = crop_faces(frame_bgr, subset, self.crop)
         with self._stage("infer"):
             ages = self.model.predict(faces)
-        detections.raw_age[np.flatnonzero(mask)] = ages
+        rows = np.flatnonzero(mask)
+        detections.raw_age[rows] = ages
+        detections.quality[rows] = quality_of(self.quality.assess(subset, faces))
         self.inferences += len(ages)
         for track_id in subset.tracker_id:
             if track_id >= 0:

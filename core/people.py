@@ -1,8 +1,9 @@
 """Who was seen in a stream: per track, when, how clearly, and every age estimate made on it.
 
-A person's age is the median of every estimate the model made on their track (all the evidence,
-robust to a few bad views), with the model's calibrated 80% range around it and, with an age gate,
-the gate's verdict on it (``core.age_gate``). ``quality`` is the mean detector score over the frames
+A person's age is the track's age as last shown: in a stream, the quality-weighted, outlier-robust
+fusion of every estimate made on the track (``core.fusion``), with its range, which narrowed as good
+views came in; for a log of raw estimates alone (no fused age shown), their median with the model's
+calibrated 80% range around it. With an age gate, the gate's verdict on that age (``core.age_gate``). ``quality`` is the mean detector score over the frames
 the face was found on (0-1): how clearly it was seen. The files that hold these rows belong to
 ``realtime.people``.
 """
@@ -39,6 +40,7 @@ class TrackLog:
         self.faces: dict[int, str] = {}
         self.frame_seconds = frame_seconds  # the first frame's duration (later ones: the clock's steps)
         self.ages: dict[int, list[float]] = defaultdict(list)
+        self.last_shown: dict[int, tuple[float, float, float]] = {}  # the last shown age, low, high
         self.raw: dict[int, list[float]] = defaultdict(list)
         self.frames: dict[int, int] = defaultdict(int)
         self.frames_to_first_age: dict[int, int] = {}
@@ -53,8 +55,9 @@ class TrackLog:
         the thumbnails of ``keep_faces``)."""
         step = self.frame_seconds if self._previous_s is None else max(0.0, time_s - self._previous_s)
         self._previous_s = time_s
-        for track_id, age, raw, score, detected, box in zip(detections.tracker_id, detections.age, detections.raw_age,
-                                                            detections.confidence, detections.detected, detections.xyxy):
+        for track_id, age, raw, score, detected, box, low, high in zip(
+                detections.tracker_id, detections.age, detections.raw_age, detections.confidence,
+                detections.detected, detections.xyxy, detections.age_low, detections.age_high):
             track_id = int(track_id)
             self.frames[track_id] += 1
             self.first_s.setdefault(track_id, time_s)
@@ -68,6 +71,7 @@ class TrackLog:
                 self.raw[track_id].append(float(raw))
             if np.isfinite(age):
                 self.ages[track_id].append(float(age))
+                self.last_shown[track_id] = (float(age), float(low), float(high))
                 self.frames_to_first_age.setdefault(track_id, self.frames[track_id])
 
     def people(self, age_range=None, gate=None) -> list[dict]:
@@ -80,7 +84,12 @@ class TrackLog:
             age = float(np.median(raw)) if raw else None
             low = high = None
             verdict = None
-            if age is not None and age_range is not None:
+            shown = self.last_shown.get(track_id)
+            if age is not None and shown is not None:
+                age = shown[0]
+                if np.isfinite(shown[1]) and np.isfinite(shown[2]):
+                    low, high = shown[1], shown[2]
+            if age is not None and low is None and age_range is not None:
                 low, high = (float(v[0]) for v in age_range.interval([age]))
             if age is not None and gate is not None:
                 verdict = verdict_name(gate.decide([age])[0]) or None

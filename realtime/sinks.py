@@ -19,9 +19,11 @@ log = logging.getLogger(__name__)
 
 # Later columns were added at the end so older readers keep working: age_low, age_high (the calibrated
 # 80% range), then detected (1: found on this frame; 0: carried over a missed detection on a predicted box),
-# then age_gate (over, under or check with --age-gate; empty without one or while the age is unknown).
+# then age_gate (over, under or check with --age-gate; empty without one or while the age is unknown),
+# then quality (0-1, core.quality: how far this frame's estimate can be trusted; empty on frames
+# without an estimate of that face).
 CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age", "age_low", "age_high", "detected",
-               "age_gate")
+               "age_gate", "quality")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
@@ -185,7 +187,8 @@ class AtomicTextSink:
 
 
 class CsvSink(AtomicTextSink):
-    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected,age_gate``),
+    """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected,age_gate,
+    quality``),
     written atomically.
 
     Example::
@@ -201,12 +204,13 @@ class CsvSink(AtomicTextSink):
 
     def write(self, frame_index: int, time_s: float, detections) -> None:
         def rows():
-            for (x, y, w, h), track_id, age, low, high, detected, verdict in zip(
+            for (x, y, w, h), track_id, age, low, high, detected, verdict, quality in zip(
                     detections.xywh, detections.tracker_id, detections.age, detections.age_low,
-                    detections.age_high, detections.detected, detections.verdict):
+                    detections.age_high, detections.detected, detections.verdict, detections.quality):
                 self._writer.writerow([frame_index, f"{time_s:.3f}", int(track_id), f"{x:.1f}", f"{y:.1f}",
                                        f"{w:.1f}", f"{h:.1f}", *(_number(v) for v in (age, low, high)),
-                                       int(detected), verdict_name(verdict)])
+                                       int(detected), verdict_name(verdict),
+                                       f"{quality:.3f}" if np.isfinite(quality) else ""])
 
         self._write(rows)
 
@@ -215,7 +219,8 @@ class JsonlSink(AtomicTextSink):
     """One JSON object per face per frame (JSON Lines), written atomically: ``video``, ``frame``,
     ``time_s``, ``track_id``, ``box`` (``[x, y, w, h]`` in pixels), ``score`` (the detector's), ``age``,
     ``age_low``, ``age_high`` (null while unknown), ``detected`` and ``age_gate`` (``over``, ``under``,
-    ``check``; null without a gate or while the age is unknown).
+    ``check``; null without a gate or while the age is unknown) and ``quality`` (0-1, ``core.quality``;
+    null on frames without an estimate of that face).
 
     Example::
 
@@ -229,14 +234,16 @@ class JsonlSink(AtomicTextSink):
 
     def write(self, frame_index: int, time_s: float, detections) -> None:
         def lines():
-            for (x, y, w, h), score, track_id, age, low, high, detected, verdict in zip(
+            for (x, y, w, h), score, track_id, age, low, high, detected, verdict, quality in zip(
                     detections.xywh, detections.confidence, detections.tracker_id, detections.age,
-                    detections.age_low, detections.age_high, detections.detected, detections.verdict):
+                    detections.age_low, detections.age_high, detections.detected, detections.verdict,
+                    detections.quality):
                 record = {"video": self.video, "frame": frame_index, "time_s": round(float(time_s), 3),
                           "track_id": int(track_id), "box": [round(float(v), 1) for v in (x, y, w, h)],
                           "score": round(float(score), 3), "age": _json_number(age),
                           "age_low": _json_number(low), "age_high": _json_number(high),
-                          "detected": bool(detected), "age_gate": verdict_name(verdict) or None}
+                          "detected": bool(detected), "age_gate": verdict_name(verdict) or None,
+                          "quality": None if not np.isfinite(quality) else round(float(quality), 3)}
                 self._handle.write(json.dumps(record) + "\n")
 
         self._write(lines)

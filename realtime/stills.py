@@ -23,7 +23,8 @@ from agecam.core.images import IMAGE_SUFFIXES, ImageError, read_image_file
 from agecam.realtime.batch import first_of_each, is_pattern
 from agecam.realtime.sinks import AtomicTextSink
 
-STILLS_CSV_COLUMNS = ("path", "face", "x", "y", "w", "h", "score", "age", "age_low", "age_high", "age_gate")
+STILLS_CSV_COLUMNS = ("path", "face", "x", "y", "w", "h", "score", "age", "age_low", "age_high", "age_gate",
+                      "quality")
 
 
 def find_images(arguments: Iterable[str | os.PathLike]) -> list[Path]:
@@ -99,11 +100,12 @@ def face_json(faces: Detections, i: int) -> dict:
     return {"box": [round(float(v), 1) for v in faces.xywh[i]], "score": round(float(faces.confidence[i]), 3),
             "age": round(float(faces.age[i]), 1),
             "age_range": [round(low, 1), round(high, 1)] if np.isfinite(low) and np.isfinite(high) else None,
-            "age_gate": verdict_name(faces.verdict[i]) or None}
+            "age_gate": verdict_name(faces.verdict[i]) or None,
+            "quality": round(float(faces.quality[i]), 3) if np.isfinite(faces.quality[i]) else None}
 
 
 class StillsCsvSink(AtomicTextSink):
-    """One row per face of each image (``path,face,x,y,w,h,score,age,age_low,age_high,age_gate``; ``face``
+    """One row per face of each image (``path,face,x,y,w,h,score,age,age_low,age_high,age_gate,quality``; ``face``
     counts from 1 within its image), written atomically.
 
     Example::
@@ -126,7 +128,7 @@ class StillsCsvSink(AtomicTextSink):
                 face = face_json(faces, i)
                 low, high = face["age_range"] or ("", "")
                 self._writer.writerow([str(result.path), i + 1, *face["box"], face["score"], face["age"], low, high,
-                                       face["age_gate"] or ""])
+                                       face["age_gate"] or "", "" if face["quality"] is None else face["quality"]])
 
         self._write(rows)
 

@@ -70,9 +70,10 @@ def test_video_headless_outputs(tmp_path, three_face_clip, tiny_model_path):
     first = rows[0]
     assert float(first["w"]) > 50 and float(first["h"]) > 50 and float(first["age"]) > 0
     # The tiny model has no calibration: the range columns are there, and empty.
-    assert CSV_COLUMNS[-4:-2] == ("age_low", "age_high") and first["age_low"] == first["age_high"] == ""
-    assert CSV_COLUMNS[-2] == "detected" and {r["detected"] for r in rows} <= {"0", "1"} and first["detected"] == "1"
-    assert CSV_COLUMNS[-1] == "age_gate" and {r["age_gate"] for r in rows} == {""}  # no gate asked
+    assert CSV_COLUMNS[-5:-3] == ("age_low", "age_high") and first["age_low"] == first["age_high"] == ""
+    assert CSV_COLUMNS[-3] == "detected" and {r["detected"] for r in rows} <= {"0", "1"} and first["detected"] == "1"
+    assert CSV_COLUMNS[-2:] == ("age_gate", "quality") and {r["age_gate"] for r in rows} == {""}  # no gate asked
+    assert all(0 < float(r["quality"]) <= 1 for r in rows if r["quality"])  # on the frames with an estimate
     assert float(rows[-1]["time_s"]) == pytest.approx(int(rows[-1]["frame"]) / config.fps, abs=1e-3)
 
 
@@ -84,7 +85,7 @@ def test_image_json_and_annotated_copies(tmp_path, astronaut_png, tiny_model_pat
     report = json.loads(result.stdout)
     assert [r["path"] for r in report] == [str(astronaut_png), str(plain)]
     face, = report[0]["faces"]
-    assert set(face) == {"box", "score", "age", "age_range", "age_gate"} and face["age_gate"] is None
+    assert set(face) == {"box", "score", "age", "age_range", "age_gate", "quality"} and face["age_gate"] is None
     assert face["age_range"] is None  # the tiny model has no calibrated range
     x, y, w, h = face["box"]
     assert 150 < x + w / 2 < 300 and 80 < y + h / 2 < 200 and face["score"] > 0.7

@@ -85,7 +85,7 @@ def test_people_of_a_track_log():
     assert set(one) == set(PEOPLE_COLUMNS)
     assert (one["track_id"], one["first_s"], one["last_s"], one["frames"], one["estimates"]) == (1, 0.0, 0.5, 4, 3)
     assert one["seconds_seen"] == pytest.approx(0.1 + 0.1 + 0.1 + 0.3)
-    assert one["age"] == 31.0 and (one["age_low"], one["age_high"]) == (29.0, 33.0)  # the median of 30, 34, 31
+    assert one["age"] == 31.0 and (one["age_low"], one["age_high"]) == (29.0, 33.0)  # the last shown age (here: no fused age, the last raw one)
     assert one["quality"] == pytest.approx((0.9 + 0.7 + 0.8) / 3, abs=1e-3)  # the carried-over frame not counted
     assert one["age_gate"] == "over" and two["age_gate"] == "under"
     assert (two["first_s"], two["last_s"], two["estimates"], two["age"]) == (0.1, 0.2, 1, 12.0)

@@ -62,14 +62,15 @@ def test_csv_sink_schema_and_atomicity(tmp_path):
     path = tmp_path / "faces.csv"
     with CsvSink(path) as sink:
         sink.write(0, 0.0, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[40.26], age_low=[33.04],
-                                      age_high=[49.96], verdict=[1]))
+                                      age_high=[49.96], verdict=[1], quality=[0.8123]))
         sink.write(1, 0.033, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[np.nan], detected=[False]))
         assert not path.exists()
     lines = path.read_text().splitlines()
     # New columns come last, so the earlier columns keep their places.
-    assert lines[0] == "frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected,age_gate" == ",".join(CSV_COLUMNS)
-    assert lines[1] == "0,0.000,3,1.0,2.0,10.0,20.0,40.3,33.0,50.0,1,over"
-    assert lines[2] == "1,0.033,3,1.0,2.0,10.0,20.0,,,,0,"
+    assert lines[0] == ",".join(CSV_COLUMNS)
+    assert lines[0] == "frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected,age_gate,quality"
+    assert lines[1] == "0,0.000,3,1.0,2.0,10.0,20.0,40.3,33.0,50.0,1,over,0.812"
+    assert lines[2] == "1,0.033,3,1.0,2.0,10.0,20.0,,,,0,,"
 
 
 def test_describe_source():

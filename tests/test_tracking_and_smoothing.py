@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from agecam.core.detections import Detections
-from agecam.core.smoothing import AgeSmoother, SmootherConfig
+from agecam.core.age_range import AgeRangeCalibration
+from agecam.core.fusion import TrackAgeFusion, TrackRangeCalibration
 from agecam.core.tracker import FaceTracker, TrackerConfig, iou_matrix
 
 
@@ -90,26 +91,92 @@ def test_new_face_gets_a_new_id():
     assert sorted(d.tracker_id.tolist()) == [1, 2]
 
 
-def test_smoother_is_unbiased_and_ignores_missing_estimates():
+def _estimate(fusion, track_id, raw, quality=1.0):
+    d = Detections(xyxy=[[0, 0, 9, 9]], tracker_id=[track_id], raw_age=[raw], quality=[quality])
+    return fusion.update_with_detections(d)
+
+
+def test_fusion_is_steady_unbiased_and_ignores_frames_without_an_estimate():
     rng = np.random.default_rng(0)
-    smoother = AgeSmoother(SmootherConfig(window=10))
+    fusion = TrackAgeFusion()
     raw_values, shown = [], []
     for t in range(300):
         raw = 40 + rng.normal(0, 6) if t % 3 == 0 else np.nan  # an estimate every third frame
         if np.isfinite(raw):
             raw_values.append(raw)
-        d = smoother.update_with_detections(Detections(xyxy=[[0, 0, 9, 9]], tracker_id=[7], raw_age=[raw]))
-        shown.append(float(d.age[0]))
-    assert abs(np.mean(shown) - np.mean(raw_values)) < 1.0
-    assert np.std(shown[30:]) < np.std(raw_values) / 2  # and much steadier than the raw estimates
+        shown.append(float(_estimate(fusion, 7, raw).age[0]))
+    assert abs(shown[-1] - np.mean(raw_values)) < 1.0
+    assert np.ptp(shown[60:]) < np.std(raw_values) / 2  # after 2 s it barely moves
 
 
-def test_smoother_keeps_tracks_apart_and_waits_for_a_first_estimate():
-    smoother = AgeSmoother()
-    d = smoother.update_with_detections(Detections(xyxy=[[0, 0, 9, 9]] * 2, tracker_id=[1, 2], raw_age=[20, np.nan]))
+def test_fusion_keeps_tracks_apart_and_waits_for_a_first_estimate():
+    fusion = TrackAgeFusion()
+    d = fusion.update_with_detections(Detections(xyxy=[[0, 0, 9, 9]] * 2, tracker_id=[1, 2], raw_age=[20, np.nan]))
     assert d.age[0] == 20 and np.isnan(d.age[1])
-    d = smoother.update_with_detections(Detections(xyxy=[[0, 0, 9, 9]] * 2, tracker_id=[1, 2], raw_age=[30, 60]))
+    d = fusion.update_with_detections(Detections(xyxy=[[0, 0, 9, 9]] * 2, tracker_id=[1, 2], raw_age=[30, 60]))
     assert d.age.tolist() == [25, 60]
+
+
+def test_a_poor_view_moves_the_age_less_than_a_good_one():
+    moved = {}
+    for quality in (1.0, 0.25):
+        fusion = TrackAgeFusion()
+        for raw in (30.0, 31.0, 29.0, 30.0):
+            _estimate(fusion, 1, raw)
+        moved[quality] = float(_estimate(fusion, 1, 40.0, quality).age[0]) - 30.0
+    assert 0 < moved[0.25] < moved[1.0] / 4
+
+
+def test_one_wild_estimate_cannot_drag_the_age():
+    fusion = TrackAgeFusion(age_range=AgeRangeCalibration(0.8, 1.0, 0.1, -1.3, 1.3))
+    for raw in (30.0, 31.0, 29.0, 30.0, 30.5, 29.5):
+        _estimate(fusion, 1, raw)
+    assert abs(float(_estimate(fusion, 1, 90.0).age[0]) - 30.0) < 1.5  # a plain mean would move by 8.6
+
+
+def test_the_track_range_narrows_with_good_views_but_not_with_poor_ones():
+    calibration = AgeRangeCalibration(0.8, 1.0, 0.1, -1.3, 1.3)
+    track_range = TrackRangeCalibration(rho=0.5, q_low=-1.3, q_high=1.3)
+    widths = {}
+    for quality in (1.0, 0.25):
+        fusion = TrackAgeFusion(age_range=calibration, track_range=track_range)
+        spans = []
+        for _ in range(30):
+            d = _estimate(fusion, 1, 30.0, quality)
+            spans.append(float(d.age_high[0] - d.age_low[0]))
+        widths[quality] = spans
+    good, poor = widths[1.0], widths[0.25]
+    assert good[-1] < good[0] and good[-1] == pytest.approx(good[0] * np.sqrt(0.5 + 0.5 / 30), rel=1e-3)
+    assert poor[0] == pytest.approx(4 * good[0]) and poor[-1] > 3 * good[-1]  # poor views only: still wide
+
+
+def test_track_range_coverage_holds_on_simulated_tracks_with_shared_errors():
+    """Views of one face share part of their error: a range that assumed independence would cover
+    far less than 80% on long tracks. Fitted rho and quantiles hold it on fresh tracks."""
+    from agecam.training.track_fusion import fit_track_range
+
+    rng = np.random.default_rng(1)
+    calibration = AgeRangeCalibration(0.8, 2.0, 0.0, -1.3, 1.3)
+
+    def tracks(count):
+        out = []
+        for _ in range(count):
+            true = rng.uniform(5, 70)
+            quality = rng.uniform(0.3, 1.0, 40)
+            shared = rng.normal(0, 2.0 * np.sqrt(0.6))
+            raw = true + (shared + rng.normal(0, 2.0 * np.sqrt(0.4), 40)) / quality  # 60% of the variance shared
+            out.append((true, raw, 1 / quality))
+        return out
+
+    fitted = fit_track_range(tracks(400), calibration)
+    assert 0.5 < fitted.rho < 0.7
+    covered = []
+    for true, raw, errors in tracks(400):
+        fusion = TrackAgeFusion(age_range=calibration, track_range=fitted)
+        for a, r in zip(raw, errors):
+            d = _estimate(fusion, 1, a, 1 / r)
+            covered.append(d.age_low[0] <= true <= d.age_high[0])
+    assert 0.76 < np.mean(covered) < 0.86
 
 
 # --- appearance: crossings and short exits (issue #22) -----------------------------------------
