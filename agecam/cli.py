@@ -1035,7 +1035,7 @@ def calibrate(model, runtime, data, part1):
 @click.option("--record", is_flag=True, help="Store the results in the model's card (age_range.gate.tracks).")
 def gate_test(model, runtime, data, views, as_json, record):
     """Measure the age gate on generated tracks: each test face seen in several camera renderings, decided
-    on the median of their estimates as the people table decides."""
+    on the median of their estimates (a robust track age; agecam track-test measures the fused one)."""
     _import_keras_quietly()
     from agecam.core.age_model import AgeModel
     from agecam.training.gate_tracks import GateTrackConfig, gate_on_tracks, record_in_card

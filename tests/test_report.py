@@ -133,3 +133,15 @@ def test_model_cards_round_trip_with_a_version_and_bad_cards_fail_in_one_line(tm
     result = run_agecam("image", tiny_model_path, "--model", tmp_path / "cnn.keras")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.count("agecam: error:") == 1 and "not a model card" in result.stderr
+
+
+def test_track_ages_table_reads_the_cards_and_judges_the_targets():
+    from agecam.training.report import track_ages_table
+
+    assert "agecam track-test" in track_ages_table({"cnn": {}})
+    test = {"tracks": 10, "view_mae": 7.0, "track_mae": 5.5, "unweighted_mean_mae": 6.0, "old_track_mae": 6.5,
+            "range_coverage": 0.9, "range_coverage_by_views": {"1": 0.8, "2-4": 0.85, "5-19": 0.9, "20+": 0.95},
+            "shown_age_movement_after_2s": {"mean": 1.0, "p90": 2.5}, "old_shown_age_movement_after_2s": {"mean": 2, "p90": 4}}
+    table = track_ages_table({"cnn": {"tracks": {"test": test, "range": {"rho": 0.8}, "config": {"views": 50}}}})
+    assert "| `cnn` | 10 (50) | 7.00 | 5.50 | 6.00 | 6.50 | 90.0% | 80% / 85% / 90% / 95% |" in table
+    assert "MAE gain ≥ 1.0: met" in table and "coverage 0.78-0.85: missed" in table and "moves ≤ 3: met (p90)" in table

@@ -1,11 +1,13 @@
-"""The age gate on generated tracks, decided as the people table decides.
+"""The age gate on generated tracks, decided on a robust track age (the median of the views).
 
     agecam gate-test --model ensemble --data ../shared/data/utkface --record
 
 Each held-out test face becomes a track of ``views`` views whose size, blur, noise, colour, tone
 and JPEG quality change from view to view (one seeded draw each of the training augmentation's
 camera renderings, ``training.augment.camera_rendering``: no geometry, the crop stays the
-pipeline's). The track's age is the median of its views' estimates (``core.people``) and the gate
+pipeline's). The track's age is the median of its views' estimates (a robust track age: these views carry no
+detector measures for ``core.quality``, so the quality-weighted fusion of ``core.fusion`` that a
+stream's people table uses would weigh them alike; ``agecam track-test`` measures that one) and the gate
 decides on it with the model's one-sided bounds (``core.age_gate``), for gates at 18 and 25: the
 share of minors called over, of clear adults called over, sent to check. The views of a track are
 one face under one light, as in a real track, so they are not independent draws.
