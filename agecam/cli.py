@@ -1057,7 +1057,7 @@ def gate_test(model, runtime, data, views, as_json, record):
 @model_option
 @click.option("--data", type=click.Path(path_type=Path), required=True,
               help="Folder of UTKFace-named crops holding the manifest's validation and test faces.")
-@click.option("--fit-tracks", type=click.IntRange(10), default=160, show_default=True,
+@click.option("--fit-tracks", type=click.IntRange(10), default=400, show_default=True,
               help="Generated tracks of validation faces the quality model and track range are fitted on.")
 @click.option("--test-tracks", type=click.IntRange(10), default=200, show_default=True,
               help="Generated tracks of test faces the results are measured on.")

@@ -103,7 +103,8 @@ class TrackLog:
         return rows
 
     def smoothing_bias(self) -> dict[int, float]:
-        """Per track: mean shown age minus mean raw estimate (0 for an unbiased smoother)."""
+        """Per track: mean shown age minus mean raw estimate (near 0 when the shown age follows the
+        estimates; the fused age weighs good views more, so it may differ by design)."""
         return {t: float(np.mean(self.ages[t]) - np.mean(self.raw[t])) for t in self.frames if self.raw[t]}
 
 

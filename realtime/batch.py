@@ -1,6 +1,6 @@
 """Many videos in one run: find them, plan their outputs, and process them with worker processes.
 
-A unit of work is one video, since tracks and age smoothing carry state from frame to frame. Each
+A unit of work is one video, since tracks and track ages carry state from frame to frame. Each
 worker prepares its pipeline once and takes videos from a queue until none is left. A video's
 outputs appear only when it was processed to its end, so an output that exists is complete: a
 second run of the same command skips the videos whose outputs are all there.

@@ -114,3 +114,35 @@ def test_a_crossing_clip_through_the_real_cli_keeps_every_id(tmp_path, utk_dir):
         rows = list(csv.DictReader(handle))
     coverage, tracks, _ = track_coverage([boxes for _, boxes in render_scene(faces, scene)], rows)
     assert min(coverage) >= 0.95 and max(tracks) <= 2, (coverage, tracks)
+
+
+class _CountingModel:
+    card: dict = {}
+
+    def __init__(self):
+        self.faces = 0
+
+    def predict(self, faces):
+        self.faces += len(faces)
+        return np.full(len(faces), 30.0, np.float32)
+
+
+def test_a_poor_view_due_a_refresh_waits_for_a_better_one_within_a_limit():
+    from agecam.core.config import EstimatorConfig
+    from agecam.core.estimator import AgeEstimator
+
+    quality = ViewQuality({"small": 2.0})  # a 30 px face errs (100/30)^2 = 11x: poor
+    estimator = AgeEstimator(_CountingModel(), EstimatorConfig(refresh_every=3, defer_above=2.0, max_defer_frames=9),
+                             quality=quality)
+    frame = np.full((200, 200, 3), 128, np.uint8)
+
+    def face(width, index):
+        d = Detections(xyxy=[[10, 10, 10 + width, 10 + width]], tracker_id=[1], frame_index=index)
+        return estimator.update_with_detections(frame, d)
+
+    assert np.isfinite(face(30, 0).raw_age[0])  # a new face is estimated at once, however poor
+    estimated = [i for i in range(1, 20) if np.isfinite(face(30, i).raw_age[0])]
+    assert estimated == [9, 18]  # poor views only: one estimate every max_defer_frames
+    good = [i for i in range(20, 26) if np.isfinite(face(120, i).raw_age[0])]
+    assert good and good[0] == 20  # a good view is refreshed on its turn again
+    assert np.isfinite(face(120, good[0] + 3).raw_age[0])
