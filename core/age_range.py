@@ -69,13 +69,7 @@ class AgeRangeCalibration:
     @classmethod
     def from_card(cls, card: dict) -> "AgeRangeCalibration | None":
         """The calibration stored in a model card, or None when it has none."""
-        stored = card.get("age_range", {}).get("calibration") if isinstance(card, dict) else None
-        if not isinstance(stored, dict):
-            return None
-        try:
-            return cls(**{key: stored[key] for key in cls.__dataclass_fields__ if key in stored})
-        except TypeError:
-            return None
+        return stored_dataclass(cls, card, "age_range", "calibration")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +81,18 @@ class AgeRangeCalibration:
         low = np.maximum(0.0, ages + self.q_low * spread)
         high = ages + self.q_high * spread
         return low.astype(np.float32), high.astype(np.float32)
+
+
+def stored_dataclass(cls, card, section: str, key: str):
+    """``cls`` made from the fields stored at ``card[section][key]``, or None when that is missing or
+    does not fit ``cls`` (a card from an older or newer agecam)."""
+    stored = (card.get(section) or {}).get(key) if isinstance(card, dict) else None
+    if not isinstance(stored, dict):
+        return None
+    try:
+        return cls(**{name: stored[name] for name in cls.__dataclass_fields__ if name in stored})
+    except TypeError:
+        return None
 
 
 def coverage_of(y_true, low, high) -> float:

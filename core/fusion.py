@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from agecam.core.age_range import AgeRangeCalibration
+from agecam.core.age_range import AgeRangeCalibration, stored_dataclass
 from agecam.core.detections import Detections
 
 
@@ -66,13 +66,7 @@ class TrackRangeCalibration:
 
     @classmethod
     def from_card(cls, card: dict) -> "TrackRangeCalibration | None":
-        stored = (card.get("tracks") or {}).get("range") if isinstance(card, dict) else None
-        if not isinstance(stored, dict):
-            return None
-        try:
-            return cls(**{key: stored[key] for key in cls.__dataclass_fields__ if key in stored})
-        except TypeError:
-            return None
+        return stored_dataclass(cls, card, "tracks", "range")
 
     def to_dict(self) -> dict:
         return asdict(self)
