@@ -32,7 +32,7 @@ from scipy.optimize import linear_sum_assignment
 
 from agecam.core.appearance import appearance_distance
 from agecam.core.detections import Detections
-from agecam.core.geometry import iou_matrix
+from agecam.core.geometry import iou_matrix, overlaps_another
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class FaceTracker:
         self._reidentify(detections, strong, matched)
 
         keep = np.zeros(len(detections), bool)
-        clear = self._clear_of_others(boxes)
+        clear = ~overlaps_another(boxes)  # only a face seen clear of others teaches its track's looks
         for ti, di in matched.items():
             track = self._tracks[ti]
             steps = track.missed + 1
@@ -198,15 +198,6 @@ class FaceTracker:
             return
         blended = self.config.appearance_momentum * track.appearance + (1 - self.config.appearance_momentum) * descriptor
         track.appearance = blended / max(float(np.linalg.norm(blended)), 1e-6)
-
-    @staticmethod
-    def _clear_of_others(boxes: np.ndarray) -> np.ndarray:
-        """Per detection, whether it overlaps no other detection of the frame."""
-        if len(boxes) < 2:
-            return np.ones(len(boxes), bool)
-        overlap = iou_matrix(boxes, boxes) > 0
-        np.fill_diagonal(overlap, False)
-        return ~overlap.any(axis=1)
 
     def _reidentify(self, detections: Detections, strong: np.ndarray, matched: dict[int, int]) -> None:
         """Strong detections that no live track took, matched by appearance alone to a confirmed track

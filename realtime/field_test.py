@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from agecam.core.analyzer import AgeCam
-from agecam.core.geometry import iou_matrix
+from agecam.core.geometry import overlaps_another
 from agecam.realtime.runner import RunConfig, run
 from agecam.realtime.sources import VideoSource
 from agecam.realtime.synthetic import SceneConfig, background, render_scene, write_scene
@@ -99,7 +99,7 @@ def track_coverage(truth: list[np.ndarray], rows: list[dict]) -> tuple[list[floa
     after a crossing, which these shares show (a swap splits a face's frames between two ids).
     """
     faces = len(truth[0]) if truth else 0
-    overlapped = [_overlapping(boxes) for boxes in truth]
+    overlapped = [overlaps_another(boxes) for boxes in truth]
     seen: list[Counter] = [Counter() for _ in range(faces)]
     coasted = 0
     for row in rows:
@@ -112,13 +112,6 @@ def track_coverage(truth: list[np.ndarray], rows: list[dict]) -> tuple[list[floa
              for face in range(faces)]
     coverage = [max(c.values()) / n if c and n else 0.0 for c, n in zip(seen, clear)]
     return coverage, [len(c) for c in seen], coasted / max(len(rows), 1)
-
-
-def _overlapping(boxes: np.ndarray) -> np.ndarray:
-    """Per box, whether it overlaps another one."""
-    overlap = iou_matrix(boxes, boxes) > 0
-    np.fill_diagonal(overlap, False)
-    return overlap.any(axis=1)
 
 
 def run_clip(cam: AgeCam, faces: list[np.ndarray], case: ClipCase, seed: int, frames: int, folder: Path) -> ClipResult:

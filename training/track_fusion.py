@@ -35,9 +35,10 @@ from agecam.core.age_model import AgeModel, ModelError
 from agecam.core.age_range import AgeRangeCalibration
 from agecam.core.crop import CropConfig, crop_faces
 from agecam.core.detector import DetectorConfig, FaceDetector
-from agecam.core.fusion import TrackRangeCalibration, fuse, relative_track_error, spread_of
+from agecam.core.detections import Detections
+from agecam.core.fusion import TrackAgeFusion, TrackRangeCalibration, fuse, relative_track_error, spread_of
 from agecam.core.geometry import iou_matrix
-from agecam.core.quality import FEATURES, ViewQuality, view_measures
+from agecam.core.quality import FEATURES, ViewQuality, quality_of, view_measures
 from agecam.training.split import DEFAULT_MANIFEST, effective_splits
 
 log = logging.getLogger(__name__)
@@ -223,16 +224,17 @@ def fit_track_range(tracks, age_range: AgeRangeCalibration | None, coverage: flo
 
 
 def replay(track: TrackViews, quality: ViewQuality, age_range, track_range) -> dict[str, np.ndarray]:
-    """The track's shown age and range after each of its estimates, as ``core.fusion`` shows them,
-    and the old way's age (the mean of the last 15)."""
-    r = quality.relative_error(quality.features(track.measures))
+    """The track's shown age and range after each of its estimates, as the pipeline's
+    ``core.fusion.TrackAgeFusion`` shows them, and the old way's age (the mean of the last 15)."""
+    fusion = TrackAgeFusion(age_range=age_range, track_range=track_range)
+    shown_quality = quality_of(quality.relative_error(quality.features(track.measures)))
     ages, lows, highs, old = [], [], [], []
-    for n in range(1, len(track.estimates) + 1):
-        age = fuse(track.estimates[:n], r[:n], age_range)
-        spread = float(spread_of(age_range, age)) * relative_track_error(r[:n], track_range.rho)
-        ages.append(age)
-        lows.append(max(0.0, age + track_range.q_low * spread))
-        highs.append(age + track_range.q_high * spread)
+    for n, (estimate, view_quality) in enumerate(zip(track.estimates, shown_quality), start=1):
+        d = fusion.update_with_detections(Detections(xyxy=[[0, 0, 1, 1]], tracker_id=[1], raw_age=[estimate],
+                                                     quality=[view_quality]))
+        ages.append(float(d.age[0]))
+        lows.append(float(d.age_low[0]))
+        highs.append(float(d.age_high[0]))
         old.append(float(np.mean(track.estimates[max(0, n - 15):n])))
     return {"age": np.array(ages), "low": np.array(lows), "high": np.array(highs), "old": np.array(old)}
 
