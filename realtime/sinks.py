@@ -7,6 +7,8 @@ import csv
 import json
 import logging
 import os
+import queue
+import threading
 from pathlib import Path
 
 import cv2
@@ -25,13 +27,17 @@ log = logging.getLogger(__name__)
 CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age", "age_low", "age_high", "detected",
                "age_gate", "quality")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+# Frames waiting for the encoding thread at most: a slow disk holds the pipeline back, not memory.
+ENCODE_QUEUE_FRAMES = 8
 
 
 class VideoSink:
     """Write frames to a video that appears under its name only once finalised.
 
-    Frames go to a hidden temporary file; leaving the ``with`` block (normally, on error or on
-    Ctrl-C) closes it and renames it into place if any frame was written, else removes it.
+    Frames go to a hidden temporary file, encoded by a thread of their own (OpenCV lets go of
+    the GIL while it encodes, so encoding overlaps detection and inference of the next frames);
+    leaving the ``with`` block (normally, on error or on Ctrl-C) waits for them, closes the file
+    and renames it into place if any frame was written, else removes it.
 
     Example::
 
@@ -39,7 +45,7 @@ class VideoSink:
             sink.write(frame)
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]):
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], background: bool = True):
         self.path = Path(path)
         if self.path.suffix.lower() not in FOURCC:
             raise ValueError(f"unsupported video type {self.path.suffix or '(none)'}; use one of {', '.join(FOURCC)}")
@@ -54,24 +60,59 @@ class VideoSink:
         if not self._writer.isOpened():
             self._tmp.unlink(missing_ok=True)
             raise OSError(f"cannot write video {self.path}")
+        self._error: BaseException | None = None  # what the encoding thread met, raised to the caller
+        self._dropping = False  # aborting: frames still queued are not encoded
+        self._queue: queue.Queue | None = queue.Queue(ENCODE_QUEUE_FRAMES) if background else None
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._encode_loop, name="agecam-encode", daemon=True)
+            self._thread.start()
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append a frame; one of another size is scaled to fit the video, keeping its aspect ratio."""
+    def write(self, frame: np.ndarray, owned: bool = False) -> None:
+        """Append a frame; one of another size is scaled to fit the video, keeping its aspect ratio.
+        ``owned``: the caller hands the array over and will not change it (else it is copied)."""
+        if self._error is not None:
+            raise OSError(f"could not write video {self.path}: {self._error}")
         if (frame.shape[1], frame.shape[0]) != self.size:
             if not self._resized:
                 log.warning("%s: the frame size changed from %dx%d to %dx%d at frame %d; such frames are scaled "
                             "to fit", self.path, *self.size, frame.shape[1], frame.shape[0], self.frames)
                 self._resized = True
-            frame = fit_into(frame, self.size)
-        self._writer.write(frame)
+            frame, owned = fit_into(frame, self.size), True
+        if self._queue is None:
+            self._writer.write(frame)
+        else:
+            self._queue.put(frame if owned else frame.copy())
         self.frames += 1
+
+    def _encode_loop(self) -> None:
+        while True:
+            frame = self._queue.get()
+            if frame is None:
+                return
+            if self._error is None and not self._dropping:
+                try:
+                    self._writer.write(frame)
+                except Exception as error:  # cv2.error; reported by the next write or finish
+                    self._error = error
+
+    def _join_encoder(self) -> None:
+        """Wait until every queued frame is encoded (or dropped, when aborting)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def finish(self) -> None:
         """Complete the temporary file and check it holds every frame written (``OSError`` if not)."""
         if self._writer is None:
             return
+        self._join_encoder()
         self._writer.release()
         self._writer = None
+        if self._error is not None:
+            self._tmp.unlink(missing_ok=True)
+            raise OSError(f"could not write video {self.path}: {self._error}; nothing was written")
         if not self.frames:
             self._tmp.unlink(missing_ok=True)
             return
@@ -96,6 +137,8 @@ class VideoSink:
 
     def abort(self) -> None:
         """Drop the video: nothing appears under its name."""
+        self._dropping = True
+        self._join_encoder()
         if self._writer is not None:
             self._writer.release()
             self._writer = None

@@ -30,9 +30,11 @@ def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir, 
         # Inference runs only when a face is due, all due faces of a frame in one call.
         assert 1 <= stages["infer"]["calls"] <= 30 and stages["crop"]["calls"] == stages["infer"]["calls"]
         assert 0 < row["inferences_per_frame"] <= row["faces"]
-        # The stages account for (almost) all of the processing time, never more than all of it.
+        # The stages account for (almost) all of the processing time; decoding and detecting the next
+        # frame overlap the rest in a worker thread (core.analyzer's look-ahead), so never more than twice it.
         total = sum(stages[s]["total_s"] for s in STAGES)
-        assert 0.7 * row["seconds"] <= total <= row["seconds"]
+        assert 0.7 * row["seconds"] <= total <= 2 * row["seconds"]
+        assert stages["decode"]["total_s"] + stages["detect"]["total_s"] <= row["seconds"] * 1.05
         assert row["fps"] == pytest.approx(30 / row["seconds"], rel=0.02)
         assert row["max_frames_to_first_age"] <= 3
         assert row["max_smoothing_bias_years"] < 1.0

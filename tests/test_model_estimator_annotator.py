@@ -61,6 +61,27 @@ def test_estimator_refreshes_new_tracks_at_once_then_every_k_staggered(tiny_mode
     assert estimator.inferences == len(estimated[1]) + len(estimated[2])
 
 
+def test_a_settled_track_is_refreshed_less_often(tiny_model):
+    """After settle_after estimates a track is refreshed every settled_refresh_every frames."""
+    config = EstimatorConfig(refresh_every=3, settle_after=4, settled_refresh_every=9)
+    estimator = AgeEstimator(tiny_model, config)
+    frame = np.full((240, 320, 3), 120, np.uint8)
+    estimated = []
+    for t in range(60):
+        d = Detections(xyxy=[[10, 10, 90, 90]], tracker_id=[1], frame_index=t)
+        estimator.update_with_detections(frame, d)
+        if np.isfinite(d.raw_age[0]):
+            estimated.append(t)
+    gaps = np.diff(estimated)
+    assert gaps[:3].tolist() == [2, 3, 3]  # (t + id) % 3 after the first frame, until 4 estimates
+    assert set(gaps[4:].tolist()) == {9}  # settled
+    unsettled = AgeEstimator(tiny_model, EstimatorConfig(refresh_every=3, settle_after=0))
+    assert unsettled.refresh_intervals(np.array([1])).tolist() == [3]
+    # Never faster than refresh_every: a settled interval below it is refresh_every.
+    slow = AgeEstimator(tiny_model, EstimatorConfig(refresh_every=12, settle_after=1, settled_refresh_every=9))
+    assert slow.refresh_intervals(np.array([1])).tolist() == [12]
+
+
 def test_annotator_draws_box_and_label(tiny_model):
     frame = np.zeros((240, 320, 3), np.uint8)
     d = Detections(xyxy=[[100, 100, 200, 200], [10, 150, 60, 200]], tracker_id=[4, 5], age=[33.4, np.nan])

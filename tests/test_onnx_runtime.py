@@ -119,3 +119,129 @@ def test_a_thread_share_reaches_the_onnx_session(model_with_export):
     assert default.runner.session.get_session_options().intra_op_num_threads == 0  # ONNX Runtime's own choice
     batch = np.random.default_rng(0).uniform(0, 255, (3, pinned.input_size, pinned.input_size, 3)).astype(np.float32)
     np.testing.assert_allclose(pinned.predict_preprocessed(batch), default.predict_preprocessed(batch), atol=1e-4)
+
+
+def conv_then_affine_model(subtract_from_constant: bool = False) -> onnx.ModelProto:
+    """Conv -> Sub -> Mul -> Add -> Relu with per-channel constants, as Keras exports batch norm."""
+    rng = np.random.default_rng(3)
+    c = lambda name, shape: numpy_helper.from_array(rng.normal(0, 1, shape).astype(np.float32), name)
+    sub = ["mean", "conv"] if subtract_from_constant else ["conv", "mean"]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "kernel", "bias"], ["conv"], pads=[1, 1, 1, 1]),
+         helper.make_node("Sub", sub, ["centred"]),
+         helper.make_node("Mul", ["centred", "scale"], ["scaled"]),
+         helper.make_node("Add", ["scaled", "shift"], ["shifted"]),
+         helper.make_node("Relu", ["shifted"], ["out"])],
+        "conv_affine",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [2, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 4, 8, 8])],
+        [c("kernel", (4, 3, 3, 3)), c("bias", (4,)), c("mean", (1, 4, 1, 1)), c("scale", (4, 1, 1)),
+         c("shift", (1, 4, 1, 1))],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return OnnxRunner.from_proto(model).session.run(None, {"image": x})[0]
+
+
+def test_per_channel_steps_after_a_convolution_fold_into_it_with_the_same_numbers():
+    from agecam.training.onnx_graph import fold_into_conv
+
+    x = np.random.default_rng(4).normal(0, 1, (2, 3, 8, 8)).astype(np.float32)
+    model = conv_then_affine_model()
+    expected = _run(model, x)
+    folded, steps = fold_into_conv(model)
+    assert steps == 3 and [n.op_type for n in folded.graph.node] == ["Conv", "Relu"]
+    np.testing.assert_allclose(_run(folded, x), expected, rtol=1e-5, atol=1e-5)
+    assert {w.name for w in folded.graph.initializer}.isdisjoint({"mean", "scale", "shift"})  # unused ones dropped
+    # "constant - conv" is not "conv - constant": it stays, and so does what follows it.
+    kept, steps = fold_into_conv(conv_then_affine_model(subtract_from_constant=True))
+    assert steps == 0 and len(kept.graph.node) == 5
+
+
+def test_float16_weights_widen_back_to_the_same_float32_model(tmp_path):
+    from agecam.training.onnx_graph import widen_float16
+
+    scale = np.random.default_rng(0).uniform(0.5, 1.5, (1, 1, 3)).astype(np.float32)
+    half = store_float16(mean_pixel_model(8, scale))
+    wide = widen_float16(half)
+    assert [n.op_type for n in wide.graph.node] == ["Mul", "ReduceMean"]
+    assert {w.name: w.data_type for w in wide.graph.initializer}["scale"] == TensorProto.FLOAT
+    images = np.random.default_rng(1).uniform(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    save(half, tmp_path / "half.onnx")
+    save(wide, tmp_path / "wide.onnx")
+    np.testing.assert_array_equal(OnnxRunner.load(tmp_path / "half.onnx")(images),
+                                  OnnxRunner.load(tmp_path / "wide.onnx")(images))
+
+
+def _with_int8(keras_path, holds: bool, scale: float = 2.0):
+    """A stand-in int8 model beside ``keras_path`` (ages twice the float stand-in's) and its record."""
+    from agecam.core.model_card import write_card
+    from agecam.core.onnx_runner import INT8_SUFFIX
+
+    int8 = keras_path.with_name(keras_path.stem + INT8_SUFFIX)
+    save(set_metadata(mean_pixel_model(32, np.full((1, 1, 3), scale)), {SOURCE_DIGEST_KEY: file_sha256(keras_path)}), int8)
+    write_card(keras_path.with_suffix(".json"), {"int8": {"file": int8.name, "sha256": file_sha256(int8), "holds": holds,
+                                                          "test": {"max_difference": 0.3 if holds else 2.6}}})
+    return int8
+
+
+def test_auto_runs_the_int8_model_only_while_its_parity_record_holds_for_that_file(model_with_export, caplog):
+    batch = np.random.default_rng(5).uniform(0, 1, (3, 32, 32, 3)).astype(np.float32)
+    with pytest.raises(ModelError, match="no int8 parity record"):
+        (model_with_export.with_name("tiny.int8.onnx")).write_bytes(b"")
+        AgeModel.load(model_with_export, runtime="int8")
+    int8 = _with_int8(model_with_export, holds=True)
+    model = AgeModel.load(model_with_export)
+    assert model.runtime == "int8"
+    np.testing.assert_allclose(model.predict_preprocessed(batch), 2 * batch.mean(axis=(1, 2, 3)), rtol=1e-5)
+    assert AgeModel.load(model_with_export, runtime="onnx").runtime == "onnx"  # the float export, when asked
+
+    _with_int8(model_with_export, holds=False)  # the rule missed: auto falls back to float
+    assert AgeModel.load(model_with_export).runtime == "onnx"
+    with caplog.at_level("WARNING"):
+        assert AgeModel.load(model_with_export, runtime="int8").runtime == "int8"  # asked for: run, and say so
+    assert "missed its parity rule" in caplog.text
+
+    _with_int8(model_with_export, holds=True)
+    save(mean_pixel_model(32, np.full((1, 1, 3), 3.0)), int8)  # replaced after it was measured
+    assert AgeModel.load(model_with_export).runtime == "onnx"
+    with pytest.raises(ModelError, match="not the file its card's parity record measured"):
+        AgeModel.load(model_with_export, runtime="int8")
+
+
+INT8 = [name for name in TRAINED if (models_dir() / f"{name}.int8.onnx").is_file()]
+
+
+def test_every_shipped_model_has_an_int8_model_and_a_parity_record():
+    from agecam.core.model_card import read_card
+
+    assert INT8 == TRAINED
+    for name in INT8:
+        record = read_card(models_dir() / f"{name}.json")["int8"]
+        assert record["sha256"] == file_sha256(models_dir() / f"{name}.int8.onnx")
+        assert record["source_sha256"] == file_sha256(models_dir() / f"{name}.keras")
+
+
+@pytest.mark.parametrize("name", INT8)
+def test_shipped_int8_parity_record_is_what_the_test_split_gives(name, utk_full_dir):
+    """The card's parity numbers are reproduced on the test split, and auto's choice follows its rule."""
+    from agecam.core.model_card import read_card
+    from agecam.training.data import load_arrays, scan_folder
+    from agecam.training.evaluate import predict_in_batches
+    from agecam.training.split import effective_splits
+
+    record = read_card(models_dir() / f"{name}.json")["int8"]
+    float_model, int8_model = AgeModel.load(name, runtime="onnx"), AgeModel.load(name, runtime="int8")
+    splits = effective_splits(MANIFEST)
+    records = [r for r in scan_folder(utk_full_dir).records if splits.get(r.name) == "test"]
+    images, ages, _ = load_arrays(records, float_model.input_size)
+    difference = np.abs(predict_in_batches(int8_model, images) - predict_in_batches(float_model, images))
+    test, rule = record["test"], record["rule"]
+    assert len(images) == test["n"]
+    assert abs(float(difference.max()) - test["max_difference"]) < 0.01
+    assert abs(float(np.mean(np.abs(predict_in_batches(int8_model, images) - ages))) - test["mae_int8"]) < 0.005
+    holds = difference.max() <= rule["max_face_difference"] and abs(test["mae_int8"] - test["mae_float"]) <= rule["max_mae_difference"]
+    assert record["holds"] == bool(holds)
+    assert (AgeModel.load(name).runtime == "int8") == record["holds"]

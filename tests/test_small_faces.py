@@ -154,6 +154,41 @@ def test_agecam_stream_yields_each_frame_with_its_faces_and_stage_times(tiny_mod
         assert min(again.detections.tracker_id.tolist()) == 1
 
 
+class _LiveFrames(list):
+    live = True  # what realtime.sources.VideoSource says of a camera or URL
+
+
+def test_a_stream_read_ahead_gives_what_frame_by_frame_gives(tiny_model_path):
+    """Decoding and detecting the next frame in a worker thread changes no face, id or age; a live
+    source is never read ahead; a stream stopped early leaves no worker behind."""
+    import threading
+
+    from agecam.core import AgeCam, AgeCamConfig
+    from agecam.realtime.synthetic import render_scene
+
+    head = astronaut_face()
+    scene = SceneConfig(frames=40, face_size=70, seed=3, occlusions=True)
+    frames = [frame for frame, _ in render_scene([head, cv2.flip(head, 1), cv2.convertScaleAbs(head, alpha=0.8)], scene)]
+    seen = {}
+    for look_ahead in (False, True):
+        with AgeCam(AgeCamConfig(model=str(tiny_model_path), look_ahead=look_ahead)) as cam:
+            seen[look_ahead] = [(r.detections.xyxy.round(2).tolist(), r.detections.tracker_id.tolist(),
+                                 np.nan_to_num(r.detections.age, nan=-1).round(4).tolist(), r.faces_inferred)
+                                for r in cam.stream(iter(frames), fps=scene.fps)]
+            threads = {t.name for t in threading.enumerate()}
+            assert not any(name.startswith("agecam-detect") for name in threads)
+            live = cam.stream(_LiveFrames(frames[:3]), fps=scene.fps)
+            next(live)
+            assert not any(t.name.startswith("agecam-detect") for t in threading.enumerate())  # in turn
+            live.close()
+            early = cam.stream(iter(frames), fps=scene.fps)
+            next(early)
+            early.close()  # the worker reading ahead is waited for, then gone
+            assert not any(t.name.startswith("agecam-detect") for t in threading.enumerate())
+    assert len(seen[True]) == 40 and seen[True] == seen[False]
+    assert sum(len(ids) for _, ids, _, _ in seen[True]) > 60
+
+
 def test_age_images_streams_one_result_per_image_and_never_overwrites(tmp_path, astronaut_png, tiny_model_path):
     from agecam.core import AgeCam, AgeCamConfig
     from agecam.realtime.stills import age_images
@@ -187,3 +222,29 @@ def test_crossing_scenes_overlap_in_pairs_and_coverage_leaves_overlapped_frames_
             for f, boxes in enumerate(truth) for i, b in enumerate(boxes)]
     coverage, tracks, _ = track_coverage(truth, rows)
     assert tracks[:2] == [2, 2] and tracks[2:] == [1, 1] and max(coverage[:2]) < 0.9 and min(coverage[2:]) == 1.0
+
+
+def test_several_missed_faces_are_searched_in_one_detection(detector, monkeypatch):
+    """Up to four regions share one detection (each in a quarter of its input); each region gets its
+    own face back, where the single-region search puts it."""
+    scene = _scene_with_small_face(38, at=(60, 60))
+    head = scene[60:60 + 78, 60:60 + 78].copy()
+    for x, y in ((400, 60), (60, 320), (420, 300)):
+        scene[y:y + 78, x:x + 78] = head
+    truth = detector.detect_tiled(scene).xyxy
+    assert len(truth) == 4
+    guesses = truth + np.array([6, -5, 6, -5], np.float32)
+    calls = []
+    original = FaceDetector._detect_rgb
+    monkeypatch.setattr(FaceDetector, "_detect_rgb", lambda self, rgb, i: calls.append(rgb.shape) or original(self, rgb, i))
+    together = detector.detect_regions(scene, guesses)
+    assert calls == [(192, 192, 3)]  # one detection for the four
+    alone = Detections.merge([detector.detect_regions(scene, [g]) for g in guesses])
+    assert len(together) == 4 and len(alone) == 4
+    order = np.argsort(together.xyxy[:, 0] * 1000 + together.xyxy[:, 1])
+    expected = np.argsort(alone.xyxy[:, 0] * 1000 + alone.xyxy[:, 1])
+    assert np.abs(together.xyxy[order] - alone.xyxy[expected]).max() < 6
+    assert np.abs(together.keypoints[order] - alone.keypoints[expected]).max() < 6
+    # A region with nothing in it gives nothing, its neighbours in the same detection still do.
+    mixed = detector.detect_regions(scene, np.vstack([guesses[:2], [[250, 200, 290, 240]]]))
+    assert len(mixed) == 2

@@ -13,6 +13,15 @@ def _frames(n, size=(160, 120)):
         yield frame
 
 
+def _decoded(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (read := capture.read())[0]:
+        frames.append(read[1])
+    capture.release()
+    return frames
+
+
 def _count(path):
     capture = cv2.VideoCapture(str(path))
     n = 0
@@ -149,6 +158,43 @@ def test_video_sink_that_cannot_finish_leaves_no_file(tmp_path, monkeypatch):
     sink = VideoSink(tmp_path / "out.mp4", 25, (160, 120))
     sink.write(np.zeros((120, 160, 3), np.uint8))
     with pytest.raises(OSError, match="could not finish writing"):
+        sink.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_sink_encodes_on_its_thread_the_same_frames(tmp_path):
+    """The encoding thread stores exactly what encoding in the caller's thread stores."""
+    for background in (False, True):
+        with VideoSink(tmp_path / f"{background}.mp4", 25, (160, 120), background=background) as sink:
+            for frame in _frames(30):
+                sink.write(frame)
+                frame[:] = 0  # the caller reuses its buffer: the sink kept a copy
+    threaded, inline = (_decoded(tmp_path / f"{b}.mp4") for b in (True, False))
+    assert len(threaded) == len(inline) == 30
+    assert all(np.array_equal(a, b) for a, b in zip(threaded, inline))
+    assert threaded[-1].max() > 0  # the frames as written, not the zeroed buffers
+
+
+def test_video_sink_aborted_with_frames_queued_leaves_nothing(tmp_path):
+    sink = VideoSink(tmp_path / "out.mp4", 25, (160, 120))
+    for frame in _frames(20):
+        sink.write(frame, owned=True)
+    sink.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_encoding_error_reaches_the_caller_and_leaves_no_file(tmp_path):
+    class Broken:
+        def write(self, frame):
+            raise cv2.error("encoder failed")
+
+        def release(self):
+            pass
+
+    sink = VideoSink(tmp_path / "out.mp4", 25, (160, 120))
+    sink._writer = Broken()
+    sink.write(np.zeros((120, 160, 3), np.uint8))
+    with pytest.raises(OSError, match="could not write video"):
         sink.close()
     assert list(tmp_path.iterdir()) == []
 

@@ -7,7 +7,8 @@ onnx and onnxscript, e.g. a separate one::
     python -m venv /tmp/export && /tmp/export/bin/pip install torch==2.13.0 keras onnx onnxscript onnxruntime "numpy<2" h5py
     KERAS_BACKEND=torch /tmp/export/bin/python -m agecam.training.export_onnx models/resnet50.keras
 
-It writes ``models/resnet50.onnx`` beside the model, with its weights stored as the ``.keras``
+It writes ``models/resnet50.onnx`` beside the model, batch normalisation folded into the
+convolutions (``training.onnx_graph``), with its weights stored as the ``.keras``
 file stores them: float16 for ResNet50 (half the file; each weight is widened by a Cast that
 ONNX Runtime folds once at load, so it computes in float32), float32 otherwise; and the SHA-256 of the ``.keras`` file in its metadata, so agecam uses the export only while
 it matches that model. ``tests/test_onnx_runtime.py`` checks every shipped export against its
@@ -25,6 +26,7 @@ import numpy as np
 
 from agecam.core.atomic import atomic_path
 from agecam.core.onnx_runner import SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
+from agecam.training.onnx_graph import fold_into_conv, optimize_graph
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,9 @@ def export(keras_path: Path) -> Path:
         raw = Path(tmp) / "raw.onnx"
         model.export(str(raw), format="onnx")
         proto = onnx.load(str(raw))
+    # Batch normalisation folded into the convolutions: same numbers, ~1.3-1.5x faster (onnx_graph).
+    proto, folded = fold_into_conv(optimize_graph(proto))
+    log.info("folded %d per-channel steps into convolutions", folded)
     if runner.stored_float16:  # keep the export as small as its source
         proto = store_float16(proto)
     storage = "float16, widened to float32 at load" if runner.stored_float16 else "float32"

@@ -24,6 +24,7 @@ DEFAULT_BEGIN, DEFAULT_END = "<!-- default-model:begin -->", "<!-- default-model
 SIZE_BEGIN, SIZE_END = "<!-- face-size-table:begin -->", "<!-- face-size-table:end -->"
 FIELD_BEGIN, FIELD_END = "<!-- field-test-table:begin -->", "<!-- field-test-table:end -->"
 COST_BEGIN, COST_END = "<!-- small-faces-cost:begin -->", "<!-- small-faces-cost:end -->"
+THROUGHPUT_BEGIN, THROUGHPUT_END = "<!-- model-throughput:begin -->", "<!-- model-throughput:end -->"
 BATCH_BEGIN, BATCH_END = "<!-- batch-throughput:begin -->", "<!-- batch-throughput:end -->"
 ROBUST_BEGIN, ROBUST_END = "<!-- robustness-table:begin -->", "<!-- robustness-table:end -->"
 CROSS_BEGIN, CROSS_END = "<!-- cross-dataset-table:begin -->", "<!-- cross-dataset-table:end -->"
@@ -211,7 +212,8 @@ def report_inputs(folder: Path | None = None, assets: Path = ASSETS) -> tuple[di
 
 
 def performance_table(results: list[dict]) -> str:
-    """Markdown: fps per face count and per-stage median latency of each saved benchmark run."""
+    """Markdown: fps per face count and per-stage median latency of each saved benchmark run; a run
+    that also ran the peer on its clips is followed by the peer's row and gives the ratio."""
     if not results:
         return "_No benchmark saved yet: run `agecam benchmark --save assets/benchmark-NAME.json`._"
     counts = sorted({row["faces"] for r in results for row in r["pipeline"]})
@@ -221,12 +223,41 @@ def performance_table(results: list[dict]) -> str:
     for r in results:
         rows = {row["faces"]: row for row in r["pipeline"]}
         ref = rows.get(3) or next(iter(rows.values()))
-        fps = [f"{rows[n]['fps']:.1f}" if n in rows else "-" for n in counts]
+        fps = [_fps_cell(rows[n]) if n in rows else "-" for n in counts]
         stages = [f"{ref['stages'][s]['median_ms']:.1f}" if ref["stages"][s]["median_ms"] is not None else "-"
                   for s in STAGE_COLUMNS]
         live = r["live_latency"]["capture_to_output_ms"]["p95_ms"]
+        command = r.get("command", "agecam benchmark")
         lines.append(f"| `{r['model']}` | {benchmark_runtime(r)} | {r['refresh_every']} | " + " | ".join(fps) + " | " + " | ".join(stages)
-                     + f" | {live:.0f} ms | `{r.get('command', 'agecam benchmark')}` |")
+                     + f" | {live:.0f} ms | `{command}` |")
+        if r.get("peer"):
+            peer = [f"{rows[n]['peer']['fps']:.1f}" if n in rows and "peer" in rows[n] else "-" for n in counts]
+            lines.append(f"| peer: {r['peer']} (same clips, same run) | dlib HOG + ONNX | 1 | " + " | ".join(peer)
+                         + " | " + " | ".join("-" for _ in STAGE_COLUMNS) + f" | - | `{command}` |")
+    return "\n".join(lines)
+
+
+def _fps_cell(row: dict) -> str:
+    """A run's fps, with its ratio to the peer's on the same clip when the peer was run."""
+    ratio = row.get("peer_ratio")
+    return f"{row['fps']:.1f} ({ratio:.2f}x peer)" if ratio else f"{row['fps']:.1f}"
+
+
+def throughput_table(results: list[dict]) -> str:
+    """Markdown: faces per second of each model alone, per runtime, at batch 1 and 8 (the models part
+    of the saved benchmarks; the latest measurement of each model and runtime)."""
+    measured: dict[tuple[str, str], dict] = {}
+    commands: dict[tuple[str, str], str] = {}
+    for r in results:
+        for m in r.get("models", []):
+            measured[(m["model"], m["runtime"])] = m
+            commands[(m["model"], m["runtime"])] = r.get("command", "agecam benchmark")
+    if not measured:
+        return "_Not measured yet: run `agecam benchmark --save assets/benchmark-NAME.json`._"
+    lines = ["| model | runtime | input | faces/s, batch 1 | faces/s, batch 8 | measured by |", "|---|---|---|---|---|---|"]
+    for (name, runtime), m in sorted(measured.items()):
+        lines.append(f"| `{name}` | {runtime} | {m['input_size']} px | {m['batch1_faces_per_s']:.0f} | "
+                     f"{m.get('batch8_faces_per_s', float('nan')):.0f} | `{commands[(name, runtime)]}` |")
     return "\n".join(lines)
 
 
@@ -364,6 +395,7 @@ def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: di
             (TRACKS_BEGIN, TRACKS_END): track_ages_table(cards),
             (FIELD_BEGIN, FIELD_END): field_test_table(load_field_test(assets)),
             (COST_BEGIN, COST_END): detection_cost_table(load_cost_runs(assets)),
+            (THROUGHPUT_BEGIN, THROUGHPUT_END): throughput_table(results),
             (BATCH_BEGIN, BATCH_END): batch_throughput_table(load_asset(BATCH_THROUGHPUT, assets))}
 
 
