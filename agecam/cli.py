@@ -276,7 +276,10 @@ def _make_cam(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR
 def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool) -> bool:
     """Stamp ``result`` with the command that made it, save it (``--save``), print it (``--json``);
     True when it was printed as JSON (nothing more to print)."""
-    result["command"] = f"agecam {command} " + " ".join(sys.argv[2:])
+    # What follows the command's name (options before it, such as -q, change nothing it measured).
+    words = sys.argv[1:]
+    after = words[words.index(command) + 1:] if command in words else words[1:]
+    result["command"] = " ".join(["agecam", command, *after])
     if save is not None:
         from agecam.core.atomic import write_json_atomic
 

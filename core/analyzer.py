@@ -109,6 +109,7 @@ class AgeCam:
         self.tracker_config = replace(config.tracker, start_confidence=start, extend_confidence=extend)
         self.detector = FaceDetector(replace(config.detector, min_confidence=extend))
         self._region_detector: FaceDetector | None = None  # made for the first stream read ahead
+        self._tile_detector: FaceDetector | None = None
         self.timer = StageTimer()
         self.estimator = AgeEstimator(self.model, config.estimator, crop, self.timer, self.view_quality)
         self.annotator = AgeAnnotator(config.annotator)
@@ -206,12 +207,16 @@ class AgeCam:
         if frame is None:
             return None, None, {}
         decoded = time.perf_counter() - asked
-        detections = self._detect_frame(getattr(frame, "image", frame), frame_index)
+        detections = self._detect_frame(getattr(frame, "image", frame), frame_index, self._tile_detector)
         return frame, detections, {"decode": decoded, "detect": time.perf_counter() - asked - decoded}
 
     def _second_detector(self) -> FaceDetector:
+        """The detector of the searches around missed tracks, and (made with it) the one that sees
+        the tile step beside the whole-frame pass in the worker: each used by one thread only."""
         if self._region_detector is None:
             self._region_detector = FaceDetector(self.detector.config)
+            if self.config.detector.tile_streams:
+                self._tile_detector = FaceDetector(self.detector.config)
         return self._region_detector
 
     def get(self, frame_bgr: np.ndarray) -> Detections:
@@ -222,10 +227,11 @@ class AgeCam:
             detections = self._detect_frame(frame_bgr, self.frame_index)
         return self._after_detection(frame_bgr, detections, self.detector)
 
-    def _detect_frame(self, frame_bgr: np.ndarray, frame_index: int) -> Detections:
-        """What needs no track: the whole frame, and the tile rotation's step for this frame."""
+    def _detect_frame(self, frame_bgr: np.ndarray, frame_index: int, companion: FaceDetector | None = None) -> Detections:
+        """What needs no track: the whole frame, and the tile rotation's step for this frame (seen by
+        ``companion`` at the same time, when given)."""
         if self.config.detector.tile_streams:
-            return self.detector.detect_with_tile(frame_bgr, frame_index, frame_index)
+            return self.detector.detect_with_tile(frame_bgr, frame_index, frame_index, companion)
         return self.detector.detect(frame_bgr, frame_index)
 
     def _after_detection(self, frame_bgr: np.ndarray, detections: Detections, region_detector: FaceDetector) -> Detections:
@@ -290,8 +296,9 @@ class AgeCam:
 
     def close(self) -> None:
         self.detector.close()
-        if self._region_detector is not None:
-            self._region_detector.close()
+        for extra in (self._region_detector, self._tile_detector):
+            if extra is not None:
+                extra.close()
 
     def __enter__(self) -> "AgeCam":
         return self

@@ -32,8 +32,6 @@ class DetectorConfig:
     # predicted box, magnified to the detector's input (a small or blurred face is found there).
     search_missed: bool = True
     max_searches: int = 6  # regions per frame at most (bounds the cost with many faces)
-    # Several regions are searched four at a time in one detection, each a quarter of its input.
-    mosaic_regions: bool = True
     # A face that fills most of the picture (a selfie, an ID photo, a webcam at arm's length) is
     # missed by the full-range model; seen with a border of this fraction of the side on every edge it
     # is found. Stills get this pass always, streams once per round of the tile rotation; 0: off.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import cv2
 import numpy as np
@@ -14,7 +15,6 @@ from agecam.core.geometry import iou_matrix
 log = logging.getLogger(__name__)
 
 REGION_INPUT = 192  # side of a searched region as the detector sees it (the full-range model's input)
-MOSAIC_CELL = 96  # side of each of up to four regions searched in one detection (detect_regions)
 
 
 def tile_layout(width: int, height: int, overlap: float = 0.3, fraction: float = 0.5) -> list[tuple[int, int, int, int]]:
@@ -76,6 +76,27 @@ def _cut_by_tile_edge(xyxy: np.ndarray, tile, width: int, height: int, margin: f
             | ((local[:, 2] >= x2 - margin) & (x2 < width)) | ((local[:, 3] >= y2 - margin) & (y2 < height)))
 
 
+def _both(first, second):
+    """``(first(), second())``, ``second`` run in a thread of its own meanwhile; its error is raised here."""
+    result: dict = {}
+
+    def run_second():
+        try:
+            result["value"] = second()
+        except BaseException as error:  # handed to the caller's thread
+            result["error"] = error
+
+    helper = threading.Thread(target=run_second, name="agecam-tile", daemon=True)
+    helper.start()
+    try:
+        value = first()
+    finally:
+        helper.join()
+    if "error" in result:
+        raise result["error"]
+    return value, result["value"]
+
+
 class FaceDetector:
     """Find faces in BGR frames.
 
@@ -107,35 +128,30 @@ class FaceDetector:
         tiles = [self._detect_tile(rgb, tile, frame_index) for tile in layout]
         return self._merge_confirmed(image_bgr, whole, Detections.merge(tiles) if tiles else whole[:0], frame_index)
 
-    def detect_with_tile(self, frame_bgr: np.ndarray, tile_number: int, frame_index: int = 0) -> Detections:
+    def detect_with_tile(self, frame_bgr: np.ndarray, tile_number: int, frame_index: int = 0,
+                         companion: "FaceDetector | None" = None) -> Detections:
         """The whole frame plus one step of a rotation over its tiles and the large-face pass
         (``tile_number`` modulo their count), merged.
 
         Called with a counter, a stream visits every tile in turn (9 frames for 640x480, then the
         large-face pass): a small face is found within a third of a second, for the cost of one small
         detection per frame, and a face filling the frame as soon as the rotation reaches it.
+        With a ``companion`` detector (used by no other thread meanwhile) the tile is seen by it in a
+        thread of its own while this one sees the whole frame: MediaPipe runs both at once.
         """
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-        return self.tile_step(frame_bgr, self.detect_rgb(rgb, frame_index), tile_number, frame_index, rgb)
-
-    def tile_step(self, frame_bgr: np.ndarray, whole: Detections, tile_number: int, frame_index: int = 0,
-                  rgb: np.ndarray | None = None) -> Detections:
-        """``whole`` (the frame's faces found so far) merged with step ``tile_number`` of the rotation
-        over the tiles and the large-face pass (see :meth:`detect_with_tile`)."""
-        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB) if rgb is None else rgb
         tiles = tile_layout(*rgb.shape[1::-1])
         steps = len(tiles) + (1 if self.config.large_face_pad > 0 else 0)
-        if not steps:
-            return whole
-        step = tile_number % steps
-        if step == len(tiles):
-            return self._with_large_faces(rgb, whole, frame_index)
-        tile = self._detect_tile(rgb, tiles[step], frame_index)
+        step = tile_number % steps if steps else None
+        if step is None or step == len(tiles):
+            whole = self._detect_rgb(rgb, frame_index)
+            return whole if step is None else self._with_large_faces(rgb, whole, frame_index)
+        if companion is None:
+            whole, tile = self._detect_rgb(rgb, frame_index), self._detect_tile(rgb, tiles[step], frame_index)
+        else:
+            whole, tile = _both(lambda: self._detect_rgb(rgb, frame_index),
+                                lambda: companion._detect_tile(rgb, tiles[step], frame_index))
         return self._merge_confirmed(frame_bgr, whole, tile, frame_index) if len(tile) else whole
-
-    def detect_rgb(self, rgb: np.ndarray, frame_index: int = 0) -> Detections:
-        """Faces of one RGB image, seen whole (one detection)."""
-        return self._detect_rgb(rgb, frame_index)
 
     def detect_large(self, rgb: np.ndarray, frame_index: int = 0) -> Detections:
         """Faces of an RGB image seen with a border (``config.large_face_pad`` of its longer side on
@@ -187,53 +203,26 @@ class FaceDetector:
     def detect_regions(self, frame_bgr: np.ndarray, boxes: np.ndarray, frame_index: int = 0,
                        scales=None) -> Detections:
         """For each of ``boxes`` (xyxy), the face nearest its centre in a magnified region around it
-        (``scales``: the region's side in box sides, 2.2 by default); a box with no face there gives nothing.
-
-        One region is seen alone at the detector's input size; several are seen four at a time,
-        each in a quarter of one input (:data:`MOSAIC_CELL` px, where the face is still ~40 px:
-        the full-range model finds faces of ~20 px), for the cost of one detection.
-        """
+        (``scales``: the region's side in box sides, 2.2 by default); a box with no face there gives nothing."""
         height, width = frame_bgr.shape[:2]
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         scales = np.full(len(boxes), 2.2) if scales is None else np.asarray(scales, np.float32)
-        searches = [(box, region) for box, scale in zip(boxes, scales)
-                    if (region := search_region(box, width, height, float(scale))) is not None]
-        if len(searches) == 1 or not self.config.mosaic_regions:
-            found = [self._nearest_in_regions(frame_bgr, [search], REGION_INPUT, frame_index) for search in searches]
-        else:
-            found = [self._nearest_in_regions(frame_bgr, searches[i : i + 4], MOSAIC_CELL, frame_index)
-                     for i in range(0, len(searches), 4)]
-        found = [faces for faces in found if len(faces)]
-        return Detections.merge(found) if found else Detections.empty(frame_index)
-
-    def _nearest_in_regions(self, frame_bgr: np.ndarray, searches, cell: int, frame_index: int) -> Detections:
-        """One detection over the regions of ``searches`` (up to four ``(box, region)``), each resized
-        to ``cell`` px in its own quarter of a square canvas; per region the face nearest its box."""
-        columns = 1 if len(searches) == 1 else 2
-        canvas = np.zeros((cell * columns, cell * columns, 3), np.uint8)  # square, as the detector sees it
-        for i, (_, (x1, y1, x2, y2)) in enumerate(searches):
-            top, left = (i // columns) * cell, (i % columns) * cell
-            canvas[top:top + cell, left:left + cell] = cv2.resize(frame_bgr[y1:y2, x1:x2], (cell, cell),
-                                                                  interpolation=cv2.INTER_LINEAR)
-        faces = self._detect_rgb(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB), frame_index)
-        if not len(faces):
-            return faces
-        centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
-        cells = (centres // cell).astype(np.int64)
         found = []
-        for i, (box, (x1, y1, x2, y2)) in enumerate(searches):
-            inside = np.flatnonzero((cells[:, 1] == i // columns) & (cells[:, 0] == i % columns))
-            if not len(inside):
+        for box, scale in zip(boxes, scales):
+            region = search_region(box, width, height, float(scale))
+            if region is None:
                 continue
-            offset = np.array([(i % columns) * cell, (i // columns) * cell], np.float32)
-            mine = faces[inside]
-            # A box is cut at its cell's edges: what lies beyond belongs to a neighbouring region.
-            mine.xyxy = np.clip(mine.xyxy - np.tile(offset, 2), 0, cell)
-            to_frame = np.array([(x2 - x1) / cell, (y2 - y1) / cell] * 2, np.float32)
-            mine.xyxy = mine.xyxy * to_frame + np.array([x1, y1, x1, y1], np.float32)
-            mine.keypoints = (mine.keypoints - offset) * to_frame[:2] + np.array([x1, y1], np.float32)
-            mine_centres = (mine.xyxy[:, :2] + mine.xyxy[:, 2:]) / 2
-            found.append(mine[[int(np.argmin(np.linalg.norm(mine_centres - (box[:2] + box[2:]) / 2, axis=1)))]])
+            x1, y1, x2, y2 = region
+            side = REGION_INPUT
+            patch = cv2.resize(frame_bgr[y1:y2, x1:x2], (side, side), interpolation=cv2.INTER_LINEAR)
+            faces = self._detect_rgb(cv2.cvtColor(patch, cv2.COLOR_BGR2RGB), frame_index)
+            if not len(faces):
+                continue
+            to_frame = np.array([(x2 - x1) / side, (y2 - y1) / side] * 2, np.float32)
+            faces.xyxy = faces.xyxy * to_frame + np.array([x1, y1, x1, y1], np.float32)
+            faces.keypoints = faces.keypoints * to_frame[:2] + np.array([x1, y1], np.float32)
+            centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
+            found.append(faces[[int(np.argmin(np.linalg.norm(centres - (box[:2] + box[2:]) / 2, axis=1)))]])
         return Detections.merge(found) if found else Detections.empty(frame_index)
 
     def _detect_rgb(self, rgb: np.ndarray, frame_index: int) -> Detections:

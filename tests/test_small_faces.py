@@ -189,6 +189,32 @@ def test_a_stream_read_ahead_gives_what_frame_by_frame_gives(tiny_model_path):
     assert sum(len(ids) for _, ids, _, _ in seen[True]) > 60
 
 
+def test_a_run_writes_the_same_csv_and_video_read_ahead_or_in_turn(tmp_path, tiny_model_path):
+    """The faster path (look-ahead, the encoding thread) leaves every output as it was: the same CSV
+    rows, the same number of video frames."""
+    import av
+
+    from agecam.core import AgeCam, AgeCamConfig
+    from agecam.realtime.runner import RunConfig, run
+    from agecam.realtime.sources import VideoSource
+    from agecam.realtime.synthetic import write_scene
+
+    head = astronaut_face()
+    clip = write_scene(tmp_path / "clip.mp4", [head, cv2.flip(head, 1)], SceneConfig(frames=30, face_size=90, seed=4))
+    outputs = {}
+    for look_ahead in (False, True):
+        folder = tmp_path / str(look_ahead)
+        folder.mkdir()
+        with AgeCam(AgeCamConfig(model=str(tiny_model_path), look_ahead=look_ahead)) as cam, \
+                VideoSource(str(clip)) as source:
+            summary = run(cam, source, RunConfig(show_window=False, output=folder / "out.mp4", csv=folder / "faces.csv"))
+        with av.open(str(folder / "out.mp4")) as container:
+            stored = sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
+        outputs[look_ahead] = (summary.frames, stored, (folder / "faces.csv").read_text())
+    assert outputs[True] == outputs[False]
+    assert outputs[True][:2] == (30, 30) and outputs[True][2].count("\n") > 40
+
+
 def test_age_images_streams_one_result_per_image_and_never_overwrites(tmp_path, astronaut_png, tiny_model_path):
     from agecam.core import AgeCam, AgeCamConfig
     from agecam.realtime.stills import age_images
@@ -224,27 +250,14 @@ def test_crossing_scenes_overlap_in_pairs_and_coverage_leaves_overlapped_frames_
     assert tracks[:2] == [2, 2] and tracks[2:] == [1, 1] and max(coverage[:2]) < 0.9 and min(coverage[2:]) == 1.0
 
 
-def test_several_missed_faces_are_searched_in_one_detection(detector, monkeypatch):
-    """Up to four regions share one detection (each in a quarter of its input); each region gets its
-    own face back, where the single-region search puts it."""
-    scene = _scene_with_small_face(38, at=(60, 60))
-    head = scene[60:60 + 78, 60:60 + 78].copy()
-    for x, y in ((400, 60), (60, 320), (420, 300)):
-        scene[y:y + 78, x:x + 78] = head
-    truth = detector.detect_tiled(scene).xyxy
-    assert len(truth) == 4
-    guesses = truth + np.array([6, -5, 6, -5], np.float32)
-    calls = []
-    original = FaceDetector._detect_rgb
-    monkeypatch.setattr(FaceDetector, "_detect_rgb", lambda self, rgb, i: calls.append(rgb.shape) or original(self, rgb, i))
-    together = detector.detect_regions(scene, guesses)
-    assert calls == [(192, 192, 3)]  # one detection for the four
-    alone = Detections.merge([detector.detect_regions(scene, [g]) for g in guesses])
-    assert len(together) == 4 and len(alone) == 4
-    order = np.argsort(together.xyxy[:, 0] * 1000 + together.xyxy[:, 1])
-    expected = np.argsort(alone.xyxy[:, 0] * 1000 + alone.xyxy[:, 1])
-    assert np.abs(together.xyxy[order] - alone.xyxy[expected]).max() < 6
-    assert np.abs(together.keypoints[order] - alone.keypoints[expected]).max() < 6
-    # A region with nothing in it gives nothing, its neighbours in the same detection still do.
-    mixed = detector.detect_regions(scene, np.vstack([guesses[:2], [[250, 200, 290, 240]]]))
-    assert len(mixed) == 2
+def test_the_tile_step_seen_by_a_companion_detector_finds_the_same_faces(detector):
+    """The whole frame and the tile seen at once by two detectors give what one gives in turn."""
+    scene = _scene_with_small_face(38)
+    layout = tile_layout(640, 480)
+    step = next(i for i, (x1, y1, x2, y2) in enumerate(layout) if x1 <= 300 and y1 <= 200 and x2 >= 400 and y2 >= 300)
+    with FaceDetector(DetectorConfig()) as companion:
+        for number in (step, len(layout), 0):  # the tile holding her, the large-face step, another tile
+            alone = detector.detect_with_tile(scene, number)
+            together = detector.detect_with_tile(scene, number, companion=companion)
+            np.testing.assert_allclose(together.xyxy, alone.xyxy, atol=1e-4)
+        assert len(detector.detect_with_tile(scene, step, companion=companion)) == 1  # found in her tile

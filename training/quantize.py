@@ -27,7 +27,7 @@ import numpy as np
 
 from agecam.core.age_model import AgeModel, ModelError, resolve_model_path
 from agecam.core.atomic import atomic_path
-from agecam.core.model_card import update_card
+from agecam.core.model_card import read_card, update_card
 from agecam.core.onnx_runner import INT8_SUFFIX, SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
 from agecam.training.data import load_arrays, scan_folder
 from agecam.training.evaluate import predict_in_batches
@@ -138,7 +138,8 @@ def quantize_model(name: str, config: QuantizeConfig, command: str = "") -> dict
 
     keras_path = resolve_model_path(name)
     if keras_path.suffix != ".keras":
-        raise ModelError(f"{name} is an ensemble: quantize its members ({', '.join(AgeModel.load(name).card['members'])})")
+        members = read_card(keras_path).get("members", [])
+        raise ModelError(f"{name} is an ensemble: quantize its members ({', '.join(members)})")
     float_model = AgeModel.load(keras_path, runtime="onnx")  # an error if the float export is missing or stale
     size = float_model.input_size
     calibration = calibration_images(config, size)

@@ -25,6 +25,7 @@ SIZE_BEGIN, SIZE_END = "<!-- face-size-table:begin -->", "<!-- face-size-table:e
 FIELD_BEGIN, FIELD_END = "<!-- field-test-table:begin -->", "<!-- field-test-table:end -->"
 COST_BEGIN, COST_END = "<!-- small-faces-cost:begin -->", "<!-- small-faces-cost:end -->"
 THROUGHPUT_BEGIN, THROUGHPUT_END = "<!-- model-throughput:begin -->", "<!-- model-throughput:end -->"
+INT8_BEGIN, INT8_END = "<!-- int8-parity:begin -->", "<!-- int8-parity:end -->"
 BATCH_BEGIN, BATCH_END = "<!-- batch-throughput:begin -->", "<!-- batch-throughput:end -->"
 ROBUST_BEGIN, ROBUST_END = "<!-- robustness-table:begin -->", "<!-- robustness-table:end -->"
 CROSS_BEGIN, CROSS_END = "<!-- cross-dataset-table:begin -->", "<!-- cross-dataset-table:end -->"
@@ -243,15 +244,35 @@ def _fps_cell(row: dict) -> str:
     return f"{row['fps']:.1f} ({ratio:.2f}x peer)" if ratio else f"{row['fps']:.1f}"
 
 
+def int8_table(cards: dict[str, dict]) -> str:
+    """Markdown: each int8 model's parity with its float model on the test split (card ``int8``)."""
+    rows = [(name, card["int8"]) for name, card in cards.items() if isinstance(card.get("int8"), dict)]
+    if not rows:
+        return "_No int8 model yet: run `agecam quantize --data ../shared/data/utkface`._"
+    lines = ["  | model | calibration | test faces | largest difference | p99 | mean | within the rule | "
+             "MAE float -> int8 | parity | command |", "  " + "|---" * 10 + "|"]
+    for name, record in rows:
+        test, rule = record["test"], record["rule"]
+        calibration = record["calibration"]
+        lines.append(f"  | `{name}` | {calibration['calibration_faces']} faces, {calibration['method']} | {test['n']} | "
+                     f"{test['max_difference']:.2f} y | {test['p99_difference']:.2f} y | {test['mean_difference']:.2f} y | "
+                     f"{test['within_rule']:.1%} within {rule['max_face_difference']:g} y | "
+                     f"{test['mae_float']:.2f} -> {test['mae_int8']:.2f} | "
+                     f"{'holds (used by auto)' if record['holds'] else 'missed (float used)'} | `{record['command']}` |")
+    return "\n".join(lines)
+
+
 def throughput_table(results: list[dict]) -> str:
     """Markdown: faces per second of each model alone, per runtime, at batch 1 and 8 (the models part
-    of the saved benchmarks; the latest measurement of each model and runtime)."""
+    of the saved benchmarks; a model's own benchmark run where it has one, else the first run that
+    measured it)."""
     measured: dict[tuple[str, str], dict] = {}
     commands: dict[tuple[str, str], str] = {}
     for r in results:
         for m in r.get("models", []):
-            measured[(m["model"], m["runtime"])] = m
-            commands[(m["model"], m["runtime"])] = r.get("command", "agecam benchmark")
+            key = (m["model"], m["runtime"])
+            if key not in measured or (r["model"] == m["model"] and benchmark_runtime(r) == m["runtime"]):
+                measured[key], commands[key] = m, r.get("command", "agecam benchmark")
     if not measured:
         return "_Not measured yet: run `agecam benchmark --save assets/benchmark-NAME.json`._"
     lines = ["| model | runtime | input | faces/s, batch 1 | faces/s, batch 8 | measured by |", "|---|---|---|---|---|---|"]
@@ -361,7 +382,7 @@ def detection_cost_table(results: list[dict]) -> str:
     for r in sorted(results, key=lambda r: (r["model"], r["size"], not r.get("small_faces", False))):
         rows = {row["faces"]: row for row in r["pipeline"]}
         ref = rows.get(3) or next(iter(rows.values()))
-        fps = [f"{rows[n]['fps']:.1f}" if n in rows else "-" for n in counts]
+        fps = [_fps_cell(rows[n]) if n in rows else "-" for n in counts]
         live = r["live_latency"]["capture_to_output_ms"]["p95_ms"]
         lines.append(f"| `{r['model']}` | {r['size']} | {'on' if r.get('small_faces') else 'off'} | " + " | ".join(fps)
                      + f" | {ref['stages']['detect']['median_ms']:.1f} | {live:.0f} ms | `{r.get('command', '')}` |")
@@ -396,6 +417,7 @@ def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: di
             (FIELD_BEGIN, FIELD_END): field_test_table(load_field_test(assets)),
             (COST_BEGIN, COST_END): detection_cost_table(load_cost_runs(assets)),
             (THROUGHPUT_BEGIN, THROUGHPUT_END): throughput_table(results),
+            (INT8_BEGIN, INT8_END): int8_table(cards),
             (BATCH_BEGIN, BATCH_END): batch_throughput_table(load_asset(BATCH_THROUGHPUT, assets))}
 
 
