@@ -848,12 +848,15 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
               help="Also train on a folder of <split>/<age>/ face photos (e.g. AiDataset's 20-50); repeatable.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the re-cut faces of --extra-data here between runs [~/.cache/agecam].")
+@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True,
+              help="Dtype policy of the training steps (mixed_bfloat16: bfloat16 compute, float32 weights; "
+                   "the saved model is float32 either way).")
 @click.option("--age-balance", "age_balance_power", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Weigh each 5-year band's loss toward UTKFace's age shares raised to this power "
                    "(1: UTKFace's own; 0.5: flatter, teenagers and the old weigh more; 0: all bands alike).")
 def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epochs, weights, init_from, out, manifest,
           assets, update_manifest, patience, resume, run_dir, strategy, limit, steps_per_epoch, head, degrade,
-          photometric, extra_data, cache_dir, age_balance_power):
+          photometric, extra_data, cache_dir, age_balance_power, precision):
     """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
     _import_keras_quietly()
     from agecam.training.augment import AugmentConfig
@@ -865,7 +868,8 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
                    weights=weights, init_from=init_from, patience=patience,
                    manifest=manifest, resume=resume, run_dir=run_dir, strategy=strategy, limit=limit, head=head,
                    update_manifest=update_manifest, steps_per_epoch=steps_per_epoch, extra_data=tuple(extra_data),
-                   cache_dir=cache_dir or Path.home() / ".cache" / "agecam", age_balance_power=age_balance_power)
+                   cache_dir=cache_dir or Path.home() / ".cache" / "agecam", age_balance_power=age_balance_power,
+                   precision=precision)
     augment = {}
     if not degrade:
         augment["degrade"] = None

@@ -289,3 +289,21 @@ def test_training_with_an_extra_source_and_the_new_augmentation(tiny_dataset, tm
     trained_on = (tmp_path / card["data"]["train_files"]).read_text().split()
     assert sum(name.startswith("20-50:train/") for name in trained_on) == 3
     assert len(trained_on) == card["data"]["split_sizes"]["train"] + 3  # the split sizes are UTKFace's
+
+
+def test_bfloat16_training_saves_a_float32_model(tiny_dataset, tmp_path):
+    from agecam.core.age_model import AgeModel
+
+    result = run_agecam("train", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32, "--batch-size", 16,
+                        "--precision", "mixed_bfloat16", "--out", tmp_path / "bf16",
+                        "--manifest", tmp_path / "split.csv", "--assets", tmp_path / "assets")
+    assert result.returncode == 0, result.stderr
+    card = json.loads((tmp_path / "bf16.json").read_text())
+    assert card["training"]["config"]["precision"] == "mixed_bfloat16"
+    history = (tmp_path / "bf16.run" / "history.csv").read_text().splitlines()
+    loss = float(history[1].split(",")[history[0].split(",").index("loss")])
+    assert np.isfinite(loss) and loss > 0  # the bfloat16 steps computed a real loss
+    model = AgeModel.load(tmp_path / "bf16.keras", runtime="keras").keras_model
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}  # saved for float32 inference
+    ages = AgeModel.load(tmp_path / "bf16.keras").predict([np.full((40, 40, 3), 128, np.uint8)])
+    assert 0 <= ages[0] <= 116

@@ -37,12 +37,15 @@ IMAGENET_RGB_MEAN = (123.68, 116.779, 103.939)
 def age_head(x, head: str = "regression"):
     """The age output on top of features ``x``: a regression unit, or bins and their expectation."""
     if head == "regression":
-        return layers.Dense(1, bias_initializer=keras.initializers.Constant(INITIAL_AGE), name="age")(x)
+        # float32 whatever the dtype policy: the loss and the age are compared to whole years.
+        return layers.Dense(1, bias_initializer=keras.initializers.Constant(INITIAL_AGE), name="age",
+                            dtype="float32")(x)
     if head != "distribution":
         raise ValueError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
-    probs = layers.Dense(AGE_BINS, activation="softmax", name="age_probs")(x)
+    probs = layers.Dense(AGE_BINS, activation="softmax", name="age_probs", dtype="float32")(x)
     centres = keras.initializers.Constant([[float(i)] for i in range(AGE_BINS)])
-    return layers.Dense(1, use_bias=False, kernel_initializer=centres, trainable=False, name="age")(probs)
+    return layers.Dense(1, use_bias=False, kernel_initializer=centres, trainable=False, name="age",
+                        dtype="float32")(probs)
 
 
 def training_view(model: keras.Model) -> keras.Model:

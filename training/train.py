@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,6 +89,9 @@ class TrainConfig:
     # Loss weights per 5-year band toward UTKFace's age distribution raised to this power (1: UTKFace's
     # own; smaller: flatter, rare ages weigh more; training.extra_faces.age_balance_weights).
     age_balance_power: float = 1.0
+    # Keras dtype policy of the training steps: "mixed_bfloat16" computes in bfloat16 (variables and
+    # the age output stay float32); the saved model is always float32 (issue #21's comparison).
+    precision: str = "float32"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
@@ -141,7 +145,7 @@ def train(config: TrainConfig) -> dict:
     weights = resolve_weights(config.weights) if config.arch == "resnet50" else "none"
     # Read now: the run may replace the model it starts from (--out models/NAME).
     earlier_stages = earlier_training_stages(config.init_from)
-    with _strategy_scope(config.strategy):
+    with _dtype_policy(config.precision), _strategy_scope(config.strategy):
         model = build_model(config.arch, config.img_size, weights, config.head)
         if config.init_from is not None:
             _load_trained_weights(model, config.init_from)
@@ -177,13 +181,14 @@ def train(config: TrainConfig) -> dict:
         progress,
         keras.callbacks.TerminateOnNaN(),
     ]
-    trainable.fit(
-        train_batches,
-        validation_data=(x_val.astype(np.float32), {name: y_val for name in losses}),
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    with _dtype_policy(config.precision):
+        trainable.fit(
+            train_batches,
+            validation_data=(x_val.astype(np.float32), {name: y_val for name in losses}),
+            epochs=config.epochs,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
     history = _read_history(history_path)
     if best_path.is_file():
         model.load_weights(str(best_path))
@@ -415,8 +420,25 @@ def _strategy_scope(strategy: str | None):
     return tf.distribute.MirroredStrategy().scope()
 
 
+# Keras dtype policies a run may train under (--precision).
+PRECISIONS = ("float32", "mixed_bfloat16")
+
 # Models whose float32 weights exceed this are stored in float16 (GitHub-friendly files).
 FLOAT16_ABOVE_BYTES = 45_000_000
+
+
+@contextmanager
+def _dtype_policy(name: str):
+    """Keras' global dtype policy set to ``name`` for the block, then restored: the saved copy and the
+    card's measures are always built and run in float32."""
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _save_for_inference(model: keras.Model, config: TrainConfig, path: Path) -> bool:
