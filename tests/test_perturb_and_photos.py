@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from agecam.training.perturb import (HARSH_PERTURBATIONS, ROBUSTNESS_SUITE, PhotometricConfig, clahe, colour_cast,
-                                     gaussian_blur, greyscale, margin, random_photometric, rotation)
+                                     faded_print, film_grain, gaussian_blur, greyscale, margin,
+                                     random_photometric, rotation)
 from agecam.training.photos import LabelError, fgnet_label, labelled_photos, read_label_csv, utkface_label
 from conftest import REPO, run_agecam
 
@@ -63,8 +64,29 @@ def test_random_photometric_is_seeded_and_varies(face_like):
     assert np.array_equal(a, b)
     outcomes = {random_photometric(face_like, np.random.default_rng(seed), config).tobytes() for seed in range(20)}
     assert len(outcomes) > 10
-    off = PhotometricConfig(greyscale=0, cast=0, saturation=0, gamma=0, clahe=0, local_contrast=0, sharpen=0, blur=0)
+    off = PhotometricConfig(greyscale=0, cast=0, saturation=0, gamma=0, clahe=0, local_contrast=0, sharpen=0, blur=0,
+                            old_print=0, grain=0)
     assert np.array_equal(random_photometric(face_like, np.random.default_rng(1), off), face_like)
+
+
+def test_old_print_fades_tints_and_grains(face_like):
+    grey = face_like.astype(np.float32)
+    faded = faded_print(face_like, 0.3).astype(np.float32)
+    # Blacks rise, whites fall: the tonal range shrinks by the fade.
+    assert faded.std() == pytest.approx(grey.std() * 0.7, rel=0.02)
+    assert faded.min() > grey.min() and faded.max() < grey.max()
+    yellowed = faded_print(face_like, 0.0, (1.1, 1.0, 0.9)).astype(np.float32)
+    assert yellowed[..., 0].mean() > grey[..., 0].mean() and yellowed[..., 2].mean() < grey[..., 2].mean()
+    assert np.array_equal(faded_print(face_like, 0.0), face_like)
+    grained = film_grain(face_like, 8.0, np.random.default_rng(3)).astype(np.float32)
+    noise = grained - grey
+    # Luminance grain: the same in every channel, about the asked std, clumped (neighbours agree).
+    inside = noise[20:76, 20:76]
+    assert np.abs(inside[..., 0] - inside[..., 1]).max() <= 1.0
+    assert inside[..., 0].std() == pytest.approx(8.0, rel=0.2)
+    assert np.corrcoef(inside[:, :-1, 0].ravel(), inside[:, 1:, 0].ravel())[0, 1] > 0.3
+    again = film_grain(face_like, 8.0, np.random.default_rng(3))
+    assert np.array_equal(again, grained.astype(np.uint8))
 
 
 def test_label_parsers():

@@ -92,6 +92,27 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(np.ascontiguousarray(image), (0, 0), sigma * image.shape[0] / 96.0)
 
 
+def faded_print(image: np.ndarray, fade: float, tint: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """An aged photographic print: blacks lifted and whites dulled towards paper grey by ``fade``
+    (0: none, 0.4: strongly faded), then the dyes' colour shift as per-channel ``tint`` gains
+    (RGB order; e.g. a yellowed or magenta-shifted print)."""
+    out = image.astype(np.float32)
+    out = out * (1.0 - fade) + 150.0 * fade
+    return _u8(out * np.asarray(tint, np.float32))
+
+
+def film_grain(image: np.ndarray, std: float, rng: np.random.Generator, clump: float = 0.8) -> np.ndarray:
+    """Film grain of a scanned print: luminance noise of ``std`` grey levels whose grains clump over
+    ``clump`` px at a 96 px face (scaled with the crop's side), the same in every channel."""
+    side = image.shape[0]
+    noise = rng.standard_normal(image.shape[:2]).astype(np.float32)
+    sigma = clump * side / 96.0
+    if sigma > 0.3:
+        noise = cv2.GaussianBlur(noise, (0, 0), sigma)
+        noise /= max(float(noise.std()), 1e-6)
+    return _u8(image.astype(np.float32) + std * noise[..., None])
+
+
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """JPEG encoding at ``quality`` at the crop's own size."""
     return jpeg_roundtrip(image, quality)
@@ -168,6 +189,13 @@ class PhotometricConfig:
     max_sharpen: float = 1.5
     blur: float = 0.1
     max_blur_sigma: float = 2.0
+    # Old photographs and their scans (family albums, ID photos): a faded, dye-shifted print
+    # and film grain, each on its own.
+    old_print: float = 0.2
+    max_fade: float = 0.35
+    max_tint: float = 0.12
+    grain: float = 0.2
+    grain_std_range: tuple[float, float] = (2.0, 12.0)
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -191,6 +219,11 @@ def random_photometric(image: np.ndarray, rng: np.random.Generator, config: Phot
         out = clahe(out, rng.uniform(*config.clahe_clip_range))
     elif rng.random() < config.local_contrast:
         out = local_contrast(out, _log_uniform(rng, *config.local_contrast_range))
+    if rng.random() < config.old_print:
+        tint = 1.0 + rng.uniform(-config.max_tint, config.max_tint, size=3)
+        out = faded_print(out, rng.uniform(0.05, config.max_fade), tuple(tint))
+    if rng.random() < config.grain:
+        out = film_grain(out, rng.uniform(*config.grain_std_range), rng)
     if rng.random() < config.sharpen:
         out = unsharp(out, rng.uniform(0.2, config.max_sharpen))
     elif rng.random() < config.blur:
