@@ -16,7 +16,7 @@ from agecam.quiet import native_stderr_closed_for_exit, native_stderr_silenced, 
 from agecam.core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
 from agecam.core.paths import REPO_ROOT, UTKFACE_CROP_PART1
 from agecam.realtime.config import StreamConfig
-from agecam.training.arch_defaults import defaults_text
+from agecam.training.arch_defaults import PRECISIONS, defaults_text
 
 # The options' defaults are the configs' own, stated once there.
 DETECTOR, ESTIMATOR, STREAM = DetectorConfig(), EstimatorConfig(), StreamConfig()
@@ -848,7 +848,7 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
               help="Also train on a folder of <split>/<age>/ face photos (e.g. AiDataset's 20-50); repeatable.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the re-cut faces of --extra-data here between runs [~/.cache/agecam].")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=PRECISIONS[0], show_default=True,
               help="Dtype policy of the training steps (mixed_bfloat16: bfloat16 compute, float32 weights; "
                    "the saved model is float32 either way).")
 @click.option("--age-balance", "age_balance_power", type=click.FloatRange(0, 1), default=1.0, show_default=True,

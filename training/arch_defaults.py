@@ -18,6 +18,9 @@ class ArchDefaults:
     warmup_epochs: float  # linear warm-up; a 50-layer net from random weights needs one epoch
 
 
+# Keras dtype policies a run may train under (--precision): any architecture, float32 the default.
+PRECISIONS = ("float32", "mixed_bfloat16")
+
 ARCH_DEFAULTS = {"cnn": ArchDefaults(96, 2e-3, 1e-4, 0.0), "resnet50": ArchDefaults(96, 1e-3, 1e-2, 1.0)}
 
 

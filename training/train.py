@@ -28,7 +28,7 @@ from agecam.core.age_model import AgeModel, ModelError
 from agecam.core.atomic import atomic_path, write_text_atomic
 from agecam.core.model_card import figure_prefix, read_card, write_card
 from agecam.core.paths import ASSETS_DIR, REPO_ROOT, SHIPPED_MODELS
-from agecam.training.arch_defaults import ARCH_DEFAULTS
+from agecam.training.arch_defaults import ARCH_DEFAULTS, PRECISIONS
 from agecam.training.augment import AugmentConfig, AugmentedFaces
 from agecam.training.data import DataError, load_arrays, scan_folder
 from agecam.training.extra_faces import ExtraFaces, age_balance_weights, load_extra_faces, near_duplicates_of, scan_age_folders
@@ -145,43 +145,44 @@ def train(config: TrainConfig) -> dict:
     weights = resolve_weights(config.weights) if config.arch == "resnet50" else "none"
     # Read now: the run may replace the model it starts from (--out models/NAME).
     earlier_stages = earlier_training_stages(config.init_from)
-    with _dtype_policy(config.precision), _strategy_scope(config.strategy):
-        model = build_model(config.arch, config.img_size, weights, config.head)
-        if config.init_from is not None:
-            _load_trained_weights(model, config.init_from)
-        trainable = training_view(model)
-        steps = len(train_batches)  # --steps-per-epoch made it that many batches (training.augment)
-        optimizer = keras.optimizers.AdamW(learning_rate_schedule(config, steps),
-                                           weight_decay=config.weight_decay)
-        # MAE is both the loss and the figure we are judged on; it is also robust to label noise.
-        # The distribution head adds KL to a Gaussian label distribution (training.models).
-        losses = distribution_losses(model)
-        trainable.compile(optimizer=optimizer, loss=losses, metrics={"age": ["mae", "mse"]})
-    train_batches.outputs = tuple(losses)
-    # With two outputs Keras names each output's metrics after it ("val_age_mae").
-    monitor = "val_age_mae" if len(losses) > 1 else "val_mae"
-
-    # --- fit --------------------------------------------------------------------------
-    run_dir = config.run_dir
-    if not config.resume and run_dir.exists():
-        shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    history_path, best_path = run_dir / "history.csv", run_dir / "best.weights.h5"
-    previous_best = _best_val_mae(history_path) if config.resume else math.inf
-    progress = ProgressLog(config.epochs, steps, run_dir / "seconds.txt", config.resume)
-    callbacks = [
-        # Two generations: a kill while the latest backup is written leaves the one before usable.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False, double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(
-            str(best_path), monitor=monitor, mode="min", save_best_only=True, save_weights_only=True,
-            initial_value_threshold=previous_best if math.isfinite(previous_best) else None,
-        ),
-        keras.callbacks.CSVLogger(str(history_path), append=config.resume),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience),
-        progress,
-        keras.callbacks.TerminateOnNaN(),
-    ]
+    # One dtype policy from building to the last step (--precision); the saved copy is float32.
     with _dtype_policy(config.precision):
+        with _strategy_scope(config.strategy):
+            model = build_model(config.arch, config.img_size, weights, config.head)
+            if config.init_from is not None:
+                _load_trained_weights(model, config.init_from)
+            trainable = training_view(model)
+            steps = len(train_batches)  # --steps-per-epoch made it that many batches (training.augment)
+            optimizer = keras.optimizers.AdamW(learning_rate_schedule(config, steps),
+                                               weight_decay=config.weight_decay)
+            # MAE is both the loss and the figure we are judged on; it is also robust to label noise.
+            # The distribution head adds KL to a Gaussian label distribution (training.models).
+            losses = distribution_losses(model)
+            trainable.compile(optimizer=optimizer, loss=losses, metrics={"age": ["mae", "mse"]})
+        train_batches.outputs = tuple(losses)
+        # With two outputs Keras names each output's metrics after it ("val_age_mae").
+        monitor = "val_age_mae" if len(losses) > 1 else "val_mae"
+
+        # --- fit --------------------------------------------------------------------------
+        run_dir = config.run_dir
+        if not config.resume and run_dir.exists():
+            shutil.rmtree(run_dir / "backup", ignore_errors=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        history_path, best_path = run_dir / "history.csv", run_dir / "best.weights.h5"
+        previous_best = _best_val_mae(history_path) if config.resume else math.inf
+        progress = ProgressLog(config.epochs, steps, run_dir / "seconds.txt", config.resume)
+        callbacks = [
+            # Two generations: a kill while the latest backup is written leaves the one before usable.
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False, double_checkpoint=True),
+            keras.callbacks.ModelCheckpoint(
+                str(best_path), monitor=monitor, mode="min", save_best_only=True, save_weights_only=True,
+                initial_value_threshold=previous_best if math.isfinite(previous_best) else None,
+            ),
+            keras.callbacks.CSVLogger(str(history_path), append=config.resume),
+            keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience),
+            progress,
+            keras.callbacks.TerminateOnNaN(),
+        ]
         trainable.fit(
             train_batches,
             validation_data=(x_val.astype(np.float32), {name: y_val for name in losses}),
@@ -419,9 +420,6 @@ def _strategy_scope(strategy: str | None):
 
     return tf.distribute.MirroredStrategy().scope()
 
-
-# Keras dtype policies a run may train under (--precision).
-PRECISIONS = ("float32", "mixed_bfloat16")
 
 # Models whose float32 weights exceed this are stored in float16 (GitHub-friendly files).
 FLOAT16_ABOVE_BYTES = 45_000_000
