@@ -21,6 +21,26 @@ SOURCE_DIGEST_KEY = "agecam_source_sha256"
 INT8_SUFFIX = ".int8.onnx"
 
 
+def int8_kernels() -> str:
+    """Which of ONNX Runtime's int8 matrix kernels this CPU runs: ``vnni`` (AVX512-VNNI or AVX-VNNI),
+    ``avx2``, or the machine's architecture. They give different ages: the AVX2 u8s8 kernels add
+    pairs of products in 16 bits, which saturate (on an AVX2-only EPYC the shipped int8 models
+    differed from the float ones by up to 75 years where a VNNI CPU measured 2.6), so a parity
+    record holds only on CPUs of the kind it was measured on."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as stream:
+            flags = set(stream.read().split())
+    except OSError:
+        flags = set()
+    if flags & {"avx512_vnni", "avx_vnni"}:
+        return "vnni"
+    if "avx2" in flags:
+        return "avx2"
+    return platform.machine().lower() or "unknown"
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
@@ -99,7 +119,8 @@ def matching_onnx_runner(keras_path: Path, threads: int = 0, candidate: Path | N
 def matching_int8_runner(keras_path: Path, card: dict, threads: int = 0,
                          need_parity: bool = True) -> tuple[OnnxRunner | None, str]:
     """A runner for ``NAME.int8.onnx`` beside ``keras_path`` when the card's parity record ("int8")
-    was made from this very file and, with ``need_parity``, says the rule held; else None and why not."""
+    was made from this very file with this CPU's kind of int8 kernels (:func:`int8_kernels`) and,
+    with ``need_parity``, says the rule held; else None and why not."""
     candidate = Path(keras_path).with_name(Path(keras_path).stem + INT8_SUFFIX)
     record = card.get("int8")
     if not candidate.is_file():
@@ -108,6 +129,10 @@ def matching_int8_runner(keras_path: Path, card: dict, threads: int = 0,
         return None, f"its card has no int8 parity record; run agecam quantize --model {Path(keras_path).stem}"
     if record.get("sha256") != file_sha256(candidate):
         return None, f"{candidate.name} is not the file its card's parity record measured; re-run agecam quantize"
+    measured_on, here = record.get("int8_kernels", "unrecorded"), int8_kernels()
+    if measured_on != here:
+        return None, (f"its parity record was measured with {measured_on} int8 kernels and this CPU runs {here} "
+                      f"ones, whose ages differ; re-run agecam quantize --model {Path(keras_path).stem} here")
     if need_parity and not record.get("holds"):
         test = record.get("test", {})
         return None, (f"{candidate.name} missed the parity rule (largest difference "

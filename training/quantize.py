@@ -28,7 +28,7 @@ import numpy as np
 from agecam.core.age_model import AgeModel, ModelError, resolve_model_path
 from agecam.core.atomic import atomic_path
 from agecam.core.model_card import read_card, update_card
-from agecam.core.onnx_runner import INT8_SUFFIX, SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
+from agecam.core.onnx_runner import INT8_SUFFIX, SOURCE_DIGEST_KEY, OnnxRunner, file_sha256, int8_kernels
 from agecam.training.data import load_arrays, scan_folder
 from agecam.training.evaluate import predict_in_batches
 from agecam.training.onnx_graph import fold_into_conv, optimize_graph, widen_float16
@@ -164,6 +164,7 @@ def quantize_model(name: str, config: QuantizeConfig, command: str = "") -> dict
         onnx.save(proto, str(tmp_path))
         int8_ages = predict_in_batches(AgeModel(OnnxRunner.load(tmp_path), name, keras_path, {}), images)
     record = {"file": target.name, "sha256": file_sha256(target), "source_sha256": source_digest,
+              "int8_kernels": int8_kernels(),  # the record speaks for CPUs of this kind only
               "rule": {"max_face_difference": config.max_face_difference,
                        "max_mae_difference": config.max_mae_difference},
               "test": parity(float_ages, int8_ages, ages, config),
