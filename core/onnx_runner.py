@@ -13,32 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from agecam.core.hardware import int8_kernels
+
 log = logging.getLogger(__name__)
 
 SOURCE_DIGEST_KEY = "agecam_source_sha256"
 # ``models/NAME.int8.onnx``: the int8 version of the export (training.quantize), used only while
 # the card's parity record ("int8") was made from this very file and says the rule holds.
 INT8_SUFFIX = ".int8.onnx"
-
-
-def int8_kernels() -> str:
-    """Which of ONNX Runtime's int8 matrix kernels this CPU runs: ``vnni`` (AVX512-VNNI or AVX-VNNI),
-    ``avx2``, or the machine's architecture. They give different ages: the AVX2 u8s8 kernels add
-    pairs of products in 16 bits, which saturate (on an AVX2-only EPYC the shipped int8 models
-    differed from the float ones by up to 75 years where a VNNI CPU measured 2.6), so a parity
-    record holds only on CPUs of the kind it was measured on."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as stream:
-            flags = set(stream.read().split())
-    except OSError:
-        flags = set()
-    if flags & {"avx512_vnni", "avx_vnni"}:
-        return "vnni"
-    if "avx2" in flags:
-        return "avx2"
-    return platform.machine().lower() or "unknown"
 
 
 def file_sha256(path: Path) -> str:

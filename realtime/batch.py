@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from agecam.core.atomic import atomic_path, make_output_folder, remove_stale_partials, write_text_atomic
-from agecam.realtime.config import VIDEO_SUFFIXES, BatchConfig, cpu_cores
+from agecam.core.hardware import cpu_cores
+from agecam.realtime.config import VIDEO_SUFFIXES, BatchConfig
 
 log = logging.getLogger(__name__)
 

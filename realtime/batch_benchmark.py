@@ -19,7 +19,8 @@ from typing import Callable
 
 from agecam.realtime.batch import BatchOutputs, FileResult, plan_jobs, run_batch
 from agecam.realtime.benchmark import FaceSource, benchmark_faces
-from agecam.realtime.config import BatchConfig, cpu_cores
+from agecam.core.hardware import cpu_cores, machine
+from agecam.realtime.config import BatchConfig
 from agecam.realtime.synthetic import SceneConfig, write_scene
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def run_batch_benchmark(config: BatchBenchmarkConfig, make_cam: Callable) -> dic
 
             rows.append(_timed("ray (local)", workers, clips, Path(folder) / "out-ray", make_cam, on_ray))
     return {"clips": config.clips, "frames_per_clip": config.frames, "size": f"{config.width}x{config.height}",
-            "faces_per_clip": config.faces, "cpu_cores": cpu_cores(), "model": model, "runtime": runtime,
+            "faces_per_clip": config.faces, "cpu_cores": cpu_cores(), "machine": machine(), "model": model, "runtime": runtime,
             "rows": rows}
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from agecam.core.age_model import AgeModel, available_models, resolve_model_path
 from agecam.core.analyzer import AgeCam, AgeCamConfig
+from agecam.core.hardware import machine
 from agecam.realtime.runner import RunConfig, run
 from agecam.realtime.sources import VideoSource
 from agecam.realtime.synthetic import SceneConfig, astronaut_face, write_scene
@@ -218,4 +219,5 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
         "live_latency": latency,
         "models": throughput,
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "machine": machine(),  # speed depends on it: the CPU, its cores, its int8 kernels
     }

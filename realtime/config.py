@@ -6,7 +6,7 @@ help before OpenCV loads.
 
 from __future__ import annotations
 
-import os
+from agecam.core.hardware import cpu_cores
 from dataclasses import dataclass
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
@@ -43,14 +43,6 @@ class StreamConfig:
     def give_up_after_s(self) -> float:
         """Longest time from a drop to giving up."""
         return sum(self.waits()) + self.reconnect * self.open_timeout_s
-
-
-def cpu_cores() -> int:
-    """CPU cores this process may use (its affinity, e.g. a container's limit), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
+from agecam.core.hardware import cpu_cores
 from agecam.realtime.batch import (BatchError, BatchObserver, FileResult, VideoJob, WorkSettings, ended_without_processing,
                             process_video, run_unfinished, throttled)
-from agecam.realtime.config import BatchConfig, cpu_cores
+from agecam.realtime.config import BatchConfig
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import run_agecam
 from agecam.core.age_model import AgeModel, available_models
+from agecam.core.hardware import machine
 from agecam.realtime.benchmark import STAGES, BenchmarkConfig, benchmark_faces, run_benchmark
 from agecam.training.split import held_out_faces
 
@@ -39,6 +40,7 @@ def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir, 
         assert row["max_frames_to_first_age"] <= 3
         assert row["max_smoothing_bias_years"] < 1.0
     assert result["peak_memory_mb"] > 0
+    assert result["machine"] == machine()  # speed figures carry the machine they were measured on
     shipped = {row["model"]: row["input_size"] for row in result["models"]}
     assert list(shipped) == available_models()
     assert shipped["cnn"] == AgeModel.load("cnn").input_size != 32  # the shipped CNN, not the user's 32 px file

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -222,6 +223,17 @@ def test_an_int8_record_measured_on_another_kind_of_cpu_is_not_trusted(model_wit
         AgeModel.load(model_with_export, runtime="int8")
     _with_int8(model_with_export, holds=True)
     assert AgeModel.load(model_with_export).runtime == "int8"
+
+
+def test_the_machine_is_described_from_its_cpu():
+    from agecam.core.hardware import machine, machine_text
+
+    described = machine()
+    assert described["cores"] >= 1 and described["cpu"] and described["int8_kernels"] == int8_kernels()
+    flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").is_file() else ""
+    if " avx2" in flags and "vnni" not in flags:
+        assert int8_kernels() == "avx2"
+    assert machine_text(described).startswith(described["cpu"]) and machine_text(None) == "not recorded"
 
 
 INT8 = [name for name in TRAINED if (models_dir() / f"{name}.int8.onnx").is_file()]

@@ -15,6 +15,7 @@ from agecam.core.default_model import (CROSS_DATASET, REALTIME_FPS, REALTIME_LAT
                                        fps_by_faces, is_realtime, live_p95_ms, mark_default, pick_default,
                                        realtime_runs, selection_scores, tool_runtimes)
 from agecam.core.age_model import load_cards
+from agecam.core.hardware import machine_text
 from agecam.core.model_card import ASSETS_DIR, benchmark_runtime, load_benchmarks
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
@@ -219,8 +220,8 @@ def performance_table(results: list[dict]) -> str:
         return "_No benchmark saved yet: run `agecam benchmark --save assets/benchmark-NAME.json`._"
     counts = sorted({row["faces"] for r in results for row in r["pipeline"]})
     lines = ["| model | runtime | refresh every | " + " | ".join(f"fps, {n} face{'s' * (n > 1)}" for n in counts)
-             + " | " + " | ".join(f"{s} ms" for s in STAGE_COLUMNS) + " | live latency p95 | command |",
-             "|---" * (4 + len(counts) + len(STAGE_COLUMNS)) + "|---|"]
+             + " | " + " | ".join(f"{s} ms" for s in STAGE_COLUMNS) + " | live latency p95 | machine | command |",
+             "|---" * (5 + len(counts) + len(STAGE_COLUMNS)) + "|---|"]
     for r in results:
         rows = {row["faces"]: row for row in r["pipeline"]}
         ref = rows.get(3) or next(iter(rows.values()))
@@ -230,11 +231,12 @@ def performance_table(results: list[dict]) -> str:
         live = r["live_latency"]["capture_to_output_ms"]["p95_ms"]
         command = r.get("command", "agecam benchmark")
         lines.append(f"| `{r['model']}` | {benchmark_runtime(r)} | {r['refresh_every']} | " + " | ".join(fps) + " | " + " | ".join(stages)
-                     + f" | {live:.0f} ms | `{command}` |")
+                     + f" | {live:.0f} ms | {machine_text(r.get('machine'))} | `{command}` |")
         if r.get("peer"):
             peer = [f"{rows[n]['peer']['fps']:.1f}" if n in rows and "peer" in rows[n] else "-" for n in counts]
             lines.append(f"| peer: {r['peer']} (same clips, same run) | dlib HOG + ONNX | 1 | " + " | ".join(peer)
-                         + " | " + " | ".join("-" for _ in STAGE_COLUMNS) + f" | - | `{command}` |")
+                         + " | " + " | ".join("-" for _ in STAGE_COLUMNS)
+                         + f" | - | {machine_text(r.get('machine'))} | `{command}` |")
     return "\n".join(lines)
 
 
@@ -249,12 +251,13 @@ def int8_table(cards: dict[str, dict]) -> str:
     rows = [(name, card["int8"]) for name, card in cards.items() if isinstance(card.get("int8"), dict)]
     if not rows:
         return "_No int8 model yet: run `agecam quantize --data ../shared/data/utkface`._"
-    lines = ["  | model | calibration | test faces | largest difference | p99 | mean | within the rule | "
-             "MAE float -> int8 | parity | command |", "  " + "|---" * 10 + "|"]
+    lines = ["  | model | calibration | int8 kernels | test faces | largest difference | p99 | mean | within the rule | "
+             "MAE float -> int8 | parity | command |", "  " + "|---" * 11 + "|"]
     for name, record in rows:
         test, rule = record["test"], record["rule"]
         calibration = record["calibration"]
-        lines.append(f"  | `{name}` | {calibration['calibration_faces']} faces, {calibration['method']} | {test['n']} | "
+        lines.append(f"  | `{name}` | {calibration['calibration_faces']} faces, {calibration['method']} | "
+                     f"{record.get('int8_kernels', 'not recorded')} | {test['n']} | "
                      f"{test['max_difference']:.2f} y | {test['p99_difference']:.2f} y | {test['mean_difference']:.2f} y | "
                      f"{test['within_rule']:.1%} within {rule['max_face_difference']:g} y | "
                      f"{test['mae_float']:.2f} -> {test['mae_int8']:.2f} | "
@@ -268,17 +271,21 @@ def throughput_table(results: list[dict]) -> str:
     measured it)."""
     measured: dict[tuple[str, str], dict] = {}
     commands: dict[tuple[str, str], str] = {}
+    machines: dict[tuple[str, str], str] = {}
     for r in results:
         for m in r.get("models", []):
             key = (m["model"], m["runtime"])
             if key not in measured or (r["model"] == m["model"] and benchmark_runtime(r) == m["runtime"]):
                 measured[key], commands[key] = m, r.get("command", "agecam benchmark")
+                machines[key] = machine_text(r.get("machine"))
     if not measured:
         return "_Not measured yet: run `agecam benchmark --save assets/benchmark-NAME.json`._"
-    lines = ["| model | runtime | input | faces/s, batch 1 | faces/s, batch 8 | measured by |", "|---|---|---|---|---|---|"]
+    lines = ["| model | runtime | input | faces/s, batch 1 | faces/s, batch 8 | machine | measured by |",
+             "|---|---|---|---|---|---|---|"]
     for (name, runtime), m in sorted(measured.items()):
         lines.append(f"| `{name}` | {runtime} | {m['input_size']} px | {m['batch1_faces_per_s']:.0f} | "
-                     f"{m.get('batch8_faces_per_s', float('nan')):.0f} | `{commands[(name, runtime)]}` |")
+                     f"{m.get('batch8_faces_per_s', float('nan')):.0f} | {machines[(name, runtime)]} | "
+                     f"`{commands[(name, runtime)]}` |")
     return "\n".join(lines)
 
 
@@ -389,6 +396,10 @@ def detection_cost_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _machine_suffix(result: dict) -> str:
+    return f" ({machine_text(result['machine'])})" if result.get("machine") else ""
+
+
 def batch_throughput_table(result: dict | None) -> str:
     """Markdown: a batch's frames per second (wall time, start-up included) per engine and worker count."""
     if result is None:
@@ -399,7 +410,7 @@ def batch_throughput_table(result: dict | None) -> str:
                      f"{row['fps']:.1f} | {row['per_video_fps_median']:.1f} |")
     lines += ["", f"{result['clips']} generated clips of {result['frames_per_clip']} frames, {result['size']}, "
                   f"{result['faces_per_clip']} faces each; model `{result['model']}` ({result['runtime']}); "
-                  f"{result['cpu_cores']} CPU cores. Command: `{result.get('command', 'agecam benchmark --batch')}`."]
+                  f"{result['cpu_cores']} CPU cores{_machine_suffix(result)}. Command: `{result.get('command', 'agecam benchmark --batch')}`."]
     return "\n".join(lines)
 
 

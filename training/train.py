@@ -26,6 +26,7 @@ import numpy as np
 
 from agecam.core.age_model import AgeModel, ModelError
 from agecam.core.atomic import atomic_path, write_text_atomic
+from agecam.core.hardware import cpu_model
 from agecam.core.model_card import figure_prefix, read_card, write_card
 from agecam.core.paths import ASSETS_DIR, REPO_ROOT, SHIPPED_MODELS
 from agecam.training.arch_defaults import ARCH_DEFAULTS, PRECISIONS
@@ -522,7 +523,7 @@ def _weights_note(config: TrainConfig, weights: str) -> str:
 
 
 def _hardware() -> dict:
-    info = {"machine": platform.machine(), "processor": platform.processor() or "unknown",
+    info = {"machine": platform.machine(), "processor": cpu_model(),
             "cpu_count": os.cpu_count(), "python": platform.python_version()}
     try:
         import tensorflow as tf
