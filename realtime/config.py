@@ -6,8 +6,9 @@ help before OpenCV loads.
 
 from __future__ import annotations
 
-from agecam.core.hardware import cpu_cores
 from dataclasses import dataclass
+
+from agecam.core.hardware import cpu_cores
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 
