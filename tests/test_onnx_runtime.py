@@ -11,7 +11,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from agecam.core.age_model import AgeModel, ModelError, models_dir
-from agecam.core.onnx_runner import SOURCE_DIGEST_KEY, OnnxRunner, file_sha256, int8_kernels
+from agecam.core.hardware import int8_kernels
+from agecam.core.onnx_runner import SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
 from agecam.training.export_onnx import set_metadata, store_float16
 
 from conftest import MANIFEST
@@ -247,7 +248,7 @@ def test_every_shipped_model_has_an_int8_model_and_a_parity_record():
         record = read_card(models_dir() / f"{name}.json")["int8"]
         assert record["sha256"] == file_sha256(models_dir() / f"{name}.int8.onnx")
         assert record["source_sha256"] == file_sha256(models_dir() / f"{name}.keras")
-        assert record["int8_kernels"]  # which CPUs the record speaks for (core.onnx_runner.int8_kernels)
+        assert record["int8_kernels"]  # which CPUs the record speaks for (core.hardware.int8_kernels)
 
 
 @pytest.mark.parametrize("name", INT8)

@@ -28,7 +28,8 @@ import numpy as np
 from agecam.core.age_model import AgeModel, ModelError, resolve_model_path
 from agecam.core.atomic import atomic_path
 from agecam.core.model_card import read_card, update_card
-from agecam.core.onnx_runner import INT8_SUFFIX, SOURCE_DIGEST_KEY, OnnxRunner, file_sha256, int8_kernels
+from agecam.core.hardware import int8_kernels
+from agecam.core.onnx_runner import INT8_SUFFIX, SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
 from agecam.training.data import load_arrays, scan_folder
 from agecam.training.evaluate import predict_in_batches
 from agecam.training.onnx_graph import fold_into_conv, optimize_graph, widen_float16

@@ -269,23 +269,20 @@ def throughput_table(results: list[dict]) -> str:
     """Markdown: faces per second of each model alone, per runtime, at batch 1 and 8 (the models part
     of the saved benchmarks; a model's own benchmark run where it has one, else the first run that
     measured it)."""
-    measured: dict[tuple[str, str], dict] = {}
-    commands: dict[tuple[str, str], str] = {}
-    machines: dict[tuple[str, str], str] = {}
+    measured: dict[tuple[str, str], tuple[dict, dict]] = {}  # (model, runtime) -> (its figures, the run)
     for r in results:
         for m in r.get("models", []):
             key = (m["model"], m["runtime"])
             if key not in measured or (r["model"] == m["model"] and benchmark_runtime(r) == m["runtime"]):
-                measured[key], commands[key] = m, r.get("command", "agecam benchmark")
-                machines[key] = machine_text(r.get("machine"))
+                measured[key] = m, r
     if not measured:
         return "_Not measured yet: run `agecam benchmark --save assets/benchmark-NAME.json`._"
     lines = ["| model | runtime | input | faces/s, batch 1 | faces/s, batch 8 | machine | measured by |",
              "|---|---|---|---|---|---|---|"]
-    for (name, runtime), m in sorted(measured.items()):
+    for (name, runtime), (m, run) in sorted(measured.items(), key=lambda item: item[0]):
         lines.append(f"| `{name}` | {runtime} | {m['input_size']} px | {m['batch1_faces_per_s']:.0f} | "
-                     f"{m.get('batch8_faces_per_s', float('nan')):.0f} | {machines[(name, runtime)]} | "
-                     f"`{commands[(name, runtime)]}` |")
+                     f"{m.get('batch8_faces_per_s', float('nan')):.0f} | {machine_text(run.get('machine'))} | "
+                     f"`{run.get('command', 'agecam benchmark')}` |")
     return "\n".join(lines)
 
 
