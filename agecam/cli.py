@@ -1025,13 +1025,17 @@ def _parse_widths(text: str) -> tuple[int, ...]:
               help="Folder of UTKFace-named crops holding the manifest's validation and test faces.")
 @click.option("--part1", type=click.Path(path_type=Path), default=None,
               help="Also report the test faces of this folder (e.g. ../shared/data/utkface-crop-part1).")
-def calibrate(model, runtime, data, part1):
+@click.option("--robustness-faces", type=click.IntRange(10, 100000), default=None,
+              help="Test faces (a seeded sample) the robustness suite renders each way; default: the standard "
+                   "sample the shipped cards were measured on (a smaller one is quicker, and noisier).")
+def calibrate(model, runtime, data, part1, robustness_faces):
     """Fit a model's 80% age range on validation and record test, range and degraded metrics in its card."""
     _import_keras_quietly()
     from agecam.core.age_model import AgeModel
     from agecam.training.assess import AssessConfig, assess, command_line
 
-    config = AssessConfig(data=data, part1=part1)
+    sample = {} if robustness_faces is None else {"robustness_faces": robustness_faces}
+    config = AssessConfig(data=data, part1=part1, **sample)
 
     def action():
         loaded = AgeModel.load(model, runtime)

@@ -150,4 +150,6 @@ def command_line(model: str | None, config: AssessConfig) -> str:
     parts = ["agecam", "calibrate", "--model", model or "(default)", "--data", str(config.data)]
     if config.part1:
         parts += ["--part1", str(config.part1)]
+    if config.robustness_faces != AssessConfig.robustness_faces:
+        parts += ["--robustness-faces", str(config.robustness_faces)]
     return shlex.join(parts)
