@@ -917,8 +917,12 @@ def ensemble(data, members, name):
 @click.option("--robustness", is_flag=True,
               help="Also run the robustness suite: every face greyscale, colour-cast, CLAHE, blurred, JPEG 30, "
                    "at 48 px, re-cropped, rotated...: MAE and bias per perturbation.")
+@click.option("--figures", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Also draw the model's figures into DIR (e.g. assets): predicted vs actual age and MAE by age "
+                   "band, and its training's loss curves when the card keeps them (the Training insights page "
+                   "reads assets/).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(data, model, runtime, split, manifest, degrade, robustness, as_json):
+def evaluate(data, model, runtime, split, manifest, degrade, robustness, figures, as_json):
     """Evaluate a model on UTKFace-named face crops: n, MAE, MSE, RMSE, MAE per age band."""
     widths = _parse_widths(degrade) if degrade else ()
     _import_keras_quietly()
@@ -928,7 +932,7 @@ def evaluate(data, model, runtime, split, manifest, degrade, robustness, as_json
     if split and manifest is None:
         manifest = DEFAULT_MANIFEST
     config = EvaluateConfig(data=data, model=model, runtime=runtime, split=split, manifest=manifest, degrade=widths,
-                            robustness=robustness)
+                            robustness=robustness, figures=figures)
 
     def action():
         with _bars() as bars:
@@ -943,7 +947,7 @@ def evaluate(data, model, runtime, split, manifest, degrade, robustness, as_json
 
     result, report = _guarded(action)
     if as_json:
-        keys = ("n", "mae", "mse", "rmse", "bias", "by_age", "degraded", "robustness", "age_range")
+        keys = ("n", "mae", "mse", "rmse", "bias", "by_age", "degraded", "robustness", "age_range", "figures")
         click.echo(json.dumps({k: result[k] for k in keys if k in result}))
         return
     click.echo(f"n={result['n']}  MAE={result['mae']:.2f}  MSE={result['mse']:.1f}  RMSE={result['rmse']:.2f}  "
@@ -958,6 +962,8 @@ def evaluate(data, model, runtime, split, manifest, degrade, robustness, as_json
     if "age_range" in result:
         click.echo(f"80% age range: {result['age_range']['coverage']:.1%} of true ages inside "
                    f"(mean width {result['age_range']['mean_width']:.1f} y)")
+    for path in result.get("figures", []):
+        click.echo(f"wrote {path}")
     if report.skipped:
         click.echo(f"skipped: {report.summary()}", err=True)
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -76,6 +77,25 @@ def test_evaluate_and_core_load_the_trained_model(trained, tiny_dataset):
 
     model = AgeModel.load(work / "tiny.keras")
     assert model.predict([np.zeros((50, 50, 3), np.uint8)]).shape == (1,)
+
+
+def test_evaluate_redraws_the_figures_of_a_trained_model(trained, tiny_dataset, tmp_path):
+    work, _ = trained
+    card = json.loads((work / "tiny.json").read_text())
+    assert len(card["training"]["history"]["loss"]) == card["training"]["epochs_run"] == 1
+    result = run_agecam("evaluate", "--data", tiny_dataset, "--model", work / "tiny.keras", "--split", "test",
+                        "--manifest", work / "split.csv", "--figures", tmp_path / "figures", "--json")
+    assert result.returncode == 0, result.stderr
+    names = ("cnn_training_plot.png", "cnn_prediction_plot.png", "cnn_error_by_age.png")
+    assert sorted(Path(p).name for p in json.loads(result.stdout)["figures"]) == sorted(names)
+    for name in names:
+        image = cv2.imread(str(tmp_path / "figures" / name))
+        assert image is not None and image.shape[0] > 200, name
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    refused = run_agecam("evaluate", "--data", tiny_dataset, "--model", work / "tiny.keras", "--figures", blocked)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
 
 
 def test_resume_continues_from_the_last_epoch(trained, tiny_dataset):

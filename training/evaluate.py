@@ -28,6 +28,7 @@ class EvaluateConfig:
     batch_size: int = 64
     degrade: tuple[int, ...] = ()  # effective face widths for the degraded evaluation (training.degrade)
     robustness: bool = False  # also run the robustness suite (training.robustness)
+    figures: Path | None = None  # also draw the model's figures (training.plots) into this folder
 
 
 def predict_in_batches(model: AgeModel, images: np.ndarray, batch_size: int = 64, progress=None) -> np.ndarray:
@@ -160,4 +161,11 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=Non
     calibration = AgeRangeCalibration.from_card(model.card)
     if calibration is not None:
         result["age_range"] = range_report(calibration, ages, predicted)
+    if config.figures is not None:
+        from agecam.training.plots import write_model_figures
+
+        subset = f"{config.split} split" if config.split else Path(config.data).name
+        result["figures"] = [str(path) for path in write_model_figures(
+            model.card.get("architecture", "model"), config.figures, ages, predicted, result["by_age"],
+            model.card.get("training", {}).get("history"), subset)]
     return result, report

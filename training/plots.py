@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from agecam.core.atomic import atomic_path  # noqa: E402
+from agecam.core.model_card import figure_prefix  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -64,3 +65,24 @@ def plot_error_by_band(by_age: dict[str, dict], title: str, path: Path) -> Path:
     ax.set(xlabel="true age band", ylabel="MAE (years)", title=title)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def write_model_figures(architecture: str, folder: Path, y_true, y_pred, by_age: dict,
+                        history: dict[str, list[float]] | None = None, subset: str = "test split") -> list[Path]:
+    """``PREFIX_prediction_plot.png`` and ``PREFIX_error_by_age.png`` of an evaluation on ``subset`` in
+    ``folder`` and, given the run's loss ``history``, ``PREFIX_training_plot.png``; the paths written.
+
+    Training writes all three; ``agecam evaluate --figures`` redraws them for a model already shipped."""
+    prefix = figure_prefix(architecture)
+    label = {"cnn": "CNN", "resnet50": "ResNet50"}.get(architecture, architecture)
+    folder = Path(folder)
+    written = []
+    if history and history.get("loss"):
+        written.append(plot_training(history, f"{label}: training and validation loss",
+                                     folder / f"{prefix}_training_plot.png"))
+    if len(y_true):
+        written.append(plot_predictions(y_true, y_pred, f"{label}: predicted vs actual age ({subset})",
+                                        folder / f"{prefix}_prediction_plot.png"))
+        written.append(plot_error_by_band(by_age, f"{label}: MAE by age band ({subset})",
+                                          folder / f"{prefix}_error_by_age.png"))
+    return written

@@ -27,7 +27,7 @@ import numpy as np
 from agecam.core.age_model import AgeModel, ModelError
 from agecam.core.atomic import atomic_path, write_text_atomic
 from agecam.core.hardware import cpu_model
-from agecam.core.model_card import figure_prefix, read_card, write_card
+from agecam.core.model_card import read_card, write_card
 from agecam.core.paths import ASSETS_DIR, REPO_ROOT, SHIPPED_MODELS
 from agecam.training.arch_defaults import ARCH_DEFAULTS, PRECISIONS
 from agecam.training.augment import AugmentConfig, AugmentedFaces
@@ -35,7 +35,7 @@ from agecam.training.data import DataError, load_arrays, scan_folder
 from agecam.training.extra_faces import ExtraFaces, age_balance_weights, load_extra_faces, near_duplicates_of, scan_age_folders
 from agecam.training.evaluate import metrics_report, predict_in_batches
 from agecam.training.models import build_model, distribution_losses, head_of, resolve_weights, training_view
-from agecam.training.plots import plot_error_by_band, plot_predictions, plot_training
+from agecam.training.plots import write_model_figures
 from agecam.training.split import (DEFAULT_MANIFEST, SplitConfig, SplitResult, read_manifest, read_manifest_groups, split_records,
                             write_manifest)
 
@@ -237,6 +237,8 @@ def train(config: TrainConfig) -> dict:
             "keras_backend": keras.backend.backend(),
             "keras_version": keras.__version__,
             "config": _jsonable(asdict(config)),
+            # Kept so that `agecam evaluate --figures` can redraw the loss curves of this run.
+            "history": {key: [round(v, 4) for v in history[key]] for key in ("loss", "val_loss") if key in history},
         },
         "metrics": {"val": metrics_report(y_val, val_pred), "test": metrics_report(y_test, test_pred)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -245,7 +247,7 @@ def train(config: TrainConfig) -> dict:
         card["earlier_stages"] = earlier_stages
     card["target"] = target_status(config.arch, card["metrics"]["test"]["mae"])
     write_card(config.out.with_suffix(".json"), card)
-    _write_plots(config, history, y_test, test_pred, card["metrics"]["test"]["by_age"])
+    write_model_figures(config.arch, config.assets, y_test, test_pred, card["metrics"]["test"]["by_age"], history)
     log.info("test split: MAE %.2f, RMSE %.2f on %d faces", card["metrics"]["test"]["mae"],
              card["metrics"]["test"]["rmse"], len(y_test))
     return card
@@ -455,17 +457,6 @@ def _save_for_inference(model: keras.Model, config: TrainConfig, path: Path) -> 
     with atomic_path(path) as tmp:
         clean.save(tmp)
     return half
-
-
-def _write_plots(config: TrainConfig, history: dict, y_true, y_pred, by_age: dict) -> None:
-    prefix = figure_prefix(config.arch)
-    label = {"cnn": "CNN", "resnet50": "ResNet50"}.get(config.arch, config.arch)
-    plot_training(history, f"{label}: training and validation loss", config.assets / f"{prefix}_training_plot.png")
-    if len(y_true):
-        plot_predictions(y_true, y_pred, f"{label}: predicted vs actual age (test split)",
-                         config.assets / f"{prefix}_prediction_plot.png")
-        plot_error_by_band(by_age, f"{label}: MAE by age band (test split)",
-                           config.assets / f"{prefix}_error_by_age.png")
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:

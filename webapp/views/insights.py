@@ -28,6 +28,8 @@ for name, card in model_cards.items():
         if figure.is_file():
             column.image(str(figure), use_container_width=True)
         else:
-            column.caption(f"{figure.name} has not been generated yet.")
+            # The loss curves of a stage whose card predates the kept history cannot be redrawn.
+            column.caption(f"{figure.name} is not there: `agecam evaluate --split test --figures assets` draws "
+                           "the test figures, and the loss curves when the card keeps the run's history.")
     with st.expander("Training configuration"):
         st.json(training["config"])
