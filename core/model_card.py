@@ -83,3 +83,11 @@ def benchmark_runtime(result: dict) -> str:
 def figure_prefix(architecture: str) -> str:
     """``assets/PREFIX_training_plot.png`` and its siblings belong to models of ``architecture``."""
     return _FIGURE_PREFIX.get(architecture, architecture)
+
+
+FIGURE_KINDS = ("training_plot", "prediction_plot", "error_by_age")  # the figures of a model, in page order
+
+
+def figure_path(architecture: str, kind: str, folder: Path = ASSETS_DIR) -> Path:
+    """Where a model of ``architecture`` has its figure ``kind`` (one of :data:`FIGURE_KINDS`)."""
+    return Path(folder) / f"{figure_prefix(architecture)}_{kind}.png"

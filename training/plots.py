@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from agecam.core.atomic import atomic_path  # noqa: E402
-from agecam.core.model_card import figure_prefix  # noqa: E402
+from agecam.core.model_card import figure_path  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -73,16 +73,14 @@ def write_model_figures(architecture: str, folder: Path, y_true, y_pred, by_age:
     ``folder`` and, given the run's loss ``history``, ``PREFIX_training_plot.png``; the paths written.
 
     Training writes all three; ``agecam evaluate --figures`` redraws them for a model already shipped."""
-    prefix = figure_prefix(architecture)
     label = {"cnn": "CNN", "resnet50": "ResNet50"}.get(architecture, architecture)
-    folder = Path(folder)
     written = []
     if history and history.get("loss"):
         written.append(plot_training(history, f"{label}: training and validation loss",
-                                     folder / f"{prefix}_training_plot.png"))
+                                     figure_path(architecture, "training_plot", folder)))
     if len(y_true):
         written.append(plot_predictions(y_true, y_pred, f"{label}: predicted vs actual age ({subset})",
-                                        folder / f"{prefix}_prediction_plot.png"))
+                                        figure_path(architecture, "prediction_plot", folder)))
         written.append(plot_error_by_band(by_age, f"{label}: MAE by age band ({subset})",
-                                          folder / f"{prefix}_error_by_age.png"))
+                                          figure_path(architecture, "error_by_age", folder)))
     return written

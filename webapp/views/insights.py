@@ -1,6 +1,6 @@
 import streamlit as st
 
-from agecam.core.model_card import ASSETS_DIR, figure_prefix
+from agecam.core.model_card import FIGURE_KINDS, figure_path
 from agecam.webapp.resources import NO_MODEL_HELP, cards
 
 st.title("Training insights")
@@ -21,8 +21,7 @@ for name, card in model_cards.items():
         f"on {training['hardware'].get('cpu_count')} CPU cores, Keras {training['keras_version']} "
         f"({training['keras_backend']}); {card['data']['split_sizes']['train']} training faces."
     )
-    prefix = figure_prefix(card["architecture"])
-    figures = [ASSETS_DIR / f"{prefix}_{kind}.png" for kind in ("training_plot", "prediction_plot", "error_by_age")]
+    figures = [figure_path(card["architecture"], kind) for kind in FIGURE_KINDS]
     columns = st.columns(3)
     for column, figure in zip(columns, figures):
         if figure.is_file():
