@@ -848,9 +848,10 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
               help="Also train on a folder of <split>/<age>/ face photos (e.g. AiDataset's 20-50); repeatable.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the re-cut faces of --extra-data here between runs [~/.cache/agecam].")
-@click.option("--precision", type=click.Choice(PRECISIONS), default=PRECISIONS[0], show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Dtype policy of the training steps (mixed_bfloat16: bfloat16 compute, float32 weights; "
-                   "the saved model is float32 either way).")
+                   "auto: mixed_bfloat16 on a CPU with AVX512-BF16 or AMX, else float32; the saved model "
+                   "is float32 either way).")
 @click.option("--age-balance", "age_balance_power", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Weigh each 5-year band's loss toward UTKFace's age shares raised to this power "
                    "(1: UTKFace's own; 0.5: flatter, teenagers and the old weigh more; 0: all bands alike).")

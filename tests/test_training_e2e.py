@@ -48,6 +48,7 @@ def test_training_writes_model_card_and_plots(trained):
     assert card["target"]["test_mae_at_most"] == 4.9
     assert card["target"]["met"] == (test["mae"] <= 4.9)
     assert card["head"] == "regression"
+    assert card["training"]["config"]["precision"] in ("float32", "mixed_bfloat16")  # "auto" resolved
     # The list of training faces sits beside the model: exactly the train split's readable faces.
     trained_on = (work / card["data"]["train_files"]).read_text().split()
     assert len(trained_on) == card["data"]["split_sizes"]["train"]
@@ -114,6 +115,22 @@ def test_target_status_says_by_how_much_a_target_is_missed():
     assert target_status("resnet50", 5.23) == {"test_mae_at_most": 4.8, "met": False, "missed_by": 0.43}
     assert target_status("cnn", 4.59) == {"test_mae_at_most": 4.9, "met": True, "missed_by": 0.0}
     assert target_status("unknown", 3.0) is None
+
+
+def test_auto_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_kernels(monkeypatch):
+    from agecam.core import hardware
+    from agecam.training.arch_defaults import resolve_precision
+
+    assert resolve_precision("auto", bfloat16_cpu=True) == "mixed_bfloat16"
+    assert resolve_precision("auto", bfloat16_cpu=False) == "float32"
+    assert resolve_precision("float32", bfloat16_cpu=True) == "float32"
+    assert resolve_precision("mixed_bfloat16", bfloat16_cpu=False) == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("float16", bfloat16_cpu=True)
+    for flags, native in (("fpu avx2 avx512f avx512_bf16", True), ("fpu avx2 amx_bf16 amx_tile", True),
+                          ("fpu avx2 avx512f avx512_vnni", False), ("", False)):
+        monkeypatch.setattr(hardware, "_cpuinfo", lambda flags=flags: ["model name : x", f"flags : {flags}"])
+        assert hardware.bfloat16_matmul() is native, flags
 
 
 def test_learning_rate_warms_up_then_decays(tmp_path):

@@ -26,10 +26,10 @@ import numpy as np
 
 from agecam.core.age_model import AgeModel, ModelError
 from agecam.core.atomic import atomic_path, write_text_atomic
-from agecam.core.hardware import cpu_model
+from agecam.core.hardware import bfloat16_matmul, cpu_model
 from agecam.core.model_card import read_card, write_card
 from agecam.core.paths import ASSETS_DIR, REPO_ROOT, SHIPPED_MODELS
-from agecam.training.arch_defaults import ARCH_DEFAULTS, PRECISIONS
+from agecam.training.arch_defaults import ARCH_DEFAULTS, DTYPE_POLICIES, resolve_precision
 from agecam.training.augment import AugmentConfig, AugmentedFaces
 from agecam.training.data import DataError, load_arrays, scan_folder
 from agecam.training.extra_faces import ExtraFaces, age_balance_weights, load_extra_faces, near_duplicates_of, scan_age_folders
@@ -91,8 +91,9 @@ class TrainConfig:
     # own; smaller: flatter, rare ages weigh more; training.extra_faces.age_balance_weights).
     age_balance_power: float = 1.0
     # Keras dtype policy of the training steps: "mixed_bfloat16" computes in bfloat16 (variables and
-    # the age output stay float32); the saved model is always float32 (issue #21's comparison).
-    precision: str = "float32"
+    # the age output stay float32); the saved model is always float32. "auto" is resolved to one of
+    # the two when the config is made (training.arch_defaults.resolve_precision), so cards name it.
+    precision: str = "auto"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
 
@@ -110,6 +111,7 @@ class TrainConfig:
             self.manifest = DEFAULT_MANIFEST
         self.manifest = Path(self.manifest)
         self.run_dir = Path(self.run_dir) if self.run_dir else self.out.with_name(self.out.name + ".run")
+        self.precision = resolve_precision(self.precision, bfloat16_matmul())
 
 
 def train(config: TrainConfig) -> dict:
@@ -147,6 +149,7 @@ def train(config: TrainConfig) -> dict:
     # Read now: the run may replace the model it starts from (--out models/NAME).
     earlier_stages = earlier_training_stages(config.init_from)
     # One dtype policy from building to the last step (--precision); the saved copy is float32.
+    log.info("training steps in %s", config.precision)
     with _dtype_policy(config.precision):
         with _strategy_scope(config.strategy):
             model = build_model(config.arch, config.img_size, weights, config.head)
@@ -432,8 +435,8 @@ FLOAT16_ABOVE_BYTES = 45_000_000
 def _dtype_policy(name: str):
     """Keras' global dtype policy set to ``name`` for the block, then restored: the saved copy and the
     card's measures are always built and run in float32."""
-    if name not in PRECISIONS:
-        raise ValueError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}")
+    if name not in DTYPE_POLICIES:
+        raise ValueError(f"unknown dtype policy {name!r}; choose from {', '.join(DTYPE_POLICIES)}")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)
     try:
