@@ -16,7 +16,7 @@ from agecam.quiet import native_stderr_closed_for_exit, native_stderr_silenced, 
 from agecam.core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
 from agecam.core.paths import REPO_ROOT, UTKFACE_CROP_PART1
 from agecam.realtime.config import StreamConfig
-from agecam.training.arch_defaults import PRECISIONS, defaults_text
+from agecam.training.arch_defaults import PHOTOMETRIC_FAMILIES, PRECISIONS, defaults_text
 
 # The options' defaults are the configs' own, stated once there.
 DETECTOR, ESTIMATOR, STREAM = DetectorConfig(), EstimatorConfig(), StreamConfig()
@@ -844,6 +844,9 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
               help="Train on randomly shrunk, JPEG-compressed, blurred faces as the live pipeline sees them.")
 @click.option("--photometric/--no-photometric", default=True, show_default=True,
               help="Train on random colour casts, greyscale, gamma, saturation, local contrast, sharpening and blur.")
+@click.option("--photometric-share", "photometric_shares", multiple=True, metavar="FAMILY=P",
+              help="Share of training faces one photometric family is applied to, e.g. greyscale=0.3 "
+                   "(families: " + ", ".join(PHOTOMETRIC_FAMILIES) + "); repeatable.")
 @click.option("--extra-data", "extra_data", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Also train on a folder of <split>/<age>/ face photos (e.g. AiDataset's 20-50); repeatable.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -857,7 +860,7 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
                    "(1: UTKFace's own; 0.5: flatter, teenagers and the old weigh more; 0: all bands alike).")
 def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epochs, weights, init_from, out, manifest,
           assets, update_manifest, patience, resume, run_dir, strategy, limit, steps_per_epoch, head, degrade,
-          photometric, extra_data, cache_dir, age_balance_power, precision):
+          photometric, photometric_shares, extra_data, cache_dir, age_balance_power, precision):
     """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
     _import_keras_quietly()
     from agecam.training.augment import AugmentConfig
@@ -876,6 +879,8 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
         augment["degrade"] = None
     if not photometric:
         augment["photometric"] = None
+    elif photometric_shares:
+        augment["photometric"] = _photometric_with_shares(photometric_shares)
     if augment:
         options["augment"] = AugmentConfig(**augment)
     if assets is not None:
@@ -885,6 +890,29 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
     test = card["metrics"]["test"]
     click.echo(f"{card['file']}: test MAE {test['mae']:.2f}, MSE {test['mse']:.1f}, RMSE {test['rmse']:.2f} "
                f"(n={test['n']})")
+
+
+def _photometric_with_shares(shares):
+    """The default photometric augmentation with ``FAMILY=P`` shares changed (a usage error otherwise)."""
+    import dataclasses
+
+    from agecam.training.perturb import PhotometricConfig
+
+    changes = {}
+    for item in shares:
+        family, _, value = item.partition("=")
+        family = family.strip().replace("-", "_")
+        if family not in PHOTOMETRIC_FAMILIES:
+            raise click.BadParameter(f"{item!r}: unknown family; choose from {', '.join(PHOTOMETRIC_FAMILIES)}",
+                                     param_hint="--photometric-share")
+        try:
+            changes[family] = float(value)
+        except ValueError:
+            changes[family] = -1.0
+        if not 0.0 <= changes[family] <= 1.0:
+            raise click.BadParameter(f"{item!r}: the share must be a number from 0 to 1",
+                                     param_hint="--photometric-share")
+    return dataclasses.replace(PhotometricConfig(), **changes)
 
 
 @main.command()

@@ -133,6 +133,25 @@ def test_auto_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_kernels(monkeypa
         assert hardware.bfloat16_matmul() is native, flags
 
 
+def test_photometric_families_are_the_shares_of_the_photometric_config():
+    import dataclasses
+
+    from agecam.training.arch_defaults import PHOTOMETRIC_FAMILIES
+    from agecam.training.perturb import PhotometricConfig
+
+    shares = [f.name for f in dataclasses.fields(PhotometricConfig)
+              if not f.name.startswith("max_") and not f.name.endswith("_range")]
+    assert list(PHOTOMETRIC_FAMILIES) == shares
+
+
+@pytest.mark.parametrize("share, message", [("greyscale=1.5", "from 0 to 1"), ("greyscale=lots", "from 0 to 1"),
+                                            ("sepia=0.2", "unknown family")])
+def test_a_bad_photometric_share_is_a_one_line_usage_error(tiny_dataset, tmp_path, share, message):
+    result = run_agecam("train", "--data", tiny_dataset, "--out", tmp_path / "m", "--photometric-share", share)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "m.keras").exists()
+
+
 def test_learning_rate_warms_up_then_decays(tmp_path):
     from agecam.training.train import TrainConfig, learning_rate_schedule
 
@@ -320,12 +339,15 @@ def test_training_with_an_extra_source_and_the_new_augmentation(tiny_dataset, tm
         cv2.imwrite(str(folder / f"{i}.jpg"), canvas)
     result = run_agecam("train", "--data", tiny_dataset, "--epochs", 1, "--img-size", 32, "--batch-size", 16,
                         "--out", tmp_path / "m", "--manifest", tmp_path / "split.csv", "--extra-data",
-                        tmp_path / "extra", "--cache-dir", tmp_path / "cache")
+                        tmp_path / "extra", "--cache-dir", tmp_path / "cache",
+                        "--photometric-share", "greyscale=0.4", "--photometric-share", "old-print=0")
     assert result.returncode == 0, result.stderr
     card = json.loads((tmp_path / "m.json").read_text())
     (source,) = card["data"]["extra_sources"]
     assert source["faces_used"] == 3 and source["ages"] == [30, 32] and source["splits"] == ["train"]
-    assert card["training"]["config"]["augment"]["photometric"]["greyscale"] > 0
+    photometric = card["training"]["config"]["augment"]["photometric"]
+    assert photometric["greyscale"] == 0.4 and photometric["old_print"] == 0.0
+    assert photometric["cast"] > 0  # the families not named keep their default share
     trained_on = (tmp_path / card["data"]["train_files"]).read_text().split()
     assert sum(name.startswith("20-50:train/") for name in trained_on) == 3
     assert len(trained_on) == card["data"]["split_sizes"]["train"] + 3  # the split sizes are UTKFace's

@@ -33,6 +33,12 @@ def resolve_precision(name: str, bfloat16_cpu: bool) -> str:
         return "mixed_bfloat16" if bfloat16_cpu else "float32"
     return name
 
+# The photometric families whose share of training faces --photometric-share sets: the
+# probability fields of training.perturb.PhotometricConfig (named here so the CLI loads no OpenCV;
+# a test keeps the two the same).
+PHOTOMETRIC_FAMILIES = ("greyscale", "cast", "saturation", "gamma", "clahe", "local_contrast", "sharpen", "blur",
+                        "old_print", "grain")
+
 ARCH_DEFAULTS = {"cnn": ArchDefaults(96, 2e-3, 1e-4, 0.0), "resnet50": ArchDefaults(96, 1e-3, 1e-2, 1.0)}
 
 
