@@ -1038,6 +1038,8 @@ def evaluate_photos(folder, model, runtime, detector_range, confidence, small_fa
                f"MAE {result['mae']:.2f}, bias {result['bias']:+.2f}, 80% range coverage {coverage}")
     for band, m in result["by_age"].items():
         click.echo(f"  {band:>6}: MAE {m['mae']:5.2f}  bias {m['bias']:+6.2f}  (n={m['n']})")
+    for kind, m in result.get("by_colour", {}).items():
+        click.echo(f"  {kind} photos: MAE {m['mae']:5.2f}  bias {m['bias']:+6.2f}  (n={m['n']})")
     if "mae_per_person" in result:
         per = result["mae_per_person"]
         click.echo(f"  per person ({result['people']}): mean MAE {per['mean']:.2f}, median {per['median']:.2f}, "

@@ -157,6 +157,8 @@ def test_evaluate_photos_runs_the_pipeline_on_labelled_photos(tmp_path, test_spl
         canvas = rng.integers(60, 200, (360, 300, 3), dtype=np.uint8)
         canvas = cv2.GaussianBlur(canvas, (0, 0), 6)
         canvas[80:280, 50:250] = face
+        if person == 1:  # a black-and-white photo
+            canvas = cv2.cvtColor(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         cv2.imwrite(str(folder / f"{person:03d}A{age:02d}.JPG"), canvas)
     cv2.imwrite(str(folder / "009A07.JPG"), np.full((300, 300, 3), 128, np.uint8))  # no face
     saved = tmp_path / "result.json"
@@ -166,6 +168,8 @@ def test_evaluate_photos_runs_the_pipeline_on_labelled_photos(tmp_path, test_spl
     assert result["photos"] == 4 and result["found"] == 3 and result["missed"] == ["009A07.JPG"]
     assert result["found_rate"] == pytest.approx(0.75)
     assert result["people"] == 3 and result["n"] == 3
+    assert {kind: part["n"] for kind, part in result["by_colour"].items()} == {"greyscale": 1, "colour": 2}
+    assert "greyscale photos" in done.stdout
     assert 0 <= result["mae"] < 30 and result["range_coverage"] is not None
     assert "evaluate-photos" in result["command"] and "MAE" in done.stdout
     assert result["seconds_per_photo"] > 0  # the stills throughput the README's table shows
@@ -182,3 +186,13 @@ def test_evaluate_photos_runs_the_pipeline_on_labelled_photos(tmp_path, test_spl
     assert "missed" not in card["cross_dataset"]["photos"]
     bad = run_agecam("evaluate-photos", tmp_path / "nowhere")
     assert bad.returncode != 0 and "photo folder not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_monochrome_photos_include_tinted_scans_and_not_colour_faces(astronaut_png):
+    from agecam.training.photos import is_monochrome
+
+    colour = cv2.imread(str(astronaut_png))
+    grey = cv2.cvtColor(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    warm_scan = np.clip(grey.astype(np.float32) * np.array([0.97, 1.0, 1.02]), 0, 255).astype(np.uint8)
+    assert is_monochrome(grey) and is_monochrome(warm_scan) and is_monochrome(grey[..., 0])
+    assert not is_monochrome(colour)

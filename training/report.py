@@ -123,7 +123,8 @@ def cross_dataset_table(cards: dict[str, dict]) -> str:
                 "--model NAME --record`._")
     bands = sorted({band for _, _, record in rows for band in record["by_age"]}, key=lambda b: int(b.rstrip("+").split("-")[0]))
     lines = ["| model | photos | found | MAE | bias | 80% range coverage | MAE per person (mean) | s per photo | "
-             + " | ".join(f"{band} MAE (bias)" for band in bands) + " |", "|---" * (8 + len(bands)) + "|"]
+             "greyscale photos MAE (bias) | " + " | ".join(f"{band} MAE (bias)" for band in bands) + " |",
+             "|---" * (9 + len(bands)) + "|"]
     for name, source, record in rows:
         per_person = record.get("mae_per_person", {}).get("mean")
         coverage = record.get("range_coverage")
@@ -131,9 +132,14 @@ def cross_dataset_table(cards: dict[str, dict]) -> str:
         lines.append(f"| `{name}` on {source} | {record['photos']} | {record['found_rate']:.1%} | {record['mae']:.2f} "
                      f"| {record['bias']:+.2f} | {'-' if coverage is None else f'{coverage:.1%}'} "
                      f"| {'-' if per_person is None else f'{per_person:.2f}'} "
-                     f"| {_seconds_cell(record.get('seconds_per_photo'))} | "
+                     f"| {_seconds_cell(record.get('seconds_per_photo'))} | {_greyscale_cell(record)} | "
                      + " | ".join(f"{c['mae']:.2f} ({c['bias']:+.1f})" if c else "-" for c in cells) + " |")
     return "\n".join(lines)
+
+
+def _greyscale_cell(record: dict) -> str:
+    grey = record.get("by_colour", {}).get("greyscale")
+    return f"{grey['mae']:.2f} ({grey['bias']:+.1f}), n={grey['n']}" if grey else "-"
 
 
 def _seconds_cell(seconds) -> str:
