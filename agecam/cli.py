@@ -906,12 +906,13 @@ def _photometric_with_shares(shares):
             raise click.BadParameter(f"{item!r}: unknown family; choose from {', '.join(PHOTOMETRIC_FAMILIES)}",
                                      param_hint="--photometric-share")
         try:
-            changes[family] = float(value)
+            share = float(value)
         except ValueError:
-            changes[family] = -1.0
-        if not 0.0 <= changes[family] <= 1.0:
+            share = float("nan")
+        if not 0.0 <= share <= 1.0:  # also false for NaN
             raise click.BadParameter(f"{item!r}: the share must be a number from 0 to 1",
                                      param_hint="--photometric-share")
+        changes[family] = share
     return dataclasses.replace(PhotometricConfig(), **changes)
 
 
