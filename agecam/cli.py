@@ -16,7 +16,7 @@ from agecam.quiet import native_stderr_closed_for_exit, native_stderr_silenced, 
 from agecam.core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig  # these load no native library
 from agecam.core.paths import REPO_ROOT, UTKFACE_CROP_PART1
 from agecam.realtime.config import StreamConfig
-from agecam.training.arch_defaults import PHOTOMETRIC_FAMILIES, PRECISIONS, defaults_text
+from agecam.training.arch_defaults import ARCHITECTURES, PHOTOMETRIC_FAMILIES, PRECISIONS, defaults_text
 
 # The options' defaults are the configs' own, stated once there.
 DETECTOR, ESTIMATOR, STREAM = DetectorConfig(), EstimatorConfig(), StreamConfig()
@@ -808,7 +808,7 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
 
 @main.command()
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder of UTKFace-named crops.")
-@click.option("--arch", type=click.Choice(["cnn", "resnet50"]), default="cnn", show_default=True)
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default="cnn", show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--img-size", type=click.IntRange(32, 512), default=None, help=f"Input side in pixels [{defaults_text('img_size')}].")

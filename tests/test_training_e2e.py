@@ -369,3 +369,20 @@ def test_bfloat16_training_saves_a_float32_model(tiny_dataset, tmp_path):
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}  # saved for float32 inference
     ages = AgeModel.load(tmp_path / "bf16.keras").predict([np.full((40, 40, 3), 128, np.uint8)])
     assert 0 <= ages[0] <= 116
+
+
+def test_compact_residual_net_trains_at_its_own_input_size(tiny_dataset, tmp_path):
+    from agecam.core.age_model import AgeModel
+
+    result = run_agecam("train", "--data", tiny_dataset, "--arch", "resnet10", "--epochs", 1, "--batch-size", 16,
+                        "--out", tmp_path / "res10", "--manifest", tmp_path / "split.csv",
+                        "--assets", tmp_path / "assets")
+    assert result.returncode == 0, result.stderr
+    card = json.loads((tmp_path / "res10.json").read_text())
+    assert card["architecture"] == "resnet10" and card["input_size"] == 64  # its default, not the CNN's 96
+    assert card["weights_note"].startswith("trained from scratch")
+    assert (tmp_path / "assets" / "resnet10_prediction_plot.png").is_file()
+    model = AgeModel.load(tmp_path / "res10.keras", runtime="keras")
+    assert any(layer.name == "stage4_add" for layer in model.keras_model.layers)  # residual, not the CNN
+    ages = model.predict([np.full((80, 80, 3), 128, np.uint8)])
+    assert ages.shape == (1,) and 0 <= ages[0] <= 116

@@ -73,7 +73,7 @@ def write_model_figures(architecture: str, folder: Path, y_true, y_pred, by_age:
     ``folder`` and, given the run's loss ``history``, ``PREFIX_training_plot.png``; the paths written.
 
     Training writes all three; ``agecam evaluate --figures`` redraws them for a model already shipped."""
-    label = {"cnn": "CNN", "resnet50": "ResNet50"}.get(architecture, architecture)
+    label = {"cnn": "CNN", "resnet50": "ResNet50", "resnet10": "ResNet-10"}.get(architecture, architecture)
     written = []
     if history and history.get("loss"):
         written.append(plot_training(history, f"{label}: training and validation loss",
