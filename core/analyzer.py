@@ -15,7 +15,7 @@ from agecam.core.age_gate import AgeGate
 from agecam.core.age_model import AgeModel
 from agecam.core.appearance import describe_faces
 from agecam.core.annotator import AgeAnnotator, AnnotatorConfig
-from agecam.core.crop import CropConfig, crop_faces
+from agecam.core.crop import CropConfig
 from agecam.core.detections import Detections
 from agecam.core.config import AgeGateConfig
 from agecam.core.detector import DetectorConfig, FaceDetector, non_max_suppression
@@ -275,7 +275,7 @@ class AgeCam:
             detections = self.detector.detect(image_bgr)
         detections = detections[detections.confidence >= self.start_confidence]
         detections.tracker_id[:] = np.arange(1, len(detections) + 1)
-        faces = crop_faces(image_bgr, detections, self.estimator.crop)
+        faces = self.model.cut_faces(image_bgr, detections, self.estimator.crop)
         detections.raw_age[:] = self.model.predict(faces)
         detections.quality[:] = quality_of(self.view_quality.assess(detections, faces))
         detections.age[:] = detections.raw_age

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 
 from agecam.core.age_model import AgeModel
 from agecam.core.config import EstimatorConfig
-from agecam.core.crop import CropConfig, crop_faces
+from agecam.core.crop import CropConfig
 from agecam.core.detections import Detections
 from agecam.core.quality import ViewQuality, quality_of
 
@@ -73,7 +73,7 @@ class AgeEstimator:
             return detections
         subset = detections[mask]
         with self._stage("crop"):
-            faces = crop_faces(frame_bgr, subset, self.crop)
+            faces = self.model.cut_faces(frame_bgr, subset, self.crop)
         with self._stage("infer"):
             ages = self.model.predict(faces)
         rows = np.flatnonzero(mask)

@@ -102,7 +102,7 @@ def test_shipped_export_matches_its_keras_model_on_the_test_split(name, utk_dir)
     keras_model = AgeModel.load(name, runtime="keras")
     manifest = read_manifest(MANIFEST)
     records = [r for r in scan_folder(utk_dir).records if manifest.get(r.name) == "test"]
-    images, _, _ = load_arrays(records, keras_model.input_size)
+    images, _, _ = load_arrays(records, keras_model.input_size, alignment=keras_model.alignment)  # its own framing
     difference = np.abs(predict_in_batches(onnx_model, images) - predict_in_batches(keras_model, images))
     assert len(images) > 800
     assert difference.max() <= 0.1, f"largest difference {difference.max():.3f} years"
@@ -267,7 +267,7 @@ def test_shipped_int8_parity_record_is_what_the_test_split_gives(name, utk_full_
     float_model, int8_model = AgeModel.load(name, runtime="onnx"), AgeModel.load(name, runtime="int8")
     splits = effective_splits(MANIFEST)
     records = [r for r in scan_folder(utk_full_dir).records if splits.get(r.name) == "test"]
-    images, ages, _ = load_arrays(records, float_model.input_size)
+    images, ages, _ = load_arrays(records, float_model.input_size, alignment=float_model.alignment)
     difference = np.abs(predict_in_batches(int8_model, images) - predict_in_batches(float_model, images))
     test, rule = record["test"], record["rule"]
     assert len(images) == test["n"]

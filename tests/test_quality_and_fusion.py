@@ -126,6 +126,11 @@ class _CountingModel:
         self.faces += len(faces)
         return np.full(len(faces), 30.0, np.float32)
 
+    def cut_faces(self, frame, detections, crop):
+        from agecam.core.crop import crop_faces
+
+        return crop_faces(frame, detections, crop)
+
 
 def test_a_poor_view_due_a_refresh_waits_for_a_better_one_within_a_limit():
     from agecam.core.config import EstimatorConfig

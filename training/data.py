@@ -90,13 +90,24 @@ def read_image(path: str | Path) -> np.ndarray | None:
 
 
 def load_arrays(
-    records: list[FaceRecord], size: int, report: ScanReport | None = None, progress=None
+    records: list[FaceRecord], size: int, report: ScanReport | None = None, progress=None,
+    alignment=None, cache_dir: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[FaceRecord]]:
     """Load records as ``(images uint8 N×size×size×3 RGB, ages float32, kept records)``.
 
     Images are kept as uint8 to hold a whole split in memory cheaply; corrupt files are
     skipped and counted in ``report``. ``progress(done, total)`` is called every 256 files.
+    With ``alignment`` (a :class:`core.align.ChipAlignment`, a model card's), each face is cut as
+    an aligned chip the way the live pipeline cuts it (:mod:`training.chips`), else the whole crop
+    is resized.
     """
+    if alignment is not None:
+        from agecam.training.chips import load_aligned_chips
+
+        chips = load_aligned_chips(records, alignment, size, cache_dir, progress)
+        if report is not None and len(chips.kept) < len(records):
+            report.skipped["unreadable image"] += len(records) - len(chips.kept)
+        return chips.images, np.asarray([r.age for r in chips.kept], np.float32), chips.kept
     images, ages, kept = [], [], []
     for done, record in enumerate(records):
         if progress is not None and done % 256 == 0:

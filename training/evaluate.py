@@ -143,7 +143,7 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=Non
         records = [r for r in records if manifest.get(r.name) == config.split]
         if not records:
             raise ValueError(f"no image of {config.data} is in the {config.split!r} split of {config.manifest}")
-    images, ages, _ = load_arrays(records, model.input_size, report, stage("reading"))
+    images, ages, _ = load_arrays(records, model.input_size, report, stage("reading"), alignment=model.alignment)
     if len(images) == 0:
         raise DataError(f"no readable image to evaluate in {config.data} ({report.summary()})")
     predicted = predict_in_batches(model, images, config.batch_size, stage("predicting"))

