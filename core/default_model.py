@@ -79,16 +79,23 @@ def group_distance(card: dict) -> float | None:
     return card.get("cross_dataset", {}).get(CROSS_DATASET_GROUPS, {}).get("groups", {}).get("distance")
 
 
+def selection_basis(cards: dict[str, dict], names: list[str]) -> str:
+    """Which figure the rule adds to the test MAE for ``names``: ``"groups"`` (the distance to the age
+    group on :data:`CROSS_DATASET_GROUPS`) when every one of them has that record, else ``"cross"``
+    (:data:`CROSS_DATASET` MAE) when every one has that, else ``"test"`` (the test MAE alone)."""
+    if names and all(group_distance(cards[name]) is not None for name in names):
+        return "groups"
+    if all(cross_dataset_mae(cards[name]) is not None for name in names):
+        return "cross"
+    return "test"
+
+
 def selection_scores(cards: dict[str, dict], names: list[str]) -> dict[str, float]:
-    """What the rule minimises for ``names``: the mean of the test MAE and the distance to the age group
-    on :data:`CROSS_DATASET_GROUPS` when every one of them has that record; else the mean of test and
-    :data:`CROSS_DATASET` MAE when every one has that; else the test MAE."""
-    groups = {name: group_distance(cards[name]) for name in names}
-    if names and all(value is not None for value in groups.values()):
-        return {name: (cards[name]["metrics"]["test"]["mae"] + groups[name]) / 2 for name in names}
-    cross = {name: cross_dataset_mae(cards[name]) for name in names}
-    both = all(value is not None for value in cross.values())
-    return {name: (cards[name]["metrics"]["test"]["mae"] + cross[name]) / 2 if both
+    """What the rule minimises for ``names``: the test MAE, averaged with the figure of
+    :func:`selection_basis` when there is one."""
+    basis = selection_basis(cards, names)
+    other = {"groups": group_distance, "cross": cross_dataset_mae}.get(basis)
+    return {name: (cards[name]["metrics"]["test"]["mae"] + other(cards[name])) / 2 if other
             else cards[name]["metrics"]["test"]["mae"] for name in names}
 
 

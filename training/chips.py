@@ -23,17 +23,17 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from agecam.core.align import ChipAlignment
 from agecam.core.config import DetectorConfig
 from agecam.core.detections import Detections
 from agecam.core.preprocess import preprocess_face
+# The border the detector sees a crop in: the same as for extra faces and the template's fit.
+from agecam.training.extra_faces import PAD_FRACTION, centre_face, pad_photo
 
 log = logging.getLogger(__name__)
 
-PAD_FRACTION = 0.3  # of the crop's side on every edge, as training.fit_alignment measured the template
 
 
 @dataclass
@@ -80,7 +80,7 @@ def load_aligned_chips(records, alignment: ChipAlignment, size: int, cache_dir: 
             if image is None:
                 log.warning("skipping unreadable image %s", record.path)
                 continue
-            padded, pad, face = _detect_centre_face(image, detector)
+            padded, pad, face = centre_face(image, detector)
             if face is None:
                 missed.append(index)
                 continue
@@ -93,8 +93,7 @@ def load_aligned_chips(records, alignment: ChipAlignment, size: int, cache_dir: 
     for index in missed:
         image = read_image(records[index].path)
         height, width = image.shape[:2]
-        pad = int(round(PAD_FRACTION * max(height, width)))
-        padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        padded, pad = pad_photo(image)
         box = median_box * np.array([width, height, width, height]) + pad
         face = Detections(xyxy=box[None].astype(np.float32))
         chips[index] = preprocess_face(alignment.cut(padded, face, size)[0], size).astype(np.uint8)
@@ -114,16 +113,3 @@ def load_aligned_chips(records, alignment: ChipAlignment, size: int, cache_dir: 
     if fallback:
         log.info("%d of %d faces had no face found by the detector: framed by the box rule", fallback, len(kept))
     return AlignedChips(stacked, [records[i] for i in kept], fallback)
-
-
-def _detect_centre_face(image_bgr: np.ndarray, detector) -> tuple[np.ndarray, int, Detections | None]:
-    """The crop padded with its edge pixels, the padding, and the face found nearest its centre (or None)."""
-    height, width = image_bgr.shape[:2]
-    pad = int(round(PAD_FRACTION * max(height, width)))
-    padded = cv2.copyMakeBorder(image_bgr, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    faces = detector.detect(padded)
-    if not len(faces):
-        return padded, pad, None
-    centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
-    nearest = int(np.argmin(np.linalg.norm(centres - np.array([pad + width / 2, pad + height / 2]), axis=1)))
-    return padded, pad, faces[[nearest]]

