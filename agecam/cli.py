@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -30,7 +31,9 @@ class Failure(click.ClickException):
     """A user-facing failure: one line on stderr, exit status 1."""
 
     def show(self, file=None):
-        click.echo(f"agecam: error: {self.message}", err=True)
+        from agecam.core.file_names import name_text
+
+        click.echo(f"agecam: error: {name_text(self.message)}", err=True)  # odd bytes of a file name as \xNN
 
 
 class UsageFailure(Failure):
@@ -328,7 +331,9 @@ def main(context: click.Context, verbose: int, hide_progress: bool) -> None:
                    "(HOST:PORT, ray://HOST:PORT or auto). Needs pip install 'agecam[ray]'.")
 @click.option("--reconnect", type=click.IntRange(0, 100), default=STREAM.reconnect, show_default=True,
               help=f"Reopen a dropped network stream this many times (waiting {STREAM.backoff_s:g} s, then twice as "
-                   f"long each time); a stream that never answers fails after {STREAM.open_timeout_s:g} s.")
+                   f"long each time); the count starts again only after {STREAM.healthy_after_s:g} s of steady "
+                   f"frames, so a stream that keeps breaking is given up. A stream that never answers fails after "
+                   f"{STREAM.open_timeout_s:g} s.")
 @click.option("--refresh-every", type=click.IntRange(1, 1000), default=ESTIMATOR.refresh_every, show_default=True,
               help="Re-estimate each face's age every k frames.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames (of each video).")
@@ -532,12 +537,14 @@ def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, wo
 
 
 def _print_batch_table(results, summary: dict) -> None:
-    width = max([len("video")] + [len(r.name) for r in results])
+    from agecam.core.file_names import name_text
+
+    width = max([len("video")] + [len(name_text(r.name)) for r in results])
     click.echo(f"{'video':<{width}}  {'frames':>7}  {'faces':>7}  {'tracks':>6}  {'fps':>6}  status")
     for r in results:
         status = r.status if not r.error or r.status == "done" else f"{r.status}: {r.error}"
         fps = f"{r.fps:6.1f}" if r.status == "done" else f"{'-':>6}"
-        click.echo(f"{r.name:<{width}}  {r.frames:>7}  {r.faces:>7}  {r.tracks:>6}  {fps}  {status}")
+        click.echo(f"{name_text(r.name):<{width}}  {r.frames:>7}  {r.faces:>7}  {r.tracks:>6}  {fps}  {status}")
     click.echo(f"{summary['files']} videos: {summary['done']} done, {summary['skipped']} skipped, "
                f"{summary['failed']} failed, {summary['interrupted']} interrupted; {summary['frames']} frames in "
                f"{summary['seconds']:.1f} s ({summary['fps']:.1f} fps overall)")
@@ -744,10 +751,35 @@ def web(port, host, ice_servers):
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
                "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.maxUploadSize", "10", "--client.toolbarMode", "minimal"]
+    _check_port_free(host, port)  # before the banner: a refused start says only why
     click.echo(f"agecam web app on http://{host}:{port} (Ctrl-C stops it)", err=True)
     # Become the Streamlit server (no child process), so stopping agecam stops the server.
     os.chdir(app.parent.parent)
     os.execve(sys.executable, command, env)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail in one line when ``host:port`` cannot be served (taken by another server, or not an
+    address of this machine)."""
+    import socket
+
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise Failure(f"--host {host}: not an address of this machine ({error.strerror})") from None
+    problems = []
+    for family, kind, proto, _, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+                probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise Failure(f"port {port} on {host} is in use (another agecam web?); choose another with "
+                              "--port") from None
+            problems.append(error.strerror or str(error))  # e.g. no IPv6 here: the other address serves
+    if problems and len(problems) == len(addresses):
+        raise Failure(f"port {port} on {host} cannot be served: {problems[0]}")
 
 
 @main.command()
@@ -771,6 +803,12 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
         raise Failure(f"no images in {', '.join(map(str, paths))}")
     if csv_path is not None and csv_path.resolve() in {p.resolve() for p in images}:
         raise Failure(f"--csv {csv_path} is one of the input images; choose another name")
+    from agecam.core.file_names import name_text
+    from agecam.stdout import is_stdout
+
+    # The per-image lines are a summary: when standard output carries data (--json, --csv /dev/stdout),
+    # they go to stderr so the data stays parsable.
+    summary_to_stderr = as_json or is_stdout(csv_path)
     cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence, show_range=show_range,
                                      small_faces=small_faces, age_gate=age_gate))
     _guarded(_check_interrupts)
@@ -786,7 +824,7 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
                 if task is not None:
                     bars.update(task, completed=done)
                 if result.error:
-                    click.echo(f"agecam: error: {result.path}: {result.error}", err=True)
+                    click.echo(f"agecam: error: {name_text(result.path)}: {result.error}", err=True)
                     failures += 1
                 if result.faces is None:
                     continue
@@ -796,7 +834,7 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
                 if not as_json:
                     ages = ", ".join(f"{f['age']:.0f}" + (f" ({f['age_gate']})" if f["age_gate"] else "")
                                      for f in results[-1]["faces"]) or "no face found"
-                    click.echo(f"{result.path}: {ages}")
+                    click.echo(f"{name_text(result.path)}: {ages}", err=summary_to_stderr)
         return results, failures
 
     try:
@@ -875,6 +913,11 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
           assets, update_manifest, patience, resume, run_dir, strategy, limit, steps_per_epoch, head, degrade,
           photometric, photometric_shares, extra_data, cache_dir, age_balance_power, precision, init, init_file, align):
     """Train an age model on a folder of UTKFace crops; writes the model, its card and plots."""
+    if resume:  # told before the libraries load: nothing to resume, or a damaged backup
+        from agecam.training.resume import check_resumable, default_run_dir
+
+        click.echo(_guarded(lambda: check_resumable(run_dir or default_run_dir(out or Path("models") / arch))),
+                   err=True)
     _import_keras_quietly()
     from agecam.training.augment import AugmentConfig
     from agecam.training.train import TrainConfig, train as run_training
@@ -898,7 +941,8 @@ def train(data, arch, epochs, batch_size, img_size, lr, weight_decay, warmup_epo
         options["augment"] = AugmentConfig(**augment)
     if assets is not None:
         options["assets"] = assets
-    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    # The run's own progress lines (agecam's loggers only: other libraries stay at the chosen level).
+    logging.getLogger("agecam").setLevel(min(logging.getLogger().level, logging.INFO))
     card = _guarded(lambda: run_training(TrainConfig(**options)))
     test = card["metrics"]["test"]
     click.echo(f"{card['file']}: test MAE {test['mae']:.2f}, MSE {test['mse']:.1f}, RMSE {test['rmse']:.2f} "
@@ -964,9 +1008,16 @@ def ensemble(data, members, name):
               help="Also draw the model's figures into DIR (e.g. assets): predicted vs actual age and MAE by age "
                    "band, and its training's loss curves when the card keeps them (the Training insights page "
                    "reads assets/).")
+@click.option("--assurance", is_flag=True,
+              help="Also the age-assurance figures (docs/age-assurance.md): MAE and bias by sex and race, "
+                   "Challenge-25 and child-safety rates, the age gate at 18, 21 and 25, with 95% bootstrap intervals.")
+@click.option("--record", is_flag=True,
+              help="With --assurance: write its figures into the model's card (assurance.DATA-SPLIT).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(data, model, runtime, split, manifest, degrade, robustness, figures, as_json):
+def evaluate(data, model, runtime, split, manifest, degrade, robustness, figures, assurance, record, as_json):
     """Evaluate a model on UTKFace-named face crops: n, MAE, MSE, RMSE, MAE per age band."""
+    if record and not assurance:
+        raise UsageFailure(click.UsageError("--record needs --assurance", click.get_current_context()))
     widths = _parse_widths(degrade) if degrade else ()
     _import_keras_quietly()
     from agecam.training.evaluate import EvaluateConfig, evaluate as run_evaluation
@@ -975,7 +1026,7 @@ def evaluate(data, model, runtime, split, manifest, degrade, robustness, figures
     if split and manifest is None:
         manifest = DEFAULT_MANIFEST
     config = EvaluateConfig(data=data, model=model, runtime=runtime, split=split, manifest=manifest, degrade=widths,
-                            robustness=robustness, figures=figures)
+                            robustness=robustness, figures=figures, assurance=assurance, record=record)
 
     def action():
         with _bars() as bars:
@@ -990,7 +1041,8 @@ def evaluate(data, model, runtime, split, manifest, degrade, robustness, figures
 
     result, report = _guarded(action)
     if as_json:
-        keys = ("n", "mae", "mse", "rmse", "bias", "by_age", "degraded", "robustness", "age_range", "figures")
+        keys = ("n", "mae", "mse", "rmse", "bias", "by_age", "degraded", "robustness", "age_range", "figures",
+                "assurance")
         click.echo(json.dumps({k: result[k] for k in keys if k in result}))
         return
     click.echo(f"n={result['n']}  MAE={result['mae']:.2f}  MSE={result['mse']:.1f}  RMSE={result['rmse']:.2f}  "
@@ -1005,6 +1057,11 @@ def evaluate(data, model, runtime, split, manifest, degrade, robustness, figures
     if "age_range" in result:
         click.echo(f"80% age range: {result['age_range']['coverage']:.1%} of true ages inside "
                    f"(mean width {result['age_range']['mean_width']:.1f} y)")
+    if "assurance" in result:
+        from agecam.training.assurance import summary_lines
+
+        for line in summary_lines(result["assurance"]):
+            click.echo(line)
     for path in result.get("figures", []):
         click.echo(f"wrote {path}")
     if report.skipped:
@@ -1075,6 +1132,11 @@ def _print_groups(result: dict) -> None:
                    f"median age {m['median_predicted']:5.1f}  (n={m['n']})")
     for name, m in groups["by_gender"].items():
         click.echo(f"  {name}: inside {m['inside']:.1%}, distance {m['distance']:.2f} (n={m['n']})")
+    if "assurance" in result:
+        from agecam.training.assurance import group_summary_lines
+
+        for line in group_summary_lines(result["assurance"]):
+            click.echo(line)
 
 
 def _parse_widths(text: str) -> tuple[int, ...]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import glob
+import hashlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import Iterator
+
+from agecam.core.file_names import is_utf8
 
 
 def make_output_folder(folder: str | os.PathLike, label: str = "output folder") -> Path:
@@ -29,9 +33,9 @@ def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
     """Delete temporary files of ``path`` left by writers that no longer run (killed by SIGKILL or a
     power cut); a live process's temporary file is left alone. Returns what was removed."""
     path = Path(path)
-    removed = []
-    for candidate in path.parent.glob(f".{path.stem}.partial-*{path.suffix}"):
-        pid_text = candidate.name[len(f".{path.stem}.partial-"):len(candidate.name) - len(path.suffix)]
+    removed, prefix = [], f".{_temporary_stem(path)}.partial-"
+    for candidate in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(path.suffix)}"):
+        pid_text = candidate.name[len(prefix):len(candidate.name) - len(path.suffix)]
         if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
             continue
         candidate.unlink(missing_ok=True)
@@ -83,7 +87,39 @@ def temporary_name(path: str | os.PathLike) -> Path:
     from the name (OpenCV, matplotlib, Keras) still do.
     """
     path = Path(path)
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    return path.with_name(f".{_temporary_stem(path)}.partial-{os.getpid()}{path.suffix}")
+
+
+def _temporary_stem(path: Path) -> str:
+    """The stem a temporary name carries: the file's own when it is valid UTF-8, else a digest of its
+    bytes, so OpenCV (which crashes on other names, see ``core.file_names``) can write the file."""
+    if is_utf8(path.stem):
+        return path.stem
+    return "agecam-" + hashlib.sha256(os.fsencode(path.stem)).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def opencv_path(path: str | os.PathLike) -> Iterator[str]:
+    """A name under which OpenCV can open ``path``, valid inside the block.
+
+    OpenCV's Python bindings crash on a name that is not valid UTF-8 (``core.file_names``). Such a
+    file name is the caller's to avoid (writers use ``temporary_name``); a folder so named is reached
+    through a descriptor of it (``/proc/self/fd/N/NAME``, Linux), or refused in one line elsewhere.
+    """
+    path = Path(path)
+    if is_utf8(str(path)):
+        yield str(path)
+        return
+    if not is_utf8(path.name):
+        raise ValueError(f"internal: OpenCV cannot be handed the name {path.name!r}")
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        through = f"/proc/self/fd/{folder}"
+        if not os.path.isdir(through):
+            raise OSError("cannot write into a folder whose name is not valid UTF-8 on this system")
+        yield f"{through}/{path.name}"
+    finally:
+        os.close(folder)
 
 
 @contextlib.contextmanager

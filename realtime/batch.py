@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from agecam.core.atomic import atomic_path, make_output_folder, remove_stale_partials, write_text_atomic
+from agecam.core.file_names import name_text
 from agecam.core.hardware import cpu_cores
 from agecam.realtime.config import VIDEO_SUFFIXES, BatchConfig
 
@@ -209,7 +210,8 @@ class FileResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def as_json(self) -> dict:
-        return {**asdict(self), "seconds": round(self.seconds, 3), "fps": round(self.fps, 2)}
+        return {**asdict(self), "source": name_text(self.source), "name": name_text(self.name),
+                "seconds": round(self.seconds, 3), "fps": round(self.fps, 2)}
 
 
 @dataclass(frozen=True)
@@ -536,6 +538,8 @@ def write_combined_jsonl(jobs: Sequence[VideoJob], results: Sequence[FileResult]
     step; returns the number of videos in it."""
     finished = {r.source for r in results if r.status in ("done", "skipped")}
     parts = [job.jsonl for job in jobs if job.jsonl is not None and str(job.source) in finished and job.jsonl.is_file()]
+    if not parts:  # no video finished: no file (an empty one would look like videos without faces)
+        return 0
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as out:
             for part in parts:
@@ -550,9 +554,10 @@ def write_combined_people(jobs: Sequence[VideoJob], results: Sequence[FileResult
     from agecam.realtime.people import combined_people_text, read_people_csv
 
     finished = {r.source for r in results if r.status in ("done", "skipped")}
-    parts = [(str(job.source), read_people_csv(job.people)) for job in jobs
+    parts = [(name_text(job.source), read_people_csv(job.people)) for job in jobs
              if job.people is not None and str(job.source) in finished and job.people.is_file()]
-    write_text_atomic(path, combined_people_text(parts, as_json=False))
+    if parts:
+        write_text_atomic(path, combined_people_text(parts, as_json=False))
     return len(parts)
 
 

@@ -23,6 +23,11 @@ class StreamConfig:
     the defaults, a stream that drops and never comes back is given up within
     1 + 2 + 4 + 3 x 5 = 22 s. A stream of known length (a file served over HTTP) that reaches its
     end is not reopened.
+
+    The attempts are counted across drops until the stream runs well again: a reconnected stream
+    earns a fresh set of ``reconnect`` attempts only after ``healthy_after_s`` seconds of frames. So
+    a camera that drops once an hour is reopened every time, while one that stalls a moment after
+    every reconnect is given up after ``reconnect`` attempts instead of being retried forever.
     """
 
     reconnect: int = 3
@@ -30,11 +35,12 @@ class StreamConfig:
     max_backoff_s: float = 8.0
     open_timeout_s: float = 5.0
     read_timeout_s: float = 5.0
+    healthy_after_s: float = 30.0
 
     def __post_init__(self):
         if self.reconnect < 0:
             raise ValueError(f"reconnect attempts must be 0 or more, not {self.reconnect}")
-        if min(self.backoff_s, self.open_timeout_s, self.read_timeout_s) <= 0:
+        if min(self.backoff_s, self.open_timeout_s, self.read_timeout_s, self.healthy_after_s) <= 0:
             raise ValueError("stream timeouts and back-off must be positive")
 
     def waits(self) -> list[float]:

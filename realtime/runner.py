@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from agecam.core.analyzer import AgeCam
+from agecam.core.file_names import name_text
 from agecam.core.people import TrackLog
 from agecam.realtime.people import PeopleSink
 from agecam.realtime.sinks import CsvSink, JsonlSink, VideoSink
@@ -140,7 +141,7 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
     def numbers() -> dict:  # the report's figures of the run, asked then too
         seconds = time.perf_counter() - started
         gate = {"age gate": cam.gate.threshold} if cam.gate is not None else {}
-        return {"source": config.video_name or str(source.target), "frames": frames, "seconds": round(seconds, 1),
+        return {"source": name_text(config.video_name or str(source.target)), "frames": frames, "seconds": round(seconds, 1),
                 "fps": round(frames / seconds, 1) if seconds > 0 else 0, "people": len(tracks.frames),
                 "model": cam.model.name, **gate}
 
@@ -268,8 +269,14 @@ def _show(image: np.ndarray, frame_index: int, snapshot_dir: Path) -> bool:
             return True
         if key == KEY_SNAPSHOT:
             path = Path(snapshot_dir) / f"agecam-snapshot-{frame_index:06d}.png"
-            cv2.imwrite(str(path), image)
-            log.warning("snapshot saved to %s", path)
+            ok, encoded = cv2.imencode(".png", image)  # written by Python: OpenCV crashes on some folder names
+            try:
+                if not ok:
+                    raise OSError("could not encode the frame")
+                path.write_bytes(encoded.tobytes())
+                log.warning("snapshot saved to %s", name_text(path))
+            except OSError as error:
+                log.warning("snapshot not saved to %s: %s", name_text(path), error.strerror or error)
         if key != KEY_PAUSE:
             return False
         key = cv2.waitKey(0) & 0xFF  # paused: wait for the next key

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from agecam.core.age_gate import verdict_name
-from agecam.core.atomic import output_target, remove_stale_partials, temporary_name
+from agecam.core.atomic import opencv_path, output_target, remove_stale_partials, temporary_name
+from agecam.core.file_names import name_text
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,17 @@ class VideoSink:
         self.fps, self.size, self.frames, self._resized = fps, size, 0, False
         self._finished = False  # closed and checked, not yet renamed into place
         remove_stale_partials(self.path)
-        self._tmp = temporary_name(self.path)
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*FOURCC[self.path.suffix.lower()]),
-                                       fps, size)
+        self._tmp = temporary_name(self.path)  # plain characters, whatever the video's name (OpenCV needs them)
+        self._folder = contextlib.ExitStack()  # holds the name OpenCV writes by until the file is complete
+        try:
+            name = self._folder.enter_context(opencv_path(self._tmp))
+        except OSError as error:
+            raise OSError(f"cannot write video {name_text(self.path)}: {error.strerror or error}") from None
+        self._writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*FOURCC[self.path.suffix.lower()]), fps, size)
         if not self._writer.isOpened():
+            self._folder.close()
             self._tmp.unlink(missing_ok=True)
-            raise OSError(f"cannot write video {self.path}")
+            raise OSError(f"cannot write video {name_text(self.path)}")
         self._error: BaseException | None = None  # what the encoding thread met, raised to the caller
         self._dropping = False  # aborting: frames still queued are not encoded
         self._queue: queue.Queue | None = queue.Queue(ENCODE_QUEUE_FRAMES) if background else None
@@ -110,6 +116,7 @@ class VideoSink:
         self._join_encoder()
         self._writer.release()
         self._writer = None
+        self._folder.close()
         if self._error is not None:
             self._tmp.unlink(missing_ok=True)
             raise OSError(f"could not write video {self.path}: {self._error}; nothing was written")
@@ -142,6 +149,7 @@ class VideoSink:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        self._folder.close()
         self._finished = False
         self._tmp.unlink(missing_ok=True)
 
@@ -181,8 +189,8 @@ class AtomicTextSink:
     def _write(self, lines) -> None:
         try:
             lines()
-        except OSError:
-            self._failed = True  # a line may be cut: the file must not be kept
+        except Exception:  # a full disk, a value the encoding cannot write: a line may be cut
+            self._failed = True  # so the file must not be kept
             raise
 
     def finish(self) -> None:
@@ -273,7 +281,7 @@ class JsonlSink(AtomicTextSink):
 
     def __init__(self, path: str | os.PathLike, video: str):
         super().__init__(path)
-        self.video = video
+        self.video = name_text(video)
 
     def write(self, frame_index: int, time_s: float, detections) -> None:
         def lines():

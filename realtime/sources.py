@@ -16,6 +16,8 @@ from agecam.realtime.config import StreamConfig
 
 log = logging.getLogger(__name__)
 
+# Frames of a stream of known length decoded ahead of processing at most (memory stays bounded).
+READ_AHEAD_FRAMES = 32
 URL_SCHEMES = ("rtsp://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -175,9 +177,15 @@ class VideoSource:
         self.frame_count = self._capture.frame_count
         self.failed: str | None = None  # why the stream stopped early, if it did
         self.reconnects = 0  # times a dropped network stream was opened again
+        self._attempts_used = 0  # reconnect attempts since the stream last ran healthy_after_s
+        self._reconnected_at: float | None = None
+        self._came_back = False  # the last attempt reopened it (and it broke again too soon)
         self.live = self.kind != "file" or realtime
+        # A stream of known length (a file over HTTP) is read ahead, never dropped: every frame
+        # it decodes is processed, up to where it broke off. A live stream keeps only the newest frame.
+        self._keep_every_frame = self.kind == "url" and self._capture.frame_count > 0
         self._stop = threading.Event()
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD_FRAMES if self._keep_every_frame else 1)
         self._thread: threading.Thread | None = None
         first = self._read_raw()
         if first is None:
@@ -205,8 +213,10 @@ class VideoSource:
                 if self.kind == "camera":
                     self.failed = "the camera stopped sending frames"
                 elif self.kind == "url" and not self._reached_known_end(frames) and not self._stop.is_set():
-                    self.failed = (f"the stream broke and did not come back after {self.stream.reconnect} "
-                                   f"reconnect attempt{'s' if self.stream.reconnect != 1 else ''}")
+                    attempts = f"{self.stream.reconnect} reconnect attempt{'s' if self.stream.reconnect != 1 else ''}"
+                    self.failed = (f"the stream kept breaking: {attempts}, none followed by "
+                                   f"{self.stream.healthy_after_s:g} s of steady frames" if self._came_back
+                                   else f"the stream broke and did not come back after {attempts}")
                 self._put(None)
                 return
             frames += 1
@@ -222,7 +232,13 @@ class VideoSource:
     def _reconnect(self, delivered: int) -> np.ndarray | None:
         """Reopen a dropped network stream with back-off; the frame that continues it, or None when it
         stays away (or, for a stream of known length, keeps breaking before it gets back there)."""
-        for attempt, wait in enumerate(self.stream.waits(), start=1):
+        now = time.perf_counter()
+        if self._reconnected_at is None or now - self._reconnected_at >= self.stream.healthy_after_s:
+            self._attempts_used, self._came_back = 0, False  # it ran well since the last drop: a fresh set
+        waits = self.stream.waits()
+        while self._attempts_used < self.stream.reconnect:
+            attempt = self._attempts_used = self._attempts_used + 1
+            wait = waits[attempt - 1]
             log.warning("%s: the stream dropped; reconnect attempt %d of %d in %.0f s", self.target, attempt,
                         self.stream.reconnect, wait)
             if self._stop.wait(wait):
@@ -231,8 +247,10 @@ class VideoSource:
                 image = self._resume_after(delivered)
                 if image is not None:
                     self.reconnects += 1
+                    self._reconnected_at, self._came_back = time.perf_counter(), True
                     log.warning("%s: reconnected (attempt %d)", self.target, attempt)
                     return image
+            self._came_back = False
         return None
 
     def _resume_after(self, delivered: int) -> np.ndarray | None:
@@ -246,6 +264,14 @@ class VideoSource:
         return self._read_raw()
 
     def _put(self, item) -> None:
+        if self._keep_every_frame:
+            while not self._stop.is_set():  # wait for room; closing the source ends the wait
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
         try:
             self._queue.get_nowait()  # drop the stale frame: live display wants the newest
         except queue.Empty:

@@ -19,6 +19,7 @@ from agecam.core.age_gate import verdict_name
 from agecam.core.analyzer import AgeCam
 from agecam.core.atomic import atomic_path
 from agecam.core.detections import Detections
+from agecam.core.file_names import name_text
 from agecam.core.images import IMAGE_SUFFIXES, ImageError, read_image_file
 from agecam.realtime.batch import first_of_each, is_pattern
 from agecam.realtime.sinks import AtomicTextSink
@@ -56,7 +57,7 @@ class StillResult:
 
     def as_json(self) -> dict:
         faces = self.faces if self.faces is not None else Detections.empty()
-        return {"path": str(self.path), "faces": [face_json(faces, i) for i in range(len(faces))]}
+        return {"path": name_text(self.path), "faces": [face_json(faces, i) for i in range(len(faces))]}
 
 
 def age_images(cam: AgeCam, paths: Iterable[str | os.PathLike], output_dir: Path | None = None) -> Iterator[StillResult]:
@@ -86,7 +87,7 @@ def age_images(cam: AgeCam, paths: Iterable[str | os.PathLike], output_dir: Path
                 result.written = write_annotated(cam.annotate(picture, result.faces), path, output_dir, written)
                 written.add(result.written)
             except OSError as error:
-                result.error = str(error) if isinstance(error, StillWriteError) else f"cannot write into {output_dir}: {error}"
+                result.error = str(error) if isinstance(error, StillWriteError) else f"cannot write into {name_text(output_dir)}: {error}"
         yield result
 
 
@@ -127,7 +128,7 @@ class StillsCsvSink(AtomicTextSink):
             for i in range(len(faces)):
                 face = face_json(faces, i)
                 low, high = face["age_range"] or ("", "")
-                self._writer.writerow([str(result.path), i + 1, *face["box"], face["score"], face["age"], low, high,
+                self._writer.writerow([name_text(result.path), i + 1, *face["box"], face["score"], face["age"], low, high,
                                        face["age_gate"] or "", "" if face["quality"] is None else face["quality"]])
 
         self._write(rows)
@@ -152,8 +153,11 @@ def write_annotated(picture: np.ndarray, source: Path, output_dir: Path, taken: 
     """Write the annotated copy of ``source`` into ``output_dir`` (atomically); returns its path."""
     target = annotated_name(source, output_dir, taken)
     if target.is_dir():
-        raise StillWriteError(f"cannot write {target}: a folder of that name is in the way")
+        raise StillWriteError(f"cannot write {name_text(target)}: a folder of that name is in the way")
+    # Encoded here and written by Python, which takes any file name (OpenCV crashes on some).
+    ok, encoded = cv2.imencode(target.suffix, picture)
+    if not ok:
+        raise StillWriteError(f"cannot encode {name_text(target)}")
     with atomic_path(target) as tmp:
-        if not cv2.imwrite(str(tmp), picture):
-            raise StillWriteError(f"cannot write {target}")
+        tmp.write_bytes(encoded.tobytes())
     return target

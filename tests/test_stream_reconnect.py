@@ -188,3 +188,40 @@ def test_a_file_stream_cut_short_is_reconnected_then_fails_keeping_its_frames(tm
     rows = table.read_text().splitlines()
     frames = {int(line.split(",")[0]) for line in rows[1:]}
     assert rows[0].startswith("frame,") and frames and max(frames) < 90
+    # Every frame the received half decodes to is kept (the face is in each), not only the few a
+    # live reader would have had time for (issue #49: 2 of 25).
+    decodable = _frames_decodable(clip.read_bytes()[: clip.stat().st_size // 2])
+    assert decodable >= 10 and decodable - 2 <= len(frames) <= decodable
+
+
+def _frames_decodable(data: bytes) -> int:
+    """How many frames PyAV decodes from ``data`` (a file cut short)."""
+    import io
+
+    import av
+
+    count = 0
+    with contextlib.suppress(av.FFmpegError, OSError), av.open(io.BytesIO(data)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            with contextlib.suppress(av.FFmpegError):
+                count += len(packet.decode())
+    return count
+
+
+def test_a_stream_that_keeps_breaking_after_each_reconnect_is_given_up(tmp_path, tiny_model_path):
+    """Every connection brings a moment of frames, then drops: each reconnect succeeds, yet the
+    stream never runs steadily, so the attempts add up across drops and the run ends (issue #49:
+    it was counted as attempt 1 again each time and retried forever)."""
+    table = tmp_path / "faces.csv"
+    with MjpegServer(frames=20, connections=1000) as server:
+        result = run_agecam("-v", "video", server.url, "--no-window", "--csv", table, "--json", "--reconnect", "2",
+                            "--model", tiny_model_path, timeout=120)
+        served = server.served
+    assert result.returncode == 1, result.stderr
+    assert served == 3  # the first connection and two reconnects, no more
+    summary = json.loads(result.stdout)
+    assert summary["reconnects"] == 2
+    assert "reconnect attempt 2 of 2" in result.stderr and "attempt 3" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "agecam: error: the stream kept breaking: 2 reconnect attempts, none followed by 30 s of steady frames; "
+        f"outputs hold the {summary['frames']} frames processed")

@@ -38,6 +38,8 @@ def trained(tmp_path_factory, tiny_dataset):
 def test_training_writes_model_card_and_plots(trained):
     work, result = trained
     assert (work / "tiny.keras").is_file()
+    # At the default verbosity the run's own progress shows, other libraries' INFO lines do not (#49).
+    assert "INFO agecam.training.train: data:" in result.stderr and "INFO matplotlib" not in result.stderr
     card = json.loads((work / "tiny.json").read_text())
     assert card["architecture"] == "cnn" and card["input_size"] == 32
     assert card["data"]["skipped"] == {"malformed name": 1, "unreadable image": 1}
@@ -105,6 +107,7 @@ def test_resume_continues_from_the_last_epoch(trained, tiny_dataset):
                         "--out", work / "tiny", "--manifest", work / "split.csv", "--assets", work / "assets",
                         "--resume")
     assert result.returncode == 0, result.stderr
+    assert f"resuming the run in {work / 'tiny.run'} after epoch 1" in result.stderr
     assert json.loads((work / "tiny.json").read_text())["training"]["epochs_run"] == 2
     assert "Epoch 2/2" in result.stdout and "Epoch 1/2" not in result.stdout
 

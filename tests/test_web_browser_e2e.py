@@ -136,6 +136,26 @@ def test_live_page_streams_annotated_frames(web_app, tmp_path, test_split_faces)
     assert sum(h > 300 for h in hits) >= 2, hits
 
 
+def test_an_upload_name_is_shown_as_text(web_app, tmp_path):
+    """A file name is the user's text: it must not turn into a link or formatting on the page (#49)."""
+    from playwright.sync_api import sync_playwright
+
+    name = "evil_[click](https:evil.example)_<b>bold<b>_**star**.jpg"
+    upload = tmp_path / name
+    upload.write_bytes(b"not an image at all")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{web_app}/image", wait_until="networkidle")
+        page.locator("input[type=file]").set_input_files(str(upload))
+        alert = page.locator("[data-testid='stAlert']").filter(has_text="not a readable image").first
+        alert.wait_for(timeout=60_000)
+        text, html = alert.inner_text(), alert.inner_html()
+        browser.close()
+    assert name in text, text
+    assert not any(tag in html for tag in ("<a ", "<strong", "<em", "<b>")), html
+
+
 def test_report_page_opens_in_a_browser(tmp_path):
     """The page `agecam video --report` writes is self-contained: its figures load from the file alone."""
     from playwright.sync_api import sync_playwright

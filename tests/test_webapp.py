@@ -200,7 +200,8 @@ def test_image_page_age_gate_gives_verdicts_or_says_why_not(models_dir, utk_dir,
     assert not app.exception
     assert set(app.dataframe[0].value["verdict"]) <= {"over", "under", "check"}
     next(s for s in app.selectbox if s.label == "Model").set_value("other").run()  # a card without gate bounds
-    assert not app.exception and any("no age-gate calibration" in e.value for e in app.error)
+    # Shown as text: the message's Markdown characters are escaped (issue #49).
+    assert not app.exception and any("no age-gate calibration" in e.value.replace("\\", "") for e in app.error)
 
 
 def test_live_page_people_panel_rows():
@@ -211,3 +212,34 @@ def test_live_page_people_panel_rows():
     assert people_markdown(rows).splitlines()[2:] == ["| #1 | 28 | 20-40 | check |", "| #2 | … |  |  |"]
     histogram = age_histogram(rows)
     assert histogram.loc["20-29", "people"] == 1 and histogram["people"].sum() == 1
+
+
+def test_assurance_figures_shown_on_the_performance_page_and_beside_the_gate(models_dir, utk_dir, monkeypatch):
+    """The card's age-assurance record (issue #46) is what the pages show: the performance page's table
+    and, beside the age-gate control, the gate's measured rates for the chosen age."""
+    from agecam.core.age_range import AgeRangeCalibration
+    from agecam.training.assurance import assurance_report
+
+    rng = np.random.default_rng(3)
+    true = rng.uniform(1, 80, 400)
+    bounds = AgeRangeCalibration(coverage=0.96, intercept=2.0, slope=0.1, q_low=-2.0, q_high=2.0)
+    report = assurance_report(true, true + rng.normal(0, 4, 400), rng.integers(0, 2, 400), rng.integers(0, 5, 400),
+                              bounds)
+    card = json.loads((models_dir / "cnn.json").read_text())
+    card["age_range"] = {"gate": {"calibration": bounds.to_dict()}}
+    card["assurance"] = {"utkface-test": report}
+    (models_dir / "cnn.json").write_text(json.dumps(card))
+    import streamlit as st
+
+    st.cache_resource.clear()
+    app = _run("performance")
+    table = next(d.value for d in app.dataframe if "MAE men" in d.value.columns).set_index("model")
+    assert list(table.index) == ["cnn"]  # the card without a record has no row
+    assert table.loc["cnn", "MAE men"] == pytest.approx(report["error"]["cells"]["male"]["mae"])
+    over = report["gates"]["18"]["under_age_called_over"]["all"]["value"]
+    assert table.loc["cnn", "gate 18: under-18s over (%)"] == pytest.approx(round(100 * over, 1))
+    monkeypatch.setenv("AGECAM_UTKFACE_DIR", str(utk_dir))
+    app = _run("image")
+    next(s for s in app.selectbox if s.label == "Age gate").set_value(18).run()
+    captions = [c.value for c in app.caption if "Measured on the UTKFace test split" in c.value]
+    assert captions and f"called over {over:.1%}" in captions[0]

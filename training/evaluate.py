@@ -29,6 +29,8 @@ class EvaluateConfig:
     degrade: tuple[int, ...] = ()  # effective face widths for the degraded evaluation (training.degrade)
     robustness: bool = False  # also run the robustness suite (training.robustness)
     figures: Path | None = None  # also draw the model's figures (training.plots) into this folder
+    assurance: bool = False  # also the age-assurance figures by sex and race (training.assurance)
+    record: bool = False  # write the age-assurance figures into the model's card (assurance.DATA-SPLIT)
 
 
 def predict_in_batches(model: AgeModel, images: np.ndarray, batch_size: int = 64, progress=None) -> np.ndarray:
@@ -143,7 +145,7 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=Non
         records = [r for r in records if manifest.get(r.name) == config.split]
         if not records:
             raise ValueError(f"no image of {config.data} is in the {config.split!r} split of {config.manifest}")
-    images, ages, _ = load_arrays(records, model.input_size, report, stage("reading"), alignment=model.alignment)
+    images, ages, kept = load_arrays(records, model.input_size, report, stage("reading"), alignment=model.alignment)
     if len(images) == 0:
         raise DataError(f"no readable image to evaluate in {config.data} ({report.summary()})")
     predicted = predict_in_batches(model, images, config.batch_size, stage("predicting"))
@@ -161,6 +163,15 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=Non
     calibration = AgeRangeCalibration.from_card(model.card)
     if calibration is not None:
         result["age_range"] = range_report(calibration, ages, predicted)
+    if config.assurance:
+        from agecam.training.assurance import assurance_report
+
+        result["assurance"] = assurance_report(ages, predicted, [r.gender for r in kept], [r.race for r in kept],
+                                               model.gate_bounds)
+        if config.record:
+            from agecam.training.assurance import record_in_card
+
+            record_in_card(model, f"{Path(config.data).resolve().name}-{config.split or 'all'}", result["assurance"])
     if config.figures is not None:
         from agecam.training.plots import write_model_figures
 

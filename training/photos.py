@@ -224,9 +224,12 @@ def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
     seconds = time.perf_counter() - started  # reading, detecting, cropping and ageing, as `agecam image`
     read = len(photos) - len(unreadable)
     if photos and photos[0].group is not None:  # age groups: no exact ages to take errors from
+        from agecam.training.assurance import group_assurance
+
         return {"photos": len(photos), "unreadable": len(unreadable), "found": len(predicted),
                 "found_rate": len(predicted) / read if read else float("nan"), "labels": "age groups",
                 **group_report(predicted, groups, genders), "missed": missed,
+                "assurance": group_assurance(predicted, groups, genders, cam.model.gate_bounds),
                 "seconds_per_photo": seconds / len(photos)}
     truth, guess = np.asarray(found_ages, np.float64), np.asarray(predicted, np.float64)
     low, high = np.asarray(lows), np.asarray(highs)

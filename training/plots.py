@@ -58,7 +58,8 @@ def plot_error_by_band(by_age: dict[str, dict], title: str, path: Path) -> Path:
     bands = list(by_age)
     maes = [by_age[b]["mae"] for b in bands]
     fig, ax = plt.subplots(figsize=(7, 4))
-    bars = ax.bar(bands, maes, color="C1")
+    # Placed by position and labelled: band names such as "0-9" are labels, not numbers to plot.
+    bars = ax.bar(range(len(bands)), maes, color="C1", tick_label=bands)
     for bar, band in zip(bars, bands):
         ax.annotate(f"n={by_age[band]['n']}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=8)

@@ -1,7 +1,8 @@
 """Write the README's model and performance tables from the model cards and saved benchmarks,
 so no metric is ever typed by hand.
 
-``python -m agecam.training.report README.md`` replaces the text between each pair of markers below.
+``python -m agecam.training.report README.md docs/age-assurance.md`` replaces the text between each pair
+of markers below (and those of ``training.assurance_tables``) in each page given.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from agecam.core.default_model import (CROSS_DATASET, CROSS_DATASET_GROUPS, REAL
 from agecam.core.age_model import load_cards
 from agecam.core.hardware import machine_text
 from agecam.core.model_card import ASSETS_DIR, benchmark_runtime, load_benchmarks
+from agecam.training.assurance_tables import sections as assurance_sections
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PERF_BEGIN, PERF_END = "<!-- performance-table:begin -->", "<!-- performance-table:end -->"
@@ -458,7 +460,8 @@ def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: di
             (COST_BEGIN, COST_END): detection_cost_table(load_cost_runs(assets)),
             (THROUGHPUT_BEGIN, THROUGHPUT_END): throughput_table(results),
             (INT8_BEGIN, INT8_END): int8_table(cards),
-            (BATCH_BEGIN, BATCH_END): batch_throughput_table(load_asset(BATCH_THROUGHPUT, assets))}
+            (BATCH_BEGIN, BATCH_END): batch_throughput_table(load_asset(BATCH_THROUGHPUT, assets)),
+            **assurance_sections(cards, next((name for name, card in cards.items() if card.get("default")), None))}
 
 
 def _replace_between(text: str, begin: str, end: str, body: str) -> str:
@@ -481,4 +484,5 @@ def update_readme(readme: Path, folder: Path | None = None, assets: Path = ASSET
 
 
 if __name__ == "__main__":
-    update_readme(Path(sys.argv[1] if len(sys.argv) > 1 else "README.md"))
+    for page in sys.argv[1:] or ["README.md"]:  # e.g. README.md docs/age-assurance.md
+        update_readme(Path(page))

@@ -39,6 +39,7 @@ from agecam.training.evaluate import metrics_report, predict_in_batches
 from agecam.training.models import build_model, distribution_losses, head_of, resolve_weights, training_view
 from agecam.training.plots import write_model_figures
 from agecam.training.pretrained import IMAGENET, SOURCES, load_pretrained, require_imagenet_resnet50
+from agecam.training.resume import check_resumable, default_run_dir
 from agecam.training.split import (DEFAULT_MANIFEST, SplitConfig, SplitResult, read_manifest, read_manifest_groups, split_records,
                             write_manifest)
 
@@ -120,7 +121,7 @@ class TrainConfig:
         if self.manifest is None:
             self.manifest = DEFAULT_MANIFEST
         self.manifest = Path(self.manifest)
-        self.run_dir = Path(self.run_dir) if self.run_dir else self.out.with_name(self.out.name + ".run")
+        self.run_dir = Path(self.run_dir) if self.run_dir else default_run_dir(self.out)
         self.precision = resolve_precision(self.precision, bfloat16_matmul())
         if self.align is None and self.arch in ALIGNMENTS:
             self.align = ALIGNMENTS[self.arch]
@@ -137,6 +138,8 @@ def train(config: TrainConfig) -> dict:
     """Run a whole training and return the model card it wrote."""
     keras.utils.set_random_seed(config.seed)
     started = time.time()
+    if config.resume:  # before any work: nothing to resume, or a damaged backup, is told at once
+        log.debug("%s", check_resumable(config.run_dir))
 
     # --- data -------------------------------------------------------------------------
     report = scan_folder(config.data)

@@ -7,7 +7,9 @@ from agecam.core.age_gate import AgeGate, verdict_name
 from agecam.core.age_model import ModelError
 from agecam.core.images import ImageError, decode_image
 from agecam.core.utkface import parse_name
-from agecam.webapp.resources import NO_MODEL_HELP, dataset_folder, model_names, shared_model, shared_still_cam
+from agecam.webapp.assurance import gate_rates_text
+from agecam.webapp.markdown import as_text
+from agecam.webapp.resources import NO_MODEL_HELP, cards, dataset_folder, model_names, shared_model, shared_still_cam
 
 st.title("Image prediction")
 names = model_names()
@@ -20,6 +22,9 @@ gate_choice = st.selectbox("Age gate", ["off", 18, 21, 25], help=(
     "Decide for each face: over (its 98% lower bound is at or above the age), under (its 98% upper bound is "
     "below it) or check."))
 gate = None if gate_choice == "off" else int(gate_choice)
+measured = gate_rates_text(cards().get(model_name, {}), gate) if gate else None
+if measured:
+    st.caption(measured)
 folder = dataset_folder()
 sources = ["Upload an image"] + (["Pick from the dataset"] if folder else [])
 source = st.radio("Image", sources, horizontal=True)
@@ -40,13 +45,13 @@ if data is None:
 try:
     image = decode_image(data)
 except ImageError as error:
-    st.error(f"{label}: {error}")
+    st.error(f"{as_text(label)}: {as_text(error)}")
     st.stop()
 try:
     model = shared_model(model_name)
     faces, picture = shared_still_cam(model_name).age_and_draw(image, gate)
 except ModelError as error:
-    st.error(f"The model cannot be used: {error}")
+    st.error(f"The model cannot be used: {as_text(error)}")
     st.stop()
 
 
@@ -73,7 +78,7 @@ if true_age is not None:
         row["true age"], row["error"] = true_age, round(row["age"] - true_age, 1)
 
 left, right = st.columns([3, 2])
-left.image(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB), caption=label, use_container_width=True)
+left.image(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB), caption=as_text(label), use_container_width=True)
 with right:
     if rows:
         if whole_crop:

@@ -4,7 +4,9 @@ import streamlit as st
 
 from agecam.core.age_model import ModelError
 from agecam.webapp.live import LiveSession, age_histogram, people_markdown, streaming_available
-from agecam.webapp.resources import NO_MODEL_HELP, ice_servers, model_names, shared_model
+from agecam.webapp.assurance import gate_rates_text
+from agecam.webapp.markdown import as_text
+from agecam.webapp.resources import NO_MODEL_HELP, cards, ice_servers, model_names, shared_model
 
 st.title("Live camera")
 names = model_names()
@@ -22,6 +24,9 @@ with controls:
         "Colour each face by the gate's verdict: over (its 98% lower bound is at or above the age), under "
         "(its 98% upper bound is below it) or check."))
     gate = None if gate_choice == "off" else int(gate_choice)
+    measured = gate_rates_text(cards().get(model_name, {}), gate) if gate else None
+    if measured:
+        st.caption(measured)
 
 settings = (model_name, confidence, show_fps, show_range, gate)
 previous_settings = st.session_state.get("live_settings")
@@ -32,14 +37,14 @@ if previous_settings != settings:
         reconfigured = (previous is not None and previous_settings[0] == model_name
                         and previous.configure(confidence, show_fps, show_range, gate))
     except ModelError as error:
-        st.error(f"The age gate cannot be used: {error}")
+        st.error(f"The age gate cannot be used: {as_text(error)}")
         st.stop()
     if not reconfigured:
         try:
             model = shared_model(model_name)
             session = LiveSession(model, confidence, show_fps, show_range, gate)
         except ModelError as error:
-            st.error(f"The model cannot be used: {error}")
+            st.error(f"The model cannot be used: {as_text(error)}")
             st.stop()
         st.session_state["live_session"] = session
         if previous is not None:

@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from agecam.core.model_card import benchmark_runtime, load_benchmarks
+from agecam.webapp.assurance import COMMAND as ASSURANCE_COMMAND, summary_rows
 from agecam.webapp.resources import NO_MODEL_HELP, cards
 
 st.title("Model performance")
@@ -52,6 +53,20 @@ if degraded:
                     + ", ".join(f"`{name}` {value:.1%}" for name, value in coverage.items()) + ".")
 else:
     st.info("No degraded evaluation yet: run `agecam calibrate` (README, Training).")
+
+st.subheader("Age assurance")
+assurance = summary_rows(model_cards)
+if assurance:
+    st.markdown("What an age check is judged by (as NIST's FATE age-estimation evaluation reports it), on the "
+                "UTKFace test split: MAE by sex and the spread between sex x race cells; the share of under-18s "
+                "estimated 25 or older (Challenge 25); of 13-16s estimated 13-16 and of 8-12s wrongly so (child "
+                "online safety); the gate at 18's under-18s called over and sent to check. Read from the cards, "
+                f"written by `{ASSURANCE_COMMAND}`; intervals and every cell in docs/age-assurance.md.")
+    st.dataframe(pd.DataFrame(assurance), hide_index=True, column_config={
+        column: st.column_config.NumberColumn(format="%.2f") for column in
+        ("MAE men", "MAE women", "MAE spread, sex x race")})
+else:
+    st.info(f"No age-assurance record yet: run `{ASSURANCE_COMMAND}`.")
 
 st.subheader("Speed")
 benchmarks = load_benchmarks()
