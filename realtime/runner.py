@@ -129,7 +129,8 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
     exactly the frames processed, unless ``config.keep_partial`` is False and the source was not read
     to its end: then no output is kept.
     """
-    tracks = TrackLog(1 / source.fps, keep_faces=config.report is not None and config.report_faces)
+    tracks = TrackLog(1 / source.fps, keep_faces=config.report is not None and config.report_faces,
+                      blur_faces=cam.annotator.config.blur_faces)
     stage_seconds: dict[str, list[float]] = defaultdict(list)
     inferences = faces = 0
     frames, started, fps_shown = 0, time.perf_counter(), None

@@ -5,10 +5,13 @@ A streaming generator shared by the CLI and Python callers (one result per image
 
 from __future__ import annotations
 
+import collections
 import csv
 import glob
 import os
-from collections.abc import Iterable, Iterator
+import queue
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,35 +63,86 @@ class StillResult:
         return {"path": name_text(self.path), "faces": [face_json(faces, i) for i in range(len(faces))]}
 
 
-def age_images(cam: AgeCam, paths: Iterable[str | os.PathLike], output_dir: Path | None = None) -> Iterator[StillResult]:
-    """Age each image in turn; with ``output_dir``, write its annotated copy there.
+def age_images(cams: AgeCam | Sequence[AgeCam], paths: Iterable[str | os.PathLike],
+               output_dir: Path | None = None) -> Iterator[StillResult]:
+    """Age each image; with ``output_dir``, write its annotated copy there. Results come in the
+    order of ``paths``, each as soon as it and those before it are done.
+
+    With several prepared pipelines (``cams``, one per CPU core), images are read, detected, aged and
+    drawn by as many threads at once (OpenCV, MediaPipe and ONNX Runtime let go of Python's lock
+    while they work); the annotated copies are named and written in input order, so two inputs named
+    alike never overwrite each other, as with one. Leaving the loop early (Ctrl-C) waits for the
+    images in hand and starts no more.
 
     Example::
 
         for result in age_images(cam, ["a.jpg", "b.png"], Path("annotated")):
             print(result.path, result.error or result.faces.age)
     """
-    written: set[Path] = set()  # this run's outputs: two inputs named alike must not overwrite each other
-    for path in map(Path, paths):
-        try:
-            picture = read_image_file(path)
-        except FileNotFoundError:
-            yield StillResult(path, error="file not found")
-            continue
-        except IsADirectoryError:
-            yield StillResult(path, error="a folder, not an image")
-            continue
-        except (ImageError, OSError) as error:
-            yield StillResult(path, error=str(error) or "not a readable image")
-            continue
-        result = StillResult(path, cam.get_image(picture))
-        if output_dir is not None:
+    cams = [cams] if isinstance(cams, AgeCam) else list(cams)
+    written: set[Path] = set()  # this run's outputs (resolved): two inputs named alike never overwrite each other
+
+    def finish(path: Path, work: tuple) -> StillResult:
+        result, encoded, suffix = work
+        if encoded is not None:
             try:
-                result.written = write_annotated(cam.annotate(picture, result.faces), path, output_dir, written)
-                written.add(result.written)
+                result.written = write_encoded(encoded, suffix, path, output_dir, written)
+                written.add(result.written.resolve())
             except OSError as error:
-                result.error = str(error) if isinstance(error, StillWriteError) else f"cannot write into {name_text(output_dir)}: {error}"
-        yield result
+                result.error = str(error) if isinstance(error, StillWriteError) else \
+                    f"cannot write into {name_text(output_dir)}: {error}"
+        return result
+
+    paths = map(Path, paths)
+    if len(cams) == 1:
+        for path in paths:
+            yield finish(path, _age_one(cams[0], path, output_dir))
+        return
+    idle: queue.SimpleQueue = queue.SimpleQueue()
+    for cam in cams:
+        idle.put(cam)
+
+    def work(path: Path) -> tuple:
+        cam = idle.get()  # a pipeline is used by one thread at a time
+        try:
+            return _age_one(cam, path, output_dir)
+        finally:
+            idle.put(cam)
+
+    pending: collections.deque = collections.deque()
+    pool = ThreadPoolExecutor(len(cams), thread_name_prefix="agecam-stills")
+    try:
+        for path in paths:
+            pending.append((path, pool.submit(work, path)))
+            if len(pending) > 2 * len(cams):  # a few ahead: memory stays bounded on any folder
+                done_path, future = pending.popleft()
+                yield finish(done_path, future.result())
+        while pending:
+            done_path, future = pending.popleft()
+            yield finish(done_path, future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _age_one(cam: AgeCam, path: Path, output_dir: Path | None) -> tuple:
+    """``(result, encoded annotated copy or None, its suffix)`` for one image."""
+    try:
+        picture = read_image_file(path)
+    except FileNotFoundError:
+        return StillResult(path, error="file not found"), None, None
+    except IsADirectoryError:
+        return StillResult(path, error="a folder, not an image"), None, None
+    except (ImageError, OSError) as error:
+        return StillResult(path, error=str(error) or "not a readable image"), None, None
+    result = StillResult(path, cam.get_image(picture))
+    if output_dir is None:
+        return result, None, None
+    suffix = annotated_name(path, output_dir).suffix
+    ok, encoded = cv2.imencode(suffix, cam.annotate(picture, result.faces))
+    if not ok:
+        result.error = f"cannot encode {name_text(path)} as {suffix}"
+        return result, None, None
+    return result, encoded.tobytes(), suffix
 
 
 class StillWriteError(OSError):
@@ -136,28 +190,29 @@ class StillsCsvSink(AtomicTextSink):
 
 def annotated_name(source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
     """Where the annotated copy of ``source`` goes: the source's name; ``NAME_agecam`` when that is
-    the source itself; ``NAME_2``, ``NAME_3`` ... when an earlier input of this run already took it."""
+    the source itself; ``NAME_2``, ``NAME_3`` ... when an earlier input of this run already took it
+    (``taken``: the resolved paths written so far)."""
     target = output_dir / source.name
     if target.resolve() == source.resolve():  # never overwrite the user's original
         target = output_dir / f"{source.stem}_agecam{source.suffix}"
     if target.suffix.lower() not in IMAGE_SUFFIXES:
         target = target.with_suffix(".png")
     stem, number = target.stem, 2
-    while target.resolve() in {p.resolve() for p in taken} or target.resolve() == source.resolve():
+    while target.resolve() in taken or target.resolve() == source.resolve():
         target = target.with_name(f"{stem}_{number}{target.suffix}")
         number += 1
     return target
 
 
-def write_annotated(picture: np.ndarray, source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
-    """Write the annotated copy of ``source`` into ``output_dir`` (atomically); returns its path."""
+def write_encoded(encoded: bytes, suffix: str, source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
+    """Write an encoded annotated copy of ``source`` (as ``suffix``) into ``output_dir``, atomically,
+    under the name :func:`annotated_name` gives it; returns its path."""
     target = annotated_name(source, output_dir, taken)
+    if target.suffix != suffix:
+        raise StillWriteError(f"internal: {name_text(target)} was encoded as {suffix}")
     if target.is_dir():
         raise StillWriteError(f"cannot write {name_text(target)}: a folder of that name is in the way")
-    # Encoded here and written by Python, which takes any file name (OpenCV crashes on some).
-    ok, encoded = cv2.imencode(target.suffix, picture)
-    if not ok:
-        raise StillWriteError(f"cannot encode {name_text(target)}")
+    # Written by Python, which takes any file name (OpenCV crashes on some: core.file_names).
     with atomic_path(target) as tmp:
-        tmp.write_bytes(encoded.tobytes())
+        tmp.write_bytes(encoded)
     return target

@@ -6,7 +6,7 @@ from agecam.training.report import (BEGIN, END, age_bands_table, default_model_t
                              mark_default, models_table, performance_table, pick_default, report_inputs, update_readme)
 
 
-GENERATED_PAGES = ("README.md", "docs/age-assurance.md")
+GENERATED_PAGES = ("README.md", "docs/age-assurance.md", "docs/performance.md")
 
 
 def test_readme_sections_are_the_ones_generated_from_cards_and_benchmarks():

@@ -1,8 +1,8 @@
 """Write the README's model and performance tables from the model cards and saved benchmarks,
 so no metric is ever typed by hand.
 
-``python -m agecam.training.report README.md docs/age-assurance.md`` replaces the text between each pair
-of markers below (and those of ``training.assurance_tables``) in each page given.
+``python -m agecam.training.report README.md docs/age-assurance.md docs/performance.md`` replaces the
+text between each pair of markers below (and those of ``training.assurance_tables``) in each page given.
 """
 
 from __future__ import annotations
@@ -35,7 +35,11 @@ CROSS_BEGIN, CROSS_END = "<!-- cross-dataset-table:begin -->", "<!-- cross-datas
 GROUPS_BEGIN, GROUPS_END = "<!-- age-group-table:begin -->", "<!-- age-group-table:end -->"
 GATE_BEGIN, GATE_END = "<!-- age-gate-table:begin -->", "<!-- age-gate-table:end -->"
 TRACKS_BEGIN, TRACKS_END = "<!-- track-ages-table:begin -->", "<!-- track-ages-table:end -->"
+STILLS_BEGIN, STILLS_END = "<!-- stills-throughput:begin -->", "<!-- stills-throughput:end -->"
+SERVE_BEGIN, SERVE_END = "<!-- serve-throughput:begin -->", "<!-- serve-throughput:end -->"
 FIELD_TEST = "field-test.json"  # written by `agecam field-test --save assets/field-test.json`
+SERVE_BENCHMARK = "serve-benchmark.json"  # written by `agecam benchmark --serve DIR --save assets/serve-benchmark.json`
+STILLS_THROUGHPUT = "stills-benchmark.json"  # written by `agecam benchmark --stills DIR --save assets/stills-benchmark.json`
 BATCH_THROUGHPUT = "batch-throughput.json"  # written by `agecam benchmark --batch --save assets/batch-throughput.json`
 # Issue #13's targets: per case, the worst face's main-track share and the most tracks a face may get.
 COVERAGE_TARGETS = {"3 faces of 120 px, 640x480": (0.98, 1), "5 faces of 80 px, 640x480": (0.95, 2),
@@ -430,6 +434,43 @@ def _machine_suffix(result: dict) -> str:
     return f" ({machine_text(result['machine'])})" if result.get("machine") else ""
 
 
+def stills_throughput_table(result: dict | None) -> str:
+    """Markdown: a folder of photos through ``agecam image`` and through the peer, each timed whole."""
+    if result is None:
+        return ("_Not measured yet: run `agecam benchmark --stills DIR --peer PYTHON --save "
+                f"assets/{STILLS_THROUGHPUT}`._")
+    lines = ["| tool | photos | wall time (start-up included) | photos/s | faces found | runs (s) |",
+             "|---|---|---|---|---|---|"]
+    for name, side in (("agecam (defaults, small-face search on)", result["agecam"]),
+                       (result["peer"]["peer"] if result["peer"] else "peer", result["peer"])):
+        if side:
+            lines.append(f"| {name} | {result['photos']} | {side['seconds']:.1f} s | {side['photos_per_s']:.1f} | "
+                         f"{side['faces']} | {', '.join(f'{s:.1f}' for s in side['seconds_runs'])} |")
+    ratio = f"agecam {result['ratio']:.2f}x the peer's photos per second" if result["ratio"] else "peer not run"
+    lines += ["", f"{ratio}; {result['photos']} photos of `{result['folder']}`, median of {result['repeats']} runs "
+                  f"each, alternating; {result['cpu_cores']} CPU cores{_machine_suffix(result)}. Command: "
+                  f"`{result.get('command', 'agecam benchmark --stills DIR')}`."]
+    return "\n".join(lines)
+
+
+def serve_table(result: dict | None) -> str:
+    """Markdown: the load run of ``agecam serve`` per number of clients at once."""
+    if result is None:
+        return f"_Not measured yet: run `agecam benchmark --serve DIR --save assets/{SERVE_BENCHMARK}`._"
+    lines = ["| clients at once | requests | answered 200 | busy (503) | errors | requests/s | p50 | p95 | p99 | "
+             "server memory after |", "|---" * 10 + "|"]
+    for row in result["rows"]:
+        lines.append(f"| {row['concurrency']} | {row['requests']} | {row['ok']} | {row['busy']} | {row['errors']} | "
+                     f"{row['requests_per_s']:.1f} | {row['p50_ms']:.0f} ms | {row['p95_ms']:.0f} ms | "
+                     f"{row['p99_ms']:.0f} ms | {row.get('server_rss_mb', '-')} MB |")
+    lines += ["", f"`agecam serve` with model `{result['model']}` and {result['workers']} workers on loopback; "
+                  f"{result['photos']} photos of `{result['folder']}` (median {result['photo_kb_median']} kB) sent as "
+                  f"raw bodies, round-robin; server memory at the start {result['server_rss_mb']['before']} MB; "
+                  f"{result['cpu_cores']} CPU cores{_machine_suffix(result)}. Command: "
+                  f"`{result.get('command', 'agecam benchmark --serve DIR')}`."]
+    return "\n".join(lines)
+
+
 def batch_throughput_table(result: dict | None) -> str:
     """Markdown: a batch's frames per second (wall time, start-up included) per engine and worker count."""
     if result is None:
@@ -461,6 +502,8 @@ def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: di
             (THROUGHPUT_BEGIN, THROUGHPUT_END): throughput_table(results),
             (INT8_BEGIN, INT8_END): int8_table(cards),
             (BATCH_BEGIN, BATCH_END): batch_throughput_table(load_asset(BATCH_THROUGHPUT, assets)),
+            (STILLS_BEGIN, STILLS_END): stills_throughput_table(load_asset(STILLS_THROUGHPUT, assets)),
+            (SERVE_BEGIN, SERVE_END): serve_table(load_asset(SERVE_BENCHMARK, assets)),
             **assurance_sections(cards, next((name for name, card in cards.items() if card.get("default")), None))}
 
 

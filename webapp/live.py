@@ -31,9 +31,10 @@ class LiveSession:
     """
 
     def __init__(self, model: AgeModel, confidence: float = 0.5, show_fps: bool = True, show_range: bool = False,
-                 gate: int | None = None):
+                 gate: int | None = None, blur_faces: bool = False):
         config = AgeCamConfig(detector=DetectorConfig(min_confidence=confidence),
-                              annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range),
+                              annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range,
+                                                        blur_faces=blur_faces),
                               gate=AgeGateConfig(gate))
         self._cam = AgeCam(config, model=model)  # ModelError: an age gate the model has no bounds for
         # Each AgeCam holds a MediaPipe graph (threads and ~20 MB): release it when the session is
@@ -66,14 +67,16 @@ class LiveSession:
             self._ages = {int(t): float(a) for t, a in zip(faces.tracker_id, faces.age) if np.isfinite(a)}
         return out
 
-    def configure(self, confidence: float, show_fps: bool, show_range: bool = False, gate: int | None = None) -> bool:
+    def configure(self, confidence: float, show_fps: bool, show_range: bool = False, gate: int | None = None,
+                  blur_faces: bool = False) -> bool:
         """Apply new settings to the running pipeline (tracks and detector kept); False when they
         need a new session (a confidence below what the detector reports). ``ModelError`` for a gate
         the model has no bounds for."""
         with self._lock:
             if not self._cam.set_confidence(confidence):
                 return False
-            self._cam.set_annotator(replace(self._cam.annotator.config, show_fps=show_fps, show_range=show_range))
+            self._cam.set_annotator(replace(self._cam.annotator.config, show_fps=show_fps, show_range=show_range,
+                                            blur_faces=blur_faces))
             self._cam.set_gate(gate)
             return True
 

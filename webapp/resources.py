@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import streamlit as st
@@ -38,11 +39,12 @@ class SharedStillCam:
         self._cam = AgeCam(AgeCamConfig(), model=model)
         self._lock = threading.Lock()
 
-    def age_and_draw(self, image_bgr, gate: int | None = None):
+    def age_and_draw(self, image_bgr, gate: int | None = None, blur_faces: bool = False):
         """The faces of a still image, with verdicts at an age ``gate`` when given, and the image with
-        them drawn (``ModelError`` for a gate the model has no bounds for)."""
+        them drawn, hidden with ``blur_faces`` (``ModelError`` for a gate the model has no bounds for)."""
         with self._lock:
             self._cam.set_gate(gate)
+            self._cam.set_annotator(replace(self._cam.annotator.config, blur_faces=blur_faces))
             faces = self._cam.get_image(image_bgr)
             return faces, self._cam.annotate(image_bgr, faces)
 

@@ -22,6 +22,8 @@ gate_choice = st.selectbox("Age gate", ["off", 18, 21, 25], help=(
     "Decide for each face: over (its 98% lower bound is at or above the age), under (its 98% upper bound is "
     "below it) or check."))
 gate = None if gate_choice == "off" else int(gate_choice)
+blur_faces = st.checkbox("Blur faces", value=False, help="Hide every face in the picture shown (pixelated beyond "
+                                                          "recognition); boxes and ages stay.")
 measured = gate_rates_text(cards().get(model_name, {}), gate) if gate else None
 if measured:
     st.caption(measured)
@@ -49,7 +51,7 @@ except ImageError as error:
     st.stop()
 try:
     model = shared_model(model_name)
-    faces, picture = shared_still_cam(model_name).age_and_draw(image, gate)
+    faces, picture = shared_still_cam(model_name).age_and_draw(image, gate, blur_faces)
 except ModelError as error:
     st.error(f"The model cannot be used: {as_text(error)}")
     st.stop()

@@ -20,6 +20,8 @@ with controls:
     confidence = st.slider("Detection confidence", 0.1, 0.95, 0.5, 0.05)
     show_fps = st.checkbox("Show FPS", value=True)
     show_range = st.checkbox("Show the 80% range", value=False)
+    blur_faces = st.checkbox("Blur faces", value=False, help="Hide every face (pixelated beyond recognition); "
+                                                              "boxes, ids and ages stay. Searches each frame fully: slower.")
     gate_choice = st.selectbox("Age gate", ["off", 18, 21, 25], help=(
         "Colour each face by the gate's verdict: over (its 98% lower bound is at or above the age), under "
         "(its 98% upper bound is below it) or check."))
@@ -28,21 +30,21 @@ with controls:
     if measured:
         st.caption(measured)
 
-settings = (model_name, confidence, show_fps, show_range, gate)
+settings = (model_name, confidence, show_fps, show_range, gate, blur_faces)
 previous_settings = st.session_state.get("live_settings")
 if previous_settings != settings:
     previous = st.session_state.get("live_session")
     # Same model: the running session takes the new settings (no new detector graph per change).
     try:
         reconfigured = (previous is not None and previous_settings[0] == model_name
-                        and previous.configure(confidence, show_fps, show_range, gate))
+                        and previous.configure(confidence, show_fps, show_range, gate, blur_faces))
     except ModelError as error:
         st.error(f"The age gate cannot be used: {as_text(error)}")
         st.stop()
     if not reconfigured:
         try:
             model = shared_model(model_name)
-            session = LiveSession(model, confidence, show_fps, show_range, gate)
+            session = LiveSession(model, confidence, show_fps, show_range, gate, blur_faces)
         except ModelError as error:
             st.error(f"The model cannot be used: {as_text(error)}")
             st.stop()
