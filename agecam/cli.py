@@ -59,6 +59,21 @@ class OneLineErrors(click.Group):
         except click.UsageError as error:
             raise UsageFailure(error) from None
 
+    # The commands users run first in the help; the model-building and measuring ones after them.
+    USER_COMMANDS = ("video", "webcam", "image", "web", "serve", "demo")
+
+    def format_commands(self, ctx, formatter):
+        listed = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        listed = [(name, command) for name, command in listed if command is not None and not command.hidden]
+        width = formatter.width - 6 - max((len(name) for name, _ in listed), default=0)
+        order = {name: i for i, name in enumerate(self.USER_COMMANDS)}
+        sections = (("Commands", sorted((c for c in listed if c[0] in order), key=lambda c: order[c[0]])),
+                    ("Building and measuring models", [c for c in listed if c[0] not in order]))
+        for title, commands in sections:
+            if commands:
+                with formatter.section(title):
+                    formatter.write_dl([(name, command.get_short_help_str(width)) for name, command in commands])
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -292,6 +307,9 @@ def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool
     after = words[words.index(command) + 1:] if command in words else words[1:]
     result["command"] = " ".join(["agecam", command, *after])
     if save is not None:
+        from datetime import datetime, timezone
+
+        result["measured_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         from agecam.core.atomic import write_json_atomic
 
         _guarded(lambda: write_json_atomic(save, result))
@@ -610,8 +628,8 @@ def demo(out, model, runtime):
 @click.option("--concurrency", default="1,4,16", show_default=True, help="Serve: clients at once, comma-separated.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the JSON results to this file (the README's Performance table reads assets/benchmark-*.json; "
-                   "its batch table, assets/batch-throughput.json; docs/performance.md, assets/stills-benchmark.json "
+              help="Also write the JSON results to this file (docs/performance.md's tables read assets/benchmark-*.json; "
+                   "docs/usage.md's batch table, assets/batch-throughput.json; assets/stills-benchmark.json "
                    "and assets/serve-benchmark.json).")
 def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every, repeats, data, small_faces, batch,
               clips, worker_counts, with_ray, peer_python, stills_dir, serve_dir, request_count, concurrency, as_json,
@@ -679,9 +697,25 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
     click.echo(f"peak memory {result['peak_memory_mb']} MB")
 
 
+def _benchmark_photos(folder: Path, option: str) -> tuple[Path, ...]:
+    """The photos of a benchmark's folder (``Failure`` when there are none)."""
+    from agecam.realtime.stills import find_images
+
+    photos = tuple(find_images([folder])) if Path(folder).is_dir() else ()
+    if not photos:
+        raise Failure(f"{option} {folder}: no photos in that folder")
+    return photos
+
+
+def _pipeline_arguments(model, runtime, detector_range=DETECTOR.range, small_faces=True) -> tuple[str, ...]:
+    """The command-line options that give a benchmarked command these settings (the defaults left out)."""
+    return (*(["--model", str(model)] if model else []), *(["--runtime", runtime] if runtime != "auto" else []),
+            *(["--range", detector_range] if detector_range != DETECTOR.range else []),
+            *([] if small_faces else ["--no-small-faces"]))
+
+
 def _serve_benchmark(folder, request_count, concurrency, model, runtime, as_json, save):
     from agecam.realtime.serve_benchmark import ServeBenchmarkConfig, run_serve_benchmark
-    from agecam.realtime.stills import find_images
 
     try:
         levels = tuple(int(n) for n in concurrency.split(","))
@@ -689,12 +723,8 @@ def _serve_benchmark(folder, request_count, concurrency, model, runtime, as_json
         raise Failure(f"--concurrency takes numbers like 1,4,16 (got {concurrency!r})") from None
     if not levels or min(levels) < 1 or max(levels) > 256:
         raise Failure("--concurrency levels must be 1..256")
-    photos = find_images([folder]) if Path(folder).is_dir() else []
-    if not photos:
-        raise Failure(f"--serve {folder}: no photos in that folder")
-    options = [*(["--model", str(model)] if model else []), *(["--runtime", runtime] if runtime != "auto" else [])]
-    result = _guarded(lambda: run_serve_benchmark(ServeBenchmarkConfig(tuple(photos), request_count, levels,
-                                                                       tuple(options))))
+    photos, options = _benchmark_photos(folder, "--serve"), _pipeline_arguments(model, runtime)
+    result = _guarded(lambda: run_serve_benchmark(ServeBenchmarkConfig(photos, request_count, levels, options)))
     if _save_and_print(result, "benchmark", save, as_json):
         return
     click.echo(f"agecam serve, model {result['model']}, {result['workers']} workers; {result['photos']} photos "
@@ -707,19 +737,13 @@ def _serve_benchmark(folder, request_count, concurrency, model, runtime, as_json
 
 
 def _stills_benchmark(folder, peer_python, repeats, model, runtime, detector_range, small_faces, as_json, save):
-    from agecam.realtime.stills import find_images
     from agecam.realtime.stills_benchmark import StillsBenchmarkConfig, run_stills_benchmark
 
     if peer_python is not None and not peer_python.is_file():
         raise Failure(f"--peer {peer_python}: no such Python")
-    photos = find_images([folder]) if Path(folder).is_dir() else []
-    if not photos:
-        raise Failure(f"--stills {folder}: no photos in that folder")
-    options = [*(["--model", str(model)] if model else []), *(["--runtime", runtime] if runtime != "auto" else []),
-               *(["--range", detector_range] if detector_range != DETECTOR.range else []),
-               *([] if small_faces else ["--no-small-faces"])]
-    result = _guarded(lambda: run_stills_benchmark(StillsBenchmarkConfig(tuple(photos), peer_python, repeats,
-                                                                         tuple(options))))
+    photos = _benchmark_photos(folder, "--stills")
+    options = _pipeline_arguments(model, runtime, detector_range, small_faces)
+    result = _guarded(lambda: run_stills_benchmark(StillsBenchmarkConfig(photos, peer_python, repeats, options)))
     if _save_and_print(result, "benchmark", save, as_json):
         return
     agecam = result["agecam"]
@@ -773,7 +797,7 @@ def _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces,
               help="Folder of UTKFace crops for the faces [../shared/data/utkface-crop-part1 if present].")
 @click.option("--json", "as_json", is_flag=True, help="Print the full results as JSON.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the JSON results to this file (the README's small-face table reads assets/field-test.json).")
+              help="Also write the JSON results to this file (docs/models.md's small-face table reads assets/field-test.json).")
 def field_test(model, runtime, seeds, frames, stills, empty_stills, data, as_json, save):
     """Track coverage on generated clips and face recall on generated stills, with the default settings."""
     from agecam.realtime.field_test import FieldTestConfig, field_test as run_field_test
@@ -1230,7 +1254,7 @@ def evaluate(data, model, runtime, split, manifest, degrade, robustness, figures
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results (with this command) to a JSON file.")
 @click.option("--record", is_flag=True,
-              help="Record the summary in the model's card under cross_dataset.FOLDER (the README table and the "
+              help="Record the summary in the model's card under cross_dataset.FOLDER (the docs' table and the "
                    "default-model rule read it).")
 def evaluate_photos(folder, model, runtime, detector_range, confidence, small_faces, labels, as_json, save, record):
     """Evaluate on labelled photos through the whole pipeline (detect, crop, age, range), as `agecam image`."""

@@ -6,7 +6,7 @@ UTKFace test MAE and a figure on faces of another source through the whole pipel
 unknown training data cannot be judged on FG-NET, which that network may have seen), else the MAE on
 :data:`CROSS_DATASET`; when a candidate has neither, on the test MAE alone.
 
-``python -m agecam.training.report README.md`` applies it (:func:`mark_default`) and the README states
+``python -m agecam.training.report`` applies it (:func:`mark_default`) and docs/models.md states
 the numbers behind the choice; the tools read the card's ``"default"`` flag.
 """
 

@@ -3,7 +3,7 @@ plus reading saved benchmarks (``assets/benchmark-*.json``) and the training fig
 It imports no other module of ``core`` but the atomic writer and the layout (listing the shipped
 models' cards is :func:`agecam.core.age_model.load_cards`).
 
-Training, evaluation and the ensemble fill a card's content; the web app, the README report
+Training, evaluation and the ensemble fill a card's content; the web app, the docs' generated tables
 and the tools read it, all through :func:`read_card`, :func:`write_card` and :func:`update_card`.
 """
 

@@ -41,7 +41,7 @@ class BatchBenchmarkConfig:
 
 
 def run_batch_benchmark(config: BatchBenchmarkConfig, make_cam: Callable) -> dict:
-    """Time the same batch once per worker count (and on Ray); returns the JSON the README reads."""
+    """Time the same batch once per worker count (and on Ray); returns the JSON docs/usage.md reads."""
     with make_cam() as cam:  # what the workers will run, for the record
         model, runtime = cam.model.name, cam.model.runtime
     rows = []

@@ -56,7 +56,7 @@ class ClipCase:
 
 @dataclass(frozen=True)
 class FieldTestConfig:
-    """What the field test generates; the defaults are the cases the README reports."""
+    """What the field test generates; the defaults are the cases docs/models.md reports."""
 
     cases: tuple[ClipCase, ...] = (ClipCase(3, 120), ClipCase(5, 80), ClipCase(5, 80, speed=2.0, occlusions=True),
                                    ClipCase(4, 100, crossing=True), ClipCase(3, 100, exits=True),

@@ -253,3 +253,13 @@ def test_outputs_on_a_read_only_file_system_fail_in_one_line(tmp_path, astronaut
             assert not os.listdir(readonly)
     finally:
         subprocess.run(["umount", str(readonly)])
+
+
+def test_help_lists_the_user_commands_first_and_the_model_tools_apart():
+    result = run_agecam("--help")
+    assert result.returncode == 0
+    text = result.stdout
+    users, tools = text.split("Commands:")[1].split("Building and measuring models:")
+    assert [line.split()[0] for line in users.strip().splitlines()] == ["video", "webcam", "image", "web", "serve",
+                                                                        "demo"]
+    assert {"train", "evaluate", "benchmark", "calibrate"} <= {line.split()[0] for line in tools.strip().splitlines()}

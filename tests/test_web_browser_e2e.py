@@ -136,6 +136,36 @@ def test_live_page_streams_annotated_frames(web_app, tmp_path, test_split_faces)
     assert sum(h > 300 for h in hits) >= 2, hits
 
 
+def test_every_page_reads_well_in_a_browser(web_app, tmp_path, astronaut_png):
+    """Each page with what issue #48 asked of it; a screenshot of each is left in tests/artifacts."""
+    from playwright.sync_api import sync_playwright
+
+    second = tmp_path / "second.png"
+    second.write_bytes(astronaut_png.read_bytes())
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        texts = {}
+        for path, wanted in (("", "agecam"), ("live", "Press START below and allow the camera"),
+                             ("performance", "Age assurance"), ("insights", "Training insights"),
+                             ("image", "Upload images")):
+            page.goto(f"{web_app}/{path}", wait_until="networkidle")
+            page.get_by_text(wanted).first.wait_for(timeout=60_000)
+            texts[path] = page.locator("section.main, [data-testid='stMain']").first.inner_text(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / f"page_{path or 'overview'}.png"), full_page=True)
+        # Several uploads at once: every picture aged, one table, a CSV to take away.
+        page.locator("input[type=file]").set_input_files([str(astronaut_png), str(second)])
+        page.get_by_text("Download the table (CSV)").wait_for(timeout=60_000)
+        table = page.locator("[data-testid='stDataFrame']").first
+        table.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "page_image_uploads.png"), full_page=True)
+        browser.close()
+    assert "agecam evaluate" not in texts["insights"] and "earlier_stages" not in texts["insights"]
+    assert "1 epochs" not in texts["insights"]
+    assert "machine" in texts["performance"]
+
+
 def test_an_upload_name_is_shown_as_text(web_app, tmp_path):
     """A file name is the user's text: it must not turn into a link or formatting on the page (#49)."""
     from playwright.sync_api import sync_playwright

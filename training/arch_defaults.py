@@ -19,7 +19,7 @@ class ArchDefaults:
 
 
 # Keras dtype policies a run may train under (--precision), any architecture. "auto" picks
-# mixed_bfloat16 on a CPU with native bfloat16 matrix kernels, float32 elsewhere: the README's
+# mixed_bfloat16 on a CPU with native bfloat16 matrix kernels, float32 elsewhere: docs/training.md's
 # session-21 comparison (same recipe, accuracy within the rule fixed before it, 1.6x faster steps).
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 PRECISIONS = ("auto",) + DTYPE_POLICIES

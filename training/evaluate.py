@@ -114,7 +114,7 @@ def range_report(calibration, y_true, y_pred) -> dict:
             "by_age": coverage_by_band(y_true, low, high)}
 
 
-GATES = (18, 25)  # the age gates measured and reported (README, "Age gate")
+GATES = (18, 25)  # the age gates measured and reported (docs/usage.md, "People, age gates and reports")
 
 
 def gate_report(bounds, y_true, y_pred, gates=GATES) -> dict:

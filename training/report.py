@@ -1,8 +1,8 @@
-"""Write the README's model and performance tables from the model cards and saved benchmarks,
+"""Write the docs' model and performance tables from the model cards and saved benchmarks,
 so no metric is ever typed by hand.
 
-``python -m agecam.training.report README.md docs/age-assurance.md docs/performance.md`` replaces the
-text between each pair of markers below (and those of ``training.assurance_tables``) in each page given.
+``python -m agecam.training.report`` replaces the text between each pair of markers below (and those of
+``training.assurance_tables``) in each page of :data:`GENERATED_PAGES` (or the pages given).
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ def age_bands_table(cards: dict[str, dict]) -> str:
 
 
 def default_model_text(cards: dict[str, dict], results: list[dict], runtimes: dict[str, str] | None = None) -> str:
-    """The README's sentence naming the default model and the numbers behind the choice."""
+    """The docs' sentence naming the default model and the numbers behind the choice."""
     name = pick_default(cards, results, runtimes)
     if name is None:
         return "_No shipped model has a saved benchmark at real-time speed yet._"
@@ -487,7 +487,7 @@ def batch_throughput_table(result: dict | None) -> str:
 
 def generated_sections(cards: dict[str, dict], results: list[dict], runtimes: dict[str, str] | None = None,
                        assets: Path = ASSETS) -> dict[tuple[str, str], str]:
-    """Each generated README section, keyed by its (begin, end) markers."""
+    """Each generated section of the docs, keyed by its (begin, end) markers."""
     return {(BEGIN, END): models_table(cards), (PERF_BEGIN, PERF_END): performance_table(results),
             (BANDS_BEGIN, BANDS_END): age_bands_table(cards),
             (DEFAULT_BEGIN, DEFAULT_END): default_model_text(cards, results, runtimes),
@@ -513,8 +513,8 @@ def _replace_between(text: str, begin: str, end: str, body: str) -> str:
 
 
 def update_readme(readme: Path, folder: Path | None = None, assets: Path = ASSETS) -> bool:
-    """Mark the default model's card, then rewrite the generated README sections between their
-    markers; True when the README changed."""
+    """Mark the default model's card, then rewrite the generated sections of the page ``readme`` between
+    their markers; True when the page changed."""
     cards, results, runtimes = report_inputs(folder, assets)
     mark_default(cards, results, folder, runtimes)
     text = new = readme.read_text()
@@ -526,6 +526,10 @@ def update_readme(readme: Path, folder: Path | None = None, assets: Path = ASSET
     return new != text
 
 
+# The pages holding generated tables, rewritten by ``python -m agecam.training.report`` (run from the checkout).
+GENERATED_PAGES = ("docs/usage.md", "docs/how-it-works.md", "docs/models.md", "docs/performance.md",
+                   "docs/age-assurance.md")
+
 if __name__ == "__main__":
-    for page in sys.argv[1:] or ["README.md"]:  # e.g. README.md docs/age-assurance.md
+    for page in sys.argv[1:] or GENERATED_PAGES:
         update_readme(Path(page))

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+GATES = ("off", 18, 21, 25)
+GATE_HELP = ("Decide for each face: over (its 98% lower bound is at or above the age), under (its 98% upper bound "
+             "is below it) or check; the box takes the verdict's colour.")
 RECORD = "utkface-test"
 COMMAND = "agecam evaluate --data ../shared/data/utkface --split test --model NAME --assurance --record"
 
@@ -51,3 +54,15 @@ def summary_rows(cards: dict[str, dict]) -> list[dict]:
                      "gate 18: under-18s over (%)": percent(gate["under_age_called_over"]["all"]) if gate else None,
                      "gate 18: under-18s check (%)": percent(gate["under_age_sent_to_check"]["all"]) if gate else None})
     return rows
+
+
+def gate_control(card: dict) -> int | None:
+    """The age-gate choice (None: off), with the gate's measured rates under it for the model of ``card``."""
+    import streamlit as st
+
+    choice = st.selectbox("Age gate", GATES, help=GATE_HELP)
+    gate = None if choice == "off" else int(choice)
+    measured = gate_rates_text(card, gate) if gate else None
+    if measured:
+        st.caption(measured)
+    return gate

@@ -4,7 +4,7 @@ import streamlit as st
 
 from agecam.core.age_model import ModelError
 from agecam.webapp.live import LiveSession, age_histogram, people_markdown, streaming_available
-from agecam.webapp.assurance import gate_rates_text
+from agecam.webapp.assurance import gate_control
 from agecam.webapp.markdown import as_text
 from agecam.webapp.resources import NO_MODEL_HELP, cards, ice_servers, model_names, shared_model
 
@@ -14,21 +14,19 @@ if not names:
     st.info(NO_MODEL_HELP)
     st.stop()
 
-controls, video = st.columns([1, 3])
-with controls:
+# The controls in a row above the stream, which gets the page's whole width.
+choose, tune, show = st.columns(3)
+with choose:
     model_name = st.selectbox("Model", names)
+    gate = gate_control(cards().get(model_name, {}))
+with tune:
     confidence = st.slider("Detection confidence", 0.1, 0.95, 0.5, 0.05)
-    show_fps = st.checkbox("Show FPS", value=True)
-    show_range = st.checkbox("Show the 80% range", value=False)
     blur_faces = st.checkbox("Blur faces", value=False, help="Hide every face (pixelated beyond recognition); "
                                                               "boxes, ids and ages stay. Searches each frame fully: slower.")
-    gate_choice = st.selectbox("Age gate", ["off", 18, 21, 25], help=(
-        "Colour each face by the gate's verdict: over (its 98% lower bound is at or above the age), under "
-        "(its 98% upper bound is below it) or check."))
-    gate = None if gate_choice == "off" else int(gate_choice)
-    measured = gate_rates_text(cards().get(model_name, {}), gate) if gate else None
-    if measured:
-        st.caption(measured)
+with show:
+    show_fps = st.checkbox("Show FPS", value=True)
+    show_range = st.checkbox("Show the 80% range", value=False)
+video = st.container()
 
 settings = (model_name, confidence, show_fps, show_range, gate, blur_faces)
 previous_settings = st.session_state.get("live_settings")
@@ -60,6 +58,8 @@ with video:
         st.stop()
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+    st.caption(f"Model `{model_name}` is loaded. Press START below and allow the camera: the video appears once "
+               "the browser has the camera and the stream has connected (a few seconds).")
     context = webrtc_streamer(
         key="agecam-live",
         mode=WebRtcMode.SENDRECV,

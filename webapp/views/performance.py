@@ -1,6 +1,7 @@
 import pandas as pd
 import streamlit as st
 
+from agecam.core.hardware import machine_text
 from agecam.core.model_card import benchmark_runtime, load_benchmarks
 from agecam.webapp.assurance import COMMAND as ASSURANCE_COMMAND, summary_rows
 from agecam.webapp.resources import NO_MODEL_HELP, cards
@@ -24,7 +25,7 @@ TWO_DECIMALS = {column: st.column_config.NumberColumn(format="%.2f") for column 
 st.dataframe(table.round(2), hide_index=True, column_config=TWO_DECIMALS)
 
 st.subheader("Comparison")
-st.bar_chart(table.set_index("model")[["MAE", "RMSE"]], stack=False)
+st.bar_chart(table.set_index("model")[["MAE", "RMSE"]], stack=False, x_label="model", y_label="error (years)")
 
 st.subheader("Error by age band")
 by_band = pd.DataFrame({name: {band: m["mae"] for band, m in card["metrics"]["test"]["by_age"].items()}
@@ -45,14 +46,16 @@ if degraded:
          **{f"{name} MAE": sizes[str(width)]["mae"] for name, sizes in degraded.items() if str(width) in sizes},
          **{f"{name} bias": sizes[str(width)]["bias"] for name, sizes in degraded.items() if str(width) in sizes}}
         for width in widths
-    ]), hide_index=True)
+    ]).round(2), hide_index=True, column_config={
+        column: st.column_config.NumberColumn(format="%.2f") for column in
+        [f"{name} {kind}" for name in degraded for kind in ("MAE", "bias")]})
     coverage = {name: card["age_range"]["test"]["coverage"] for name, card in model_cards.items()
                 if card.get("age_range")}
     if coverage:
         st.markdown("Share of test faces whose true age lies in the model's calibrated 80% age range: "
                     + ", ".join(f"`{name}` {value:.1%}" for name, value in coverage.items()) + ".")
 else:
-    st.info("No degraded evaluation yet: run `agecam calibrate` (README, Training).")
+    st.info("No degraded evaluation yet: run `agecam calibrate` (docs/training.md).")
 
 st.subheader("Age assurance")
 assurance = summary_rows(model_cards)
@@ -73,10 +76,19 @@ benchmarks = load_benchmarks()
 if benchmarks:
     st.markdown("End-to-end fps of the whole pipeline (headless, 640x480, with encoding) on the machine the "
                 "benchmark ran on, read from `assets/benchmark-*.json`; each row's command reproduces it.")
-    st.dataframe(pd.DataFrame([
-        {"model": r["model"], "runtime": benchmark_runtime(r), "refresh every": r["refresh_every"],
-         **{f"fps, {row['faces']} faces": row["fps"] for row in r["pipeline"]}, "command": r.get("command", "")}
+    speed = pd.DataFrame([
+        {"model": r["model"], "runtime": benchmark_runtime(r), "refresh every (frames)": r["refresh_every"],
+         **{f"fps, {row['faces']} faces": round(row["fps"], 1) for row in r["pipeline"]},
+         "peer fps, 3 faces": next((round(row["peer"]["fps"], 1) for row in r["pipeline"]
+                                    if row["faces"] == 3 and row.get("peer")), None),
+         "machine": machine_text(r.get("machine")), "measured": r.get("measured_utc", "not recorded")[:10]}
         for r in benchmarks
-    ]), hide_index=True)
+    ])
+    st.dataframe(speed, hide_index=True, use_container_width=True, column_config={
+        column: st.column_config.NumberColumn(format="%.1f") for column in speed.columns if "fps" in column})
+    st.markdown("Rows without a machine were measured before runs recorded it (docs/performance.md says where). The "
+                "command behind each row:")
+    st.code("\n".join(f"{r['model']} / {benchmark_runtime(r)}: {r.get('command', 'not recorded')}"
+                      for r in benchmarks), language="text")
 else:
     st.info("No benchmark saved yet: run `agecam benchmark --save assets/benchmark-NAME.json`.")
