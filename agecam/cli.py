@@ -294,9 +294,9 @@ def _detector_config(detector_range=DETECTOR.range, confidence=DETECTOR.min_conf
 
 def _make_cam(model, runtime, detector_range=DETECTOR.range, confidence=DETECTOR.min_confidence,
               refresh_every=ESTIMATOR.refresh_every, show_fps=False, show_range=False, small_faces=True, age_gate=None,
-              blur_faces=False):
+              blur_faces=False, streams=True):
     return build_cam(_cam_config(model, runtime, detector_range, confidence, refresh_every, show_fps, show_range,
-                                 small_faces, age_gate, blur_faces), _quiet())
+                                 small_faces, age_gate, blur_faces), _quiet(), streams=streams)
 
 
 def _save_and_print(result: dict, command: str, save: Path | None, as_json: bool) -> bool:
@@ -465,9 +465,10 @@ def _run_video(source, model, runtime, detector_range, confidence, no_window, ou
         raise Failure(f"no frame was read from {source}")
 
 
-def build_cam(config, silence_native: bool, threads: int = 0, model=None):
+def build_cam(config, silence_native: bool, threads: int = 0, model=None, streams: bool = False):
     """A prepared pipeline using ``threads`` CPU threads (0: all); a batch worker calls this once, in its
-    own process. ``model``: an age model already loaded, shared with another pipeline."""
+    own process. ``model``: an age model already loaded, shared with another pipeline; ``streams``:
+    the detectors of a video read ahead made now too, their start-up lines hidden with the others."""
     import dataclasses
 
     from agecam.quiet import quiet_environment
@@ -479,6 +480,8 @@ def build_cam(config, silence_native: bool, threads: int = 0, model=None):
     try:
         with signals_held(), native_stderr_silenced(silence_native):
             cam = AgeCam(dataclasses.replace(config, threads=threads), model=model)
+            if streams:
+                cam.prepare_stream()
     except KeyboardInterrupt:  # held while it loaded: close it, or its native graph aborts the exit
         if cam is not None:
             cam.close()
@@ -530,7 +533,7 @@ def _run_batch(sources, pipeline: dict, output, csv_dir, jsonl_path, as_json, wo
     config = BatchConfig(workers=workers or 0, overwrite=overwrite)
     settings = WorkSettings(max_frames=max_frames, log_level=_setting("log_level", logging.WARNING),
                             report_faces=report_faces)
-    make_cam = functools.partial(build_cam, _cam_config(**pipeline), _quiet())
+    make_cam = functools.partial(build_cam, _cam_config(**pipeline), _quiet(), streams=True)
     started = time.perf_counter()
 
     def action():
@@ -906,7 +909,8 @@ def serve(host, port, model, runtime, workers, token_file, max_body_mb, max_mega
         from agecam.core.age_model import load_cards
 
         pipelines = Pipelines(cams)
-        click.echo(f"agecam API on http://{host}:{port} (model {cam.model.name}, {len(cams)} workers"
+        click.echo(f"agecam API on http://{host}:{port} (model {cam.model.name}, {len(cams)} "
+                   f"worker{'s' if len(cams) != 1 else ''}"
                    f"{', token required' if token else ''}; docs at /docs; Ctrl-C stops it)", err=True)
         run_server(pipelines, config, _guarded(load_cards))
     finally:
@@ -1261,7 +1265,8 @@ def evaluate_photos(folder, model, runtime, detector_range, confidence, small_fa
     from agecam.training.photos import evaluate_photos as run, labelled_photos
 
     photos = _guarded(lambda: labelled_photos(folder, labels))
-    cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence, small_faces=small_faces))
+    cam = _guarded(lambda: _make_cam(model, runtime, detector_range, confidence, small_faces=small_faces,
+                                     streams=False))
 
     def action():
         with _bars() as bars:

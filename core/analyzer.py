@@ -216,11 +216,18 @@ class AgeCam:
     def _second_detector(self) -> FaceDetector:
         """The detector of the searches around missed tracks, and (made with it) the one that sees
         the tile step beside the whole-frame pass in the worker: each used by one thread only."""
+        self.prepare_stream()
+        return self._region_detector
+
+    def prepare_stream(self) -> None:
+        """Make now the detectors a stream read ahead uses (else made at its first frame): a caller
+        that hides native libraries' start-up lines calls it inside that block."""
         if self._region_detector is None:
             self._region_detector = FaceDetector(self.detector.config)
+            self._region_detector.detect(np.zeros((64, 64, 3), np.uint8))  # loads its graph now
             if self.config.detector.tile_streams:
                 self._tile_detector = FaceDetector(self.detector.config)
-        return self._region_detector
+                self._tile_detector.detect(np.zeros((64, 64, 3), np.uint8))
 
     def get(self, frame_bgr: np.ndarray) -> Detections:
         """Faces of the next frame of a stream, with stable ids and smoothed ages (the stage

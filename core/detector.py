@@ -312,7 +312,14 @@ class FaceDetector:
         return detections[keep]
 
     def close(self) -> None:
-        self._mp.close()
+        """Release the MediaPipe graph (its threads and memory); safe to call twice."""
+        if self._mp is not None:
+            self._mp.close()
+            self._mp = None
+
+    @property
+    def closed(self) -> bool:
+        return self._mp is None
 
     def __enter__(self) -> "FaceDetector":
         return self

@@ -389,3 +389,13 @@ def test_compact_residual_net_trains_at_its_own_input_size(tiny_dataset, tmp_pat
     assert any(layer.name == "stage4_add" for layer in model.keras_model.layers)  # residual, not the CNN
     ages = model.predict([np.full((80, 80, 3), 128, np.uint8)])
     assert ages.shape == (1,) and 0 <= ages[0] <= 116
+
+
+def test_a_model_trained_in_stages_gets_its_loss_figure_from_the_stages(tmp_path):
+    from agecam.training.plots import write_model_figures
+
+    stages = ([{"epochs_run": 30, "val_mae": 5.6, "test_mae": 5.6}, {"epochs_run": 14, "val_mae": 6.5, "test_mae": 6.6}],
+              {"epochs": 5, "val_mae": 6.2, "test_mae": 6.2})
+    written = write_model_figures("cnn", tmp_path, [], [], {}, history=None, stages=stages)
+    assert [p.name for p in written] == ["cnn_training_plot.png"] and written[0].stat().st_size > 10_000
+    assert write_model_figures("cnn", tmp_path / "none", [], [], {}, history=None, stages=None) == []

@@ -176,7 +176,12 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=Non
         from agecam.training.plots import write_model_figures
 
         subset = f"{config.split} split" if config.split else Path(config.data).name
+        card, stages = model.card, None
+        if card.get("earlier_stages") and "metrics" in card:  # trained in stages, epoch losses not kept
+            stages = (card["earlier_stages"], {"epochs": card["training"]["epochs_run"],
+                                               "val_mae": card["metrics"]["val"]["mae"],
+                                               "test_mae": card["metrics"]["test"]["mae"]})
         result["figures"] = [str(path) for path in write_model_figures(
-            model.card.get("architecture", "model"), config.figures, ages, predicted, result["by_age"],
-            model.card.get("training", {}).get("history"), subset)]
+            card.get("architecture", "model"), config.figures, ages, predicted, result["by_age"],
+            card.get("training", {}).get("history"), subset, stages)]
     return result, report

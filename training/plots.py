@@ -40,6 +40,26 @@ def plot_training(history: dict[str, list[float]], title: str, path: Path) -> Pa
     return _save(fig, path)
 
 
+def plot_stages(stages: list[dict], final: dict, title: str, path: Path) -> Path:
+    """A model trained in stages whose epoch losses were not kept: its validation loss (MAE, years) and
+    test MAE at the end of each stage, against the epochs trained so far. ``stages``: the card's
+    ``earlier_stages``; ``final``: the last stage's ``{"epochs", "val_mae", "test_mae"}``."""
+    runs = [(s.get("epochs_run", 0), s.get("val_mae"), s.get("test_mae")) for s in stages]
+    runs.append((final["epochs"], final["val_mae"], final["test_mae"]))
+    epochs = np.cumsum([r[0] for r in runs])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(epochs, [r[1] for r in runs], marker="o", label="validation loss (MAE)")
+    ax.plot(epochs, [r[2] for r in runs], marker="s", linestyle="--", label="test MAE")
+    for i, (x, (_, val, _)) in enumerate(zip(epochs, runs), start=1):
+        ax.annotate(f"stage {i}", (x, val), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+    ax.set(xlabel="epochs trained (end of each stage)", ylabel="MAE (years)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.text(0.01, -0.04, "Each stage is measured on the splits of its own run (an early stage may have used "
+             "another data folder),\nso a step between stages is not only training.", fontsize=7, va="top")
+    return _save(fig, path)
+
+
 def plot_predictions(y_true, y_pred, title: str, path: Path) -> Path:
     """Scatter of predicted against true age on the test split, with the identity line."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
@@ -69,9 +89,12 @@ def plot_error_by_band(by_age: dict[str, dict], title: str, path: Path) -> Path:
 
 
 def write_model_figures(architecture: str, folder: Path, y_true, y_pred, by_age: dict,
-                        history: dict[str, list[float]] | None = None, subset: str = "test split") -> list[Path]:
+                        history: dict[str, list[float]] | None = None, subset: str = "test split",
+                        stages: tuple[list[dict], dict] | None = None) -> list[Path]:
     """``PREFIX_prediction_plot.png`` and ``PREFIX_error_by_age.png`` of an evaluation on ``subset`` in
-    ``folder`` and, given the run's loss ``history``, ``PREFIX_training_plot.png``; the paths written.
+    ``folder`` and, given the run's loss ``history`` (or, for a model trained in stages whose epoch
+    losses were not kept, its ``stages``: ``(earlier_stages, final)`` as :func:`plot_stages` takes
+    them), ``PREFIX_training_plot.png``; the paths written.
 
     Training writes all three; ``agecam evaluate --figures`` redraws them for a model already shipped."""
     label = {"cnn": "CNN", "resnet50": "ResNet50", "resnet10": "ResNet-10"}.get(architecture, architecture)
@@ -79,6 +102,9 @@ def write_model_figures(architecture: str, folder: Path, y_true, y_pred, by_age:
     if history and history.get("loss"):
         written.append(plot_training(history, f"{label}: training and validation loss",
                                      figure_path(architecture, "training_plot", folder)))
+    elif stages and stages[0]:
+        written.append(plot_stages(*stages, f"{label}: loss after each training stage",
+                                   figure_path(architecture, "training_plot", folder)))
     if len(y_true):
         written.append(plot_predictions(y_true, y_pred, f"{label}: predicted vs actual age ({subset})",
                                         figure_path(architecture, "prediction_plot", folder)))

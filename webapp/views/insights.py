@@ -49,19 +49,13 @@ for name, card in model_cards.items():
                               index=pd.RangeIndex(1, len(history["loss"]) + 1, name="epoch"))
         st.line_chart(curves, x_label="epoch", y_label="loss (MAE, years)")
     if stages:
-        final = card["metrics"]
-        by_stage = pd.DataFrame(
-            [{"stage": i + 1, "validation MAE": s.get("val_mae"), "test MAE": s.get("test_mae")}
-             for i, s in enumerate(stages)]
-            + [{"stage": len(stages) + 1, "validation MAE": final["val"]["mae"], "test MAE": final["test"]["mae"]}]
-        ).set_index("stage")
         st.markdown(f"Trained in {len(stages) + 1} stages, each starting from the one before. Their epoch-by-epoch "
-                    "losses were not kept then; the MAE after each stage was:")
-        st.line_chart(by_stage, x_label="training stage", y_label="MAE (years)")
+                    "losses were not kept then: the loss figure below shows the validation loss (MAE) and the "
+                    "test MAE at the end of each stage.")
         for i, stage in enumerate(stages, start=1):
             st.markdown(f"- Stage {i}: {stage_text(stage)}.")
-    # A last stage of one epoch draws a loss "curve" of one point: its stage chart above says more.
-    kinds = [kind for kind in FIGURE_KINDS if kind != "training_plot" or training["epochs_run"] > 1]
+    # A loss figure of one epoch with no earlier stages would be a single point: not shown.
+    kinds = [kind for kind in FIGURE_KINDS if kind != "training_plot" or training["epochs_run"] > 1 or stages]
     shown = [figure for figure in (figure_path(card["architecture"], kind) for kind in kinds) if figure.is_file()]
     for column, figure in zip(st.columns(max(len(shown), 1)), shown):
         column.image(str(figure), use_container_width=True)
