@@ -1217,7 +1217,9 @@ def evaluate(data, model, runtime, split, manifest, degrade, robustness, figures
                     tasks[stage] = bars.add(stage, total, unit="faces")
                 bars.update(tasks[stage], completed=done)
 
-            return run_evaluation(config, progress=progress)
+            # Aligned chips are cut by MediaPipe: its graph's start-up lines are hidden as elsewhere.
+            with native_stderr_silenced(_quiet()):
+                return run_evaluation(config, progress=progress)
 
     result, report = _guarded(action)
     if as_json:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 
 def main(paths: list[str]) -> dict:
