@@ -898,24 +898,36 @@ def serve(host, port, model, runtime, workers, token_file, max_body_mb, max_mega
     except ValueError as error:
         raise Failure(str(error)) from None
     _check_port_free(host, port)
-    count = workers or (1 if runtime == "keras" else cpu_cores())
-    cam_config = _cam_config(model, runtime)
-    cam = _guarded(lambda: build_cam(cam_config, _quiet(), threads=1 if count > 1 else 0))
-    cams = [cam]
+    cams = _build_pipelines(_cam_config(model, runtime), workers or (1 if runtime == "keras" else cpu_cores()))
     try:
-        if cam.model.runtime != "keras":  # a Keras model is not known to be safe to call from two threads
-            for _ in range(count - 1):
-                cams.append(_guarded(lambda: build_cam(cam_config, _quiet(), threads=1, model=cam.model)))
         from agecam.core.age_model import load_cards
 
         pipelines = Pipelines(cams)
-        click.echo(f"agecam API on http://{host}:{port} (model {cam.model.name}, {len(cams)} "
+        click.echo(f"agecam API on http://{host}:{port} (model {pipelines.model.name}, {len(cams)} "
                    f"worker{'s' if len(cams) != 1 else ''}"
                    f"{', token required' if token else ''}; docs at /docs; Ctrl-C stops it)", err=True)
         run_server(pipelines, config, _guarded(load_cards))
     finally:
         for built in cams:
             built.close()
+
+
+def _build_pipelines(config, count: int) -> list:
+    """``count`` prepared pipelines sharing one loaded model, each with a detector and tracker of its
+    own and, when there are several, one CPU thread (they run side by side, not each on every core).
+    One only for a Keras model, which is not known to be safe to call from two threads. On a failure
+    the ones built are closed."""
+    cam = _guarded(lambda: build_cam(config, _quiet(), threads=1 if count > 1 else 0))
+    cams = [cam]
+    try:
+        if cam.model.runtime != "keras":
+            for _ in range(count - 1):
+                cams.append(_guarded(lambda: build_cam(config, _quiet(), threads=1, model=cam.model)))
+    except BaseException:
+        for built in cams:
+            built.close()
+        raise
+    return cams
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -975,21 +987,9 @@ def image(paths, model, runtime, detector_range, confidence, small_faces, output
     summary_to_stderr = as_json or is_stdout(csv_path)
     from agecam.core.hardware import cpu_cores
 
-    count = min(workers or (1 if runtime == "keras" else cpu_cores()), len(images))
     config = _cam_config(model, runtime, detector_range, confidence, show_range=show_range, small_faces=small_faces,
                          age_gate=age_gate, blur_faces=blur_faces)
-    # With several pipelines each takes one CPU thread: they run side by side, not each on every core.
-    cam = _guarded(lambda: build_cam(config, _quiet(), threads=1 if count > 1 else 0))
-    if cam.model.runtime == "keras":  # a Keras model is not known to be safe to call from two threads
-        count = 1
-    cams = [cam]
-    try:
-        for _ in range(count - 1):  # the same loaded model, a detector and tracker of their own
-            cams.append(_guarded(lambda: build_cam(config, _quiet(), threads=1, model=cam.model)))
-    except BaseException:
-        for built in cams:
-            built.close()
-        raise
+    cams = _build_pipelines(config, min(workers or (1 if runtime == "keras" else cpu_cores()), len(images)))
     _guarded(_check_interrupts)
 
     def action():

@@ -38,11 +38,16 @@ def guard_stdout() -> None:
     try:
         os.fstat(1)
     except OSError:
-        held = os.open(os.devnull, os.O_WRONLY)  # the lowest free descriptor: 1
-        if held != 1:
-            os.dup2(held, 1)
-            os.close(held)
+        _hold_descriptor_1()
         sys.stdout = io.TextIOWrapper(_ClosedDescriptor(), encoding="utf-8", line_buffering=True)
+
+
+def _hold_descriptor_1() -> None:
+    """Point descriptor 1 at ``/dev/null``: no file opened later takes its number, nothing more goes out."""
+    held = os.open(os.devnull, os.O_WRONLY)
+    if held != 1:
+        os.dup2(held, 1)
+        os.close(held)
 
 
 def flush_stdout() -> str | None:
@@ -54,10 +59,7 @@ def flush_stdout() -> str | None:
         sys.stdout.flush()
         return None
     except OSError as error:
-        # Nothing more can go there: the interpreter's own flush at exit must not fail again.
-        held = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(held, 1)
-        os.close(held)
+        _hold_descriptor_1()  # nothing more can go there: the interpreter's flush at exit must not fail again
         sys.stdout = None
         if error.errno == errno.EPIPE:
             return ""

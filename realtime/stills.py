@@ -83,10 +83,10 @@ def age_images(cams: AgeCam | Sequence[AgeCam], paths: Iterable[str | os.PathLik
     written: set[Path] = set()  # this run's outputs (resolved): two inputs named alike never overwrite each other
 
     def finish(path: Path, work: tuple) -> StillResult:
-        result, encoded, suffix = work
+        result, encoded = work
         if encoded is not None:
             try:
-                result.written = write_encoded(encoded, suffix, path, output_dir, written)
+                result.written = write_encoded(encoded, path, output_dir, written)
                 written.add(result.written.resolve())
             except OSError as error:
                 result.error = str(error) if isinstance(error, StillWriteError) else \
@@ -125,24 +125,24 @@ def age_images(cams: AgeCam | Sequence[AgeCam], paths: Iterable[str | os.PathLik
 
 
 def _age_one(cam: AgeCam, path: Path, output_dir: Path | None) -> tuple:
-    """``(result, encoded annotated copy or None, its suffix)`` for one image."""
+    """``(result, its annotated copy encoded as annotated_suffix says, or None)`` for one image."""
     try:
         picture = read_image_file(path)
     except FileNotFoundError:
-        return StillResult(path, error="file not found"), None, None
+        return StillResult(path, error="file not found"), None
     except IsADirectoryError:
-        return StillResult(path, error="a folder, not an image"), None, None
+        return StillResult(path, error="a folder, not an image"), None
     except (ImageError, OSError) as error:
-        return StillResult(path, error=str(error) or "not a readable image"), None, None
+        return StillResult(path, error=str(error) or "not a readable image"), None
     result = StillResult(path, cam.get_image(picture))
     if output_dir is None:
-        return result, None, None
-    suffix = annotated_name(path, output_dir).suffix
+        return result, None
+    suffix = annotated_suffix(path)
     ok, encoded = cv2.imencode(suffix, cam.annotate(picture, result.faces))
     if not ok:
         result.error = f"cannot encode {name_text(path)} as {suffix}"
-        return result, None, None
-    return result, encoded.tobytes(), suffix
+        return result, None
+    return result, encoded.tobytes()
 
 
 class StillWriteError(OSError):
@@ -188,6 +188,11 @@ class StillsCsvSink(AtomicTextSink):
         self._write(rows)
 
 
+def annotated_suffix(source: Path) -> str:
+    """The annotated copy's type: the source's when it is an image type agecam writes, else PNG."""
+    return source.suffix if source.suffix.lower() in IMAGE_SUFFIXES else ".png"
+
+
 def annotated_name(source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
     """Where the annotated copy of ``source`` goes: the source's name; ``NAME_agecam`` when that is
     the source itself; ``NAME_2``, ``NAME_3`` ... when an earlier input of this run already took it
@@ -195,8 +200,7 @@ def annotated_name(source: Path, output_dir: Path, taken: set[Path] = frozenset(
     target = output_dir / source.name
     if target.resolve() == source.resolve():  # never overwrite the user's original
         target = output_dir / f"{source.stem}_agecam{source.suffix}"
-    if target.suffix.lower() not in IMAGE_SUFFIXES:
-        target = target.with_suffix(".png")
+    target = target.with_suffix(annotated_suffix(source))
     stem, number = target.stem, 2
     while target.resolve() in taken or target.resolve() == source.resolve():
         target = target.with_name(f"{stem}_{number}{target.suffix}")
@@ -204,12 +208,10 @@ def annotated_name(source: Path, output_dir: Path, taken: set[Path] = frozenset(
     return target
 
 
-def write_encoded(encoded: bytes, suffix: str, source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
-    """Write an encoded annotated copy of ``source`` (as ``suffix``) into ``output_dir``, atomically,
-    under the name :func:`annotated_name` gives it; returns its path."""
+def write_encoded(encoded: bytes, source: Path, output_dir: Path, taken: set[Path] = frozenset()) -> Path:
+    """Write the annotated copy of ``source``, encoded as :func:`annotated_suffix` says, into
+    ``output_dir``, atomically, under the name :func:`annotated_name` gives it; returns its path."""
     target = annotated_name(source, output_dir, taken)
-    if target.suffix != suffix:
-        raise StillWriteError(f"internal: {name_text(target)} was encoded as {suffix}")
     if target.is_dir():
         raise StillWriteError(f"cannot write {name_text(target)}: a folder of that name is in the way")
     # Written by Python, which takes any file name (OpenCV crashes on some: core.file_names).
