@@ -1454,6 +1454,14 @@ def track_test(model, runtime, data, fit_tracks, test_tracks, views, as_json, re
     click.echo(f"  80% track range coverage {test['range_coverage']:.1%} (shared error share rho {fitted['rho']:.2f}); "
                f"shown age moves after 2 s by {movement['mean']:.2f} on average, {movement['p90']:.2f} at the 90th "
                f"percentile (last-15 mean: {old['mean']:.2f}, {old['p90']:.2f})")
+    rule, shown = result["shown_age"], test["shown_age"]
+    click.echo(f"  the single age goes on screen once the range is <= {rule['max_width']:.1f} years wide "
+               f"(fitted: {rule['share']:.0%} of validation tracks then move by <= {rule['max_move']:.0f} years):")
+    for name, label in (("whole", "whole tracks"), ("first_2s", "their first 2 s"),
+                        ("first_2s_faces_24_40px", "first 2 s, faces 24-40 px")):
+        group = shown[name]
+        moves = "-" if group["moves_max"] is None else f"{group['moves_p95']:.1f} (p95), {group['moves_max']:.1f} (max)"
+        click.echo(f"    {label}: shown on {group['showing_the_age']:.0%} of {group['tracks']} tracks, then moves by {moves}")
 
 
 if __name__ == "__main__":

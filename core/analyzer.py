@@ -20,7 +20,7 @@ from agecam.core.detections import Detections
 from agecam.core.config import AgeGateConfig
 from agecam.core.detector import DetectorConfig, FaceDetector, non_max_suppression
 from agecam.core.estimator import AgeEstimator, EstimatorConfig
-from agecam.core.fusion import FusionConfig, TrackAgeFusion, TrackRangeCalibration
+from agecam.core.fusion import FusionConfig, ShownAgeRule, TrackAgeFusion, TrackRangeCalibration
 from agecam.core.quality import ViewQuality, quality_of
 from agecam.core.geometry import iou_matrix
 from agecam.core.tracker import FaceTracker, TrackerConfig
@@ -98,6 +98,7 @@ class AgeCam:
         self.model = model or AgeModel.load(config.model, config.runtime, config.threads)
         self.age_range = self.model.age_range  # None when the model's card has no calibration
         self.track_range = TrackRangeCalibration.from_card(self.model.card)  # None: single-view ranges
+        self.shown_age = ShownAgeRule.from_card(self.model.card)  # None: the age shown from the first estimate
         self.view_quality = ViewQuality.from_card(self.model.card)
         self.gate: AgeGate | None = None
         self.set_gate(config.gate.threshold)  # before the detector: a model without gate bounds fails here
@@ -150,7 +151,7 @@ class AgeCam:
     def reset(self, fps: float = 30.0) -> None:
         """Forget all tracks: the start of a new video, whose frame rate scales the tracker's time limits."""
         self.tracker = FaceTracker(self.tracker_config, fps)
-        self.fusion = TrackAgeFusion(self.config.fusion, self.age_range, self.track_range, fps)
+        self.fusion = TrackAgeFusion(self.config.fusion, self.age_range, self.track_range, fps, self.shown_age)
         self.estimator.reset()
         self.frame_index = 0
 

@@ -1,4 +1,5 @@
-"""Draw boxes, ``#id · age`` labels and an optional FPS counter on frames."""
+"""Draw boxes, ``#id · age`` labels (``#id · low-high`` while a track's range is still wide) and an
+optional FPS counter on frames."""
 
 from __future__ import annotations
 
@@ -61,9 +62,9 @@ class AgeAnnotator:
         scale = max(out.shape[:2])
         thickness = max(1, round(scale * self.config.thickness_fraction))
         font_scale = max(0.4, scale * self.config.text_fraction)
-        for box, track_id, age, low, high, detected, verdict in zip(
+        for box, track_id, age, low, high, shown, detected, verdict in zip(
                 detections.xyxy, detections.tracker_id, detections.age, detections.age_low, detections.age_high,
-                detections.detected, detections.verdict):
+                detections.age_shown, detections.detected, detections.verdict):
             colour = VERDICT_COLOURS.get(int(verdict)) or (
                 PALETTE[int(track_id) % len(PALETTE)] if track_id >= 0 else (200, 200, 200))
             x1, y1, x2, y2 = (int(round(v)) for v in box)
@@ -72,17 +73,20 @@ class AgeAnnotator:
             else:  # coasted over a missed detection: a thin, dimmed box on the predicted place
                 colour = tuple(int(0.55 * c + 0.45 * 128) for c in colour)
                 cv2.rectangle(out, (x1, y1), (x2, y2), colour, max(1, thickness // 2), cv2.LINE_AA)
-            parts = [f"#{track_id}" if track_id >= 0 else "", self.age_text(age, low, high),
+            parts = [f"#{track_id}" if track_id >= 0 else "", self.age_text(age, low, high, shown),
                      verdict_name(verdict)]
             self._label(out, [p for p in parts if p], (x1, y1), colour, font_scale, thickness)
         if self.config.show_fps and fps is not None:
             self._label(out, [f"{fps:.1f} FPS"], (0, 0), (40, 40, 40), font_scale, thickness, below=True)
         return out
 
-    def age_text(self, age: float, low: float, high: float) -> str:
-        """``34``, or ``34 (29-40)`` with ``show_range``; ``...`` while the age is unknown."""
+    def age_text(self, age: float, low: float, high: float, shown: bool = True) -> str:
+        """``34``, or ``34 (29-40)`` with ``show_range``; ``29-40`` while the track's range is too wide
+        for one number (``shown`` False, ``core.fusion.ShownAgeRule``); ``...`` while nothing is known."""
         if not np.isfinite(age):
             return "..."
+        if not shown:
+            return f"{low:.0f}-{high:.0f}" if np.isfinite(low) and np.isfinite(high) else "..."
         if self.config.show_range and np.isfinite(low) and np.isfinite(high):
             return f"{age:.0f} ({low:.0f}-{high:.0f})"
         return f"{age:.0f}"

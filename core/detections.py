@@ -34,6 +34,9 @@ class Detections:
     - ``quality``: how much this frame's estimate can be trusted, 0-1 (``core.quality``: 1 is a sharp,
       frontal face of 100 px or more; 0.5 a view expected to err twice as much), NaN where no
       estimate was made on this frame
+    - ``age_shown``: True where ``age`` itself goes on screen, False where the track's range (or a
+      placeholder) is shown instead because the range is still too wide for one number to hold
+      (``core.fusion.ShownAgeRule``); always True for stills
     - ``appearance``: the face's appearance descriptor (``core.appearance``), float32
       ``(N, APPEARANCE_SIZE)``, NaN where not computed
 
@@ -55,6 +58,7 @@ class Detections:
     detected: np.ndarray | None = None
     verdict: np.ndarray | None = None
     quality: np.ndarray | None = None
+    age_shown: np.ndarray | None = None
     appearance: np.ndarray | None = None
     frame_index: int = field(default=0, compare=False)
 
@@ -72,6 +76,7 @@ class Detections:
             "detected": ((n,), bool, True),
             "verdict": ((n,), np.int8, -2),
             "quality": ((n,), np.float32, np.nan),
+            "age_shown": ((n,), bool, True),
             "appearance": ((n, APPEARANCE_SIZE), np.float32, np.nan),
         }
         for name, (shape, dtype, fill) in defaults.items():

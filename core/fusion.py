@@ -20,6 +20,13 @@ age + q_high s(age) g]`` with ``s`` the model's spread line (``core.age_range``)
 and ``q_high`` are fitted on generated validation tracks (``training.track_fusion``) and kept in the
 card (``tracks.range``). A model without them gets its single-view 80% range around the track's age.
 
+What goes on screen: a track's first estimates can lie far apart (a small face, a poor view), so its
+fused age moves by many years in its first second. The single age is shown only once the track's
+range is at most ``ShownAgeRule.max_width`` years wide, and from then on (it stays, so it does not
+flicker); before that ``age_shown`` is False and the range is drawn instead. ``max_width`` is fitted
+on generated validation tracks (``training.track_fusion``) as the widest range after which the shown
+age of 95% of tracks moves by at most ``max_move`` years, and kept in the card (``tracks.shown_age``).
+
 Example:
 
 >>> import numpy as np
@@ -72,6 +79,23 @@ class TrackRangeCalibration:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ShownAgeRule:
+    """When a track's single age goes on screen (see the module): once its range is this narrow."""
+
+    max_width: float  # years, high - low of the track's range
+    max_move: float = 4.0  # years the shown age may move afterwards, on ``share`` of the fit's tracks
+    share: float = 0.95
+    n: int = 0  # validation tracks it was fitted on
+
+    @classmethod
+    def from_card(cls, card: dict) -> "ShownAgeRule | None":
+        return stored_dataclass(cls, card, "tracks", "shown_age")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def spread_of(age_range: AgeRangeCalibration | None, ages) -> np.ndarray:
     """The model's spread line at ``ages`` (1 year everywhere without a calibration)."""
     ages = np.asarray(ages, np.float64)
@@ -114,13 +138,16 @@ class TrackAgeFusion:
     """
 
     def __init__(self, config: FusionConfig = FusionConfig(), age_range: AgeRangeCalibration | None = None,
-                 track_range: TrackRangeCalibration | None = None, fps: float = 30.0):
+                 track_range: TrackRangeCalibration | None = None, fps: float = 30.0,
+                 shown_age: ShownAgeRule | None = None):
         self.config, self.age_range, self.track_range = config, age_range, track_range
+        self.shown_age = shown_age  # None: the age is shown from the first estimate
         self.forget_after_frames = round(config.forget_after_s * (fps if fps > 0 else 30.0))
         self._ages: dict[int, list[float]] = {}
         self._errors: dict[int, list[float]] = {}
         self._fused: dict[int, tuple[float, float, float]] = {}  # age, low, high
         self._last_seen: dict[int, int] = {}
+        self._shown: set[int] = set()  # tracks whose single age is on screen
         self._frame = 0
 
     def update_with_detections(self, detections: Detections) -> Detections:
@@ -138,8 +165,18 @@ class TrackAgeFusion:
                     del ages[0], errors[0]
                 self._fused[track_id] = self._estimate(ages, errors)
             detections.age[i], detections.age_low[i], detections.age_high[i] = self._fused.get(track_id, (np.nan,) * 3)
+            detections.age_shown[i] = self._is_shown(track_id)
         self._forget_old_tracks()
         return detections
+
+    def _is_shown(self, track_id: int) -> bool:
+        if self.shown_age is None or track_id in self._shown:
+            return True
+        _, low, high = self._fused.get(track_id, (np.nan,) * 3)
+        if np.isfinite(low) and np.isfinite(high) and high - low <= self.shown_age.max_width:
+            self._shown.add(track_id)  # once on screen it stays: a number that comes and goes reads worse
+            return True
+        return False
 
     def _estimate(self, ages: list[float], errors: list[float]) -> tuple[float, float, float]:
         age = fuse(ages, errors, self.age_range, self.config.huber_k)
@@ -160,3 +197,4 @@ class TrackAgeFusion:
         for track_id in stale:
             for store in (self._ages, self._errors, self._fused, self._last_seen):
                 store.pop(track_id, None)
+            self._shown.discard(track_id)

@@ -13,7 +13,11 @@ end the face's track nor make its box blink. So:
 Identity also rests on appearance (``core.appearance``, when the detections carry descriptors):
 
 - each confirmed track keeps a running descriptor of its face, updated only on frames where the
-  face overlaps no other one (a face half hidden behind another would blend the two);
+  face overlaps neither another detection nor the place of another live track: when one person
+  passes in front of another, the detector often finds one box holding both faces, and learning it
+  would blend the two (measured: the swaps in repeated crossings came from such blended looks);
+- a track whose expected place lies inside a face seen on this frame is *hidden* behind that person
+  and lives for ``max_hidden_s`` rather than ``max_gap_s``: a pass hides a face for about a second;
 - association adds the descriptors' distance to the cost, so when two faces cross, the one that
   comes out from behind the other gets its own id back rather than its neighbour's;
 - a strong detection no live track took is compared with the tracks unseen for a while and with
@@ -46,6 +50,9 @@ class TrackerConfig:
     max_centre_distance: float = 1.0
     coast_s: float = 0.5  # a missed, confirmed face is drawn on its predicted box this long
     max_gap_s: float = 1.0  # after this long without a detection the track ends (its id is not reused)
+    # ... unless it is hidden behind another face (its expected place inside a face seen on this
+    # frame): two people passing each other hide one for longer than a missed detection lasts.
+    max_hidden_s: float = 2.5
     min_hits: int = 3  # detections before a track is confirmed (may coast)
     # Weight of the appearance distance (0-2, see core.appearance) in the association cost, next to
     # 1 - IoU and 0.1 x the centre distance in box widths; 0: position and motion only.
@@ -60,7 +67,7 @@ class TrackerConfig:
     def __post_init__(self):
         if not 0.0 <= self.extend_confidence <= self.start_confidence <= 1.0:
             raise ValueError("tracker thresholds need 0 <= extend_confidence <= start_confidence <= 1")
-        if self.coast_s < 0 or self.max_gap_s < 0 or self.reid_s < 0:
+        if self.coast_s < 0 or self.max_gap_s < 0 or self.max_hidden_s < 0 or self.reid_s < 0:
             raise ValueError("tracker gap limits must not be negative")
 
 
@@ -77,6 +84,7 @@ class _Track:
     hits: int = 1
     appearance: np.ndarray | None = None  # unit descriptor of the face (core.appearance), None until seen clear
     ended_at: int = -1  # frame on which it ended (kept for re-identification), -1 while live
+    hidden: bool = False  # unseen, its expected place inside a face seen (behind another person)
 
     def predicted(self) -> np.ndarray:
         """The box expected on the next frame: the last detected box moved on at a decaying velocity
@@ -106,6 +114,7 @@ class FaceTracker:
         self.fps = fps if fps > 0 else 30.0
         self.coast_frames = round(config.coast_s * self.fps)
         self.max_gap_frames = max(self.coast_frames, round(config.max_gap_s * self.fps))
+        self.max_hidden_frames = max(self.max_gap_frames, round(config.max_hidden_s * self.fps))
         self.reid_frames = round(config.reid_s * self.fps)
         self._tracks: list[_Track] = []
         self._ended: list[_Track] = []  # ended tracks that may still be re-identified
@@ -141,7 +150,7 @@ class FaceTracker:
         self._reidentify(detections, strong, matched)
 
         keep = np.zeros(len(detections), bool)
-        clear = ~overlaps_another(boxes)  # only a face seen clear of others teaches its track's looks
+        clear = self._clear_of_others(boxes, predicted, matched)
         for ti, di in matched.items():
             track = self._tracks[ti]
             steps = track.missed + 1
@@ -160,7 +169,7 @@ class FaceTracker:
                 track.missed += 1
                 if track.hits >= config.min_hits and track.missed <= self.coast_frames:
                     coasted.append((track, predicted[ti]))
-        self._end_stale_tracks()
+        self._end_stale_tracks(boxes[list(matched.values())], predicted)
         for di in strong:
             if not keep[di]:  # no track took it: a new face
                 track = _Track(self._next_id, boxes[di].copy(), float(detections.confidence[di]))
@@ -178,6 +187,26 @@ class FaceTracker:
                             tracker_id=np.array([t.track_id for t, _ in coasted], np.int64),
                             detected=np.zeros(len(coasted), bool), frame_index=detections.frame_index)
         return Detections.merge([tracked, ghosts])
+
+    def _clear_of_others(self, boxes: np.ndarray, predicted: np.ndarray, matched: dict[int, int]) -> np.ndarray:
+        """Per detection, whether it overlaps neither another detection nor the place of another live
+        track (where a matched one was found, where an unmatched one is expected). Only a face seen
+        clear teaches its track's looks and motion: a face hidden behind another is not detected, so
+        the one box found there may hold both, and learning it would blend the two faces."""
+        clear = ~overlaps_another(boxes)
+        if not len(self._tracks) or not len(boxes):
+            return clear
+        owner = {di: ti for ti, di in matched.items()}
+        # Tracks brought back by re-identification sit after the predicted ones, all of them matched.
+        places = np.array([boxes[matched[ti]] if ti in matched else predicted[ti] for ti in range(len(self._tracks))],
+                          np.float32).reshape(-1, 4)
+        overlap = iou_matrix(boxes, places) > 0
+        for di in range(len(boxes)):
+            others = np.ones(len(places), bool)
+            if di in owner:
+                others[owner[di]] = False
+            clear[di] &= not (overlap[di] & others).any()
+        return clear
 
     def _appearance_costs(self, tracks: list[_Track], detections: Detections) -> np.ndarray:
         """``(tracks, detections)`` appearance distances, 0 where either side has no descriptor (no
@@ -228,9 +257,24 @@ class FaceTracker:
                 matched[live[r]] = free[c]
             self.reidentified += 1
 
-    def _end_stale_tracks(self) -> None:
-        ended = [t for t in self._tracks if t.missed > self.max_gap_frames]
-        self._tracks = [t for t in self._tracks if t.missed <= self.max_gap_frames]
+    def _end_stale_tracks(self, seen: np.ndarray, predicted: np.ndarray) -> None:
+        """End the tracks unseen for longer than they may be: ``max_gap_s``, or ``max_hidden_s`` for
+        one whose expected place (``predicted``, per track before this frame's re-identifications) has
+        its centre inside a face ``seen`` on this frame."""
+        def hidden(ti: int) -> bool:
+            if ti >= len(predicted) or not len(seen):
+                return False
+            cx, cy = (predicted[ti, :2] + predicted[ti, 2:]) / 2
+            return bool(((seen[:, 0] <= cx) & (cx <= seen[:, 2]) & (seen[:, 1] <= cy) & (cy <= seen[:, 3])).any())
+
+        for ti, track in enumerate(self._tracks):
+            track.hidden = track.missed > 0 and hidden(ti)
+
+        def stale(ti: int, track: _Track) -> bool:
+            return track.missed > (self.max_hidden_frames if track.hidden else self.max_gap_frames)
+
+        ended = [t for ti, t in enumerate(self._tracks) if stale(ti, t)]
+        self._tracks = [t for ti, t in enumerate(self._tracks) if not stale(ti, t)]
         for track in ended:
             if track.hits >= self.config.min_hits and track.appearance is not None and self.reid_frames > 0:
                 track.ended_at = self._frame

@@ -3,7 +3,8 @@
 Clips: held-out faces drift over a background (several seeds, sizes, speeds, brief occlusions),
 written as mp4 (so with codec artefacts) and run through the real pipeline with a CSV sink, as
 ``agecam video clip.mp4 --no-window --csv faces.csv`` would. Per face we measure the share of
-frames its *main* track (the id seen on it most) covers, and how many tracks it got.
+frames its *main* track (the id seen on it most) covers, and how many tracks it got; per clip, the
+people a run would count (tracks of at least 1 s) beside the faces that were there.
 
 Faces are held-out UTKFace crops that the detector finds when large (:func:`detectable_faces`).
 
@@ -44,13 +45,15 @@ class ClipCase:
     occlusions: bool = False
     crossing: bool = False
     exits: bool = False  # faces leave the view for 1.5-3 s now and then (longer than a track lives unseen)
+    pass_every_s: float = 4.0  # with crossing: seconds between a pair's passes
     width: int = 640
     height: int = 480
 
     @property
     def label(self) -> str:
+        crossing = ", crossing in pairs" + (f", a pass every {self.pass_every_s:g} s" if self.pass_every_s != 4 else "")
         extra = ((f", speed x{self.speed:g}" if self.speed != 1 else "") + (", occlusions" if self.occlusions else "")
-                 + (", crossing in pairs" if self.crossing else "") + (", leaving and coming back" if self.exits else ""))
+                 + (crossing if self.crossing else "") + (", leaving and coming back" if self.exits else ""))
         return f"{self.faces} faces of {self.face_size} px, {self.width}x{self.height}{extra}"
 
 
@@ -58,8 +61,10 @@ class ClipCase:
 class FieldTestConfig:
     """What the field test generates; the defaults are the cases docs/models.md reports."""
 
+    # The crossing cases pass 5 times (a pass every 4 s) and 4 times (every 5 s) in a 600-frame clip.
     cases: tuple[ClipCase, ...] = (ClipCase(3, 120), ClipCase(5, 80), ClipCase(5, 80, speed=2.0, occlusions=True),
-                                   ClipCase(4, 100, crossing=True), ClipCase(3, 100, exits=True),
+                                   ClipCase(4, 100, crossing=True), ClipCase(4, 130, crossing=True, pass_every_s=5.0),
+                                   ClipCase(4, 140, crossing=True, pass_every_s=5.0), ClipCase(3, 100, exits=True),
                                    ClipCase(3, 120, width=1280, height=720))
     seeds: tuple[int, ...] = (0, 1, 2)
     frames: int = 600
@@ -77,6 +82,8 @@ class ClipResult:
     main_track_coverage: list[float] = field(default_factory=list)  # per face, share of frames
     tracks_per_face: list[int] = field(default_factory=list)
     coasted_share: float = 0.0  # share of face rows drawn on a predicted box
+    faces: int = 0
+    people: int = 0  # tracks of at least 1 s: what a people table counts as persons
 
 
 def face_of_box(true_boxes: np.ndarray, box_xywh) -> int | None:
@@ -114,9 +121,16 @@ def track_coverage(truth: list[np.ndarray], rows: list[dict]) -> tuple[list[floa
     return coverage, [len(c) for c in seen], coasted / max(len(rows), 1)
 
 
+def people_counted(rows: list[dict], fps: float, min_s: float = 1.0) -> int:
+    """The tracks with rows on at least ``min_s`` seconds of frames: the people a run's table counts."""
+    frames = Counter(int(row["track_id"]) for row in rows)
+    return sum(n >= min_s * fps for n in frames.values())
+
+
 def run_clip(cam: AgeCam, faces: list[np.ndarray], case: ClipCase, seed: int, frames: int, folder: Path) -> ClipResult:
     scene = SceneConfig(width=case.width, height=case.height, frames=frames, face_size=case.face_size, seed=seed,
-                        speed=case.speed, occlusions=case.occlusions, crossing=case.crossing, exits=case.exits)
+                        speed=case.speed, occlusions=case.occlusions, crossing=case.crossing, exits=case.exits,
+                        pass_every_s=case.pass_every_s)
     clip = write_scene(folder / "clip.mp4", faces[: case.faces], scene)
     truth = [boxes for _, boxes in render_scene(faces[: case.faces], scene)]
     table = folder / "faces.csv"
@@ -126,7 +140,7 @@ def run_clip(cam: AgeCam, faces: list[np.ndarray], case: ClipCase, seed: int, fr
         rows = list(csv.DictReader(handle))
     coverage, tracks, coasted = track_coverage(truth, rows)
     return ClipResult(case.label, seed, summary.frames, round(summary.fps, 1), [round(c, 4) for c in coverage],
-                      tracks, round(coasted, 4))
+                      tracks, round(coasted, 4), case.faces, people_counted(rows, scene.fps))
 
 
 def _still(face: np.ndarray | None, width: int, rng: np.random.Generator, size=(640, 480)):

@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 # 80% range), then detected (1: found on this frame; 0: carried over a missed detection on a predicted box),
 # then age_gate (over, under or check with --age-gate; empty without one or while the age is unknown),
 # then quality (0-1, core.quality: how far this frame's estimate can be trusted; empty on frames
-# without an estimate of that face).
+# without an estimate of that face), then age_shown (1 where the single age was on screen, 0 where the
+# track's range or a placeholder was, its range still too wide: core.fusion.ShownAgeRule).
 CSV_COLUMNS = ("frame", "time_s", "track_id", "x", "y", "w", "h", "age", "age_low", "age_high", "detected",
-               "age_gate", "quality")
+               "age_gate", "quality", "age_shown")
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 # Frames waiting for the encoding thread at most: a slow disk holds the pipeline back, not memory.
 ENCODE_QUEUE_FRAMES = 8
@@ -239,8 +240,7 @@ class AtomicTextSink:
 
 class CsvSink(AtomicTextSink):
     """One row per face per frame (``frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected,age_gate,
-    quality``),
-    written atomically.
+    quality,age_shown``), written atomically.
 
     Example::
 
@@ -255,13 +255,15 @@ class CsvSink(AtomicTextSink):
 
     def write(self, frame_index: int, time_s: float, detections) -> None:
         def rows():
-            for (x, y, w, h), track_id, age, low, high, detected, verdict, quality in zip(
+            for (x, y, w, h), track_id, age, low, high, detected, verdict, quality, shown in zip(
                     detections.xywh, detections.tracker_id, detections.age, detections.age_low,
-                    detections.age_high, detections.detected, detections.verdict, detections.quality):
+                    detections.age_high, detections.detected, detections.verdict, detections.quality,
+                    detections.age_shown):
                 self._writer.writerow([frame_index, f"{time_s:.3f}", int(track_id), f"{x:.1f}", f"{y:.1f}",
                                        f"{w:.1f}", f"{h:.1f}", *(_number(v) for v in (age, low, high)),
                                        int(detected), verdict_name(verdict),
-                                       f"{quality:.3f}" if np.isfinite(quality) else ""])
+                                       f"{quality:.3f}" if np.isfinite(quality) else "",
+                                       int(bool(shown) and np.isfinite(age))])
 
         self._write(rows)
 
@@ -270,8 +272,9 @@ class JsonlSink(AtomicTextSink):
     """One JSON object per face per frame (JSON Lines), written atomically: ``video``, ``frame``,
     ``time_s``, ``track_id``, ``box`` (``[x, y, w, h]`` in pixels), ``score`` (the detector's), ``age``,
     ``age_low``, ``age_high`` (null while unknown), ``detected`` and ``age_gate`` (``over``, ``under``,
-    ``check``; null without a gate or while the age is unknown) and ``quality`` (0-1, ``core.quality``;
-    null on frames without an estimate of that face).
+    ``check``; null without a gate or while the age is unknown), ``quality`` (0-1, ``core.quality``;
+    null on frames without an estimate of that face) and ``age_shown`` (true where the single age was
+    on screen, false where the range or a placeholder was).
 
     Example::
 
@@ -285,16 +288,17 @@ class JsonlSink(AtomicTextSink):
 
     def write(self, frame_index: int, time_s: float, detections) -> None:
         def lines():
-            for (x, y, w, h), score, track_id, age, low, high, detected, verdict, quality in zip(
+            for (x, y, w, h), score, track_id, age, low, high, detected, verdict, quality, shown in zip(
                     detections.xywh, detections.confidence, detections.tracker_id, detections.age,
                     detections.age_low, detections.age_high, detections.detected, detections.verdict,
-                    detections.quality):
+                    detections.quality, detections.age_shown):
                 record = {"video": self.video, "frame": frame_index, "time_s": round(float(time_s), 3),
                           "track_id": int(track_id), "box": [round(float(v), 1) for v in (x, y, w, h)],
                           "score": round(float(score), 3), "age": _json_number(age),
                           "age_low": _json_number(low), "age_high": _json_number(high),
                           "detected": bool(detected), "age_gate": verdict_name(verdict) or None,
-                          "quality": None if not np.isfinite(quality) else round(float(quality), 3)}
+                          "quality": None if not np.isfinite(quality) else round(float(quality), 3),
+                          "age_shown": bool(shown) and bool(np.isfinite(age))}
                 self._handle.write(json.dumps(record) + "\n")
 
         self._write(lines)

@@ -29,6 +29,7 @@ class SceneConfig:
     speed: float = 1.0  # multiplies every face's speed
     occlusions: bool = False  # now and then a face is hidden for a few frames (a hand, a passer-by)
     crossing: bool = False  # faces in pairs walk across the frame towards each other and pass (one hides the other)
+    pass_every_s: float = 4.0  # with crossing: seconds between two passes of a pair (at speed 1)
     exits: bool = False  # now and then a face leaves the view for 1.5-3 s and comes back where its path has gone
 
 
@@ -70,13 +71,13 @@ def face_paths(count: int, config: SceneConfig, rng: np.random.Generator) -> np.
 
 def _crossing_paths(count: int, config: SceneConfig, t: np.ndarray):
     """Pairs of faces share a horizontal band and walk from opposite sides, passing each other in
-    the middle every 4 s (at ``speed`` 1); the second of a pair is pasted over the first."""
+    the middle every ``pass_every_s`` (at ``speed`` 1); the second of a pair is pasted over the first."""
     size = config.face_size
     bands = (count + 1) // 2
     band_height = config.height / bands
     centre_y = band_height * (np.arange(count) // 2 + 0.5)
-    u = (t / (8.0 / config.speed)) % 1.0
-    across = (config.width - size) * (1 - np.abs(2 * u - 1))  # 0 -> right edge -> 0, every 8 s
+    u = (t / (2 * config.pass_every_s / config.speed)) % 1.0
+    across = (config.width - size) * (1 - np.abs(2 * u - 1))  # 0 -> right edge -> 0, two passes
     x = np.where(np.arange(count) % 2 == 0, across, (config.width - size) - across)
     y = centre_y - size / 2 + 0.05 * band_height * np.sin(2 * np.pi * t / 3.0 + np.arange(count))
     return x, np.broadcast_to(y, x.shape)

@@ -23,7 +23,8 @@ from agecam.realtime.batch import (BatchError, BatchOutputs, FileResult, VideoJo
 from agecam.realtime.config import BatchConfig, StreamConfig
 from agecam.realtime.sinks import CSV_COLUMNS, JsonlSink
 
-JSONL_KEYS = {"video", "frame", "time_s", "track_id", "box", "score", "age", "age_low", "age_high", "detected", "age_gate", "quality"}
+JSONL_KEYS = {"video", "frame", "time_s", "track_id", "box", "score", "age", "age_low", "age_high", "detected", "age_gate", "quality",
+              "age_shown"}
 
 
 def _clip(path: Path, frames: int, seed: int = 0) -> Path:

@@ -129,6 +129,7 @@ def test_field_test_command_writes_what_the_readme_table_reads(tmp_path, tiny_mo
     record = json.loads(saved.read_text())
     assert len(record["clips"]) == len(FieldTestConfig().cases) and record["command"].startswith("agecam field-test --seeds 0")
     assert all(len(c["main_track_coverage"]) == len(c["tracks_per_face"]) for c in record["clips"])
+    assert all(0 <= c["people"] and c["faces"] == len(c["tracks_per_face"]) for c in record["clips"])
     assert sum(v["n"] for band, v in record["stills"]["recall"].items() if band != "40-200") == 6
     table = field_test_table(record)
     assert "| 3 faces of 120 px, 640x480 (30 frames) | 1 |" in table and "| no face (a face reported) | 3 |" in table

@@ -73,13 +73,16 @@ def test_csv_sink_schema_and_atomicity(tmp_path):
         sink.write(0, 0.0, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[40.26], age_low=[33.04],
                                       age_high=[49.96], verdict=[1], quality=[0.8123]))
         sink.write(1, 0.033, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[np.nan], detected=[False]))
+        sink.write(2, 0.067, Detections(xyxy=[[1, 2, 11, 22]], tracker_id=[3], age=[41.0], age_low=[28.0],
+                                        age_high=[55.0], age_shown=[False]))  # range on screen
         assert not path.exists()
     lines = path.read_text().splitlines()
     # New columns come last, so the earlier columns keep their places.
     assert lines[0] == ",".join(CSV_COLUMNS)
-    assert lines[0] == "frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected,age_gate,quality"
-    assert lines[1] == "0,0.000,3,1.0,2.0,10.0,20.0,40.3,33.0,50.0,1,over,0.812"
-    assert lines[2] == "1,0.033,3,1.0,2.0,10.0,20.0,,,,0,,"
+    assert lines[0] == "frame,time_s,track_id,x,y,w,h,age,age_low,age_high,detected,age_gate,quality,age_shown"
+    assert lines[1] == "0,0.000,3,1.0,2.0,10.0,20.0,40.3,33.0,50.0,1,over,0.812,1"
+    assert lines[2] == "1,0.033,3,1.0,2.0,10.0,20.0,,,,0,,,0"  # nothing known: nothing shown
+    assert lines[3] == "2,0.067,3,1.0,2.0,10.0,20.0,41.0,28.0,55.0,1,,,0"
 
 
 def test_describe_source():

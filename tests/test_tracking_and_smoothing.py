@@ -258,3 +258,101 @@ def test_the_appearance_descriptor_tells_faces_apart_and_knows_one_again(astrona
     other = appearance_distance(seen_at(head, 140), seen_at(head[:, :, ::-1], 140))[0, 0]  # another complexion
     assert again < limit and brighter < limit < other
     assert np.isnan(face_descriptor(head, [500, 500, 600, 600])).all()  # a box off the picture
+
+
+# --- repeated crossings (issue #50) --------------------------------------------------------------
+
+def _blend(*looks):
+    vector = np.sum(looks, axis=0)
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def test_a_box_holding_two_faces_teaches_no_track_its_looks():
+    """b walks over to a and stands in front of it; the detector then finds one box holding both (its
+    looks a blend of the two) and no box for a. That box overlaps the place where a's track expects
+    a, so the track that takes it must not learn it: both tracks keep their own looks."""
+    from agecam.core.appearance import appearance_distance
+
+    a, b = _looks(1), _looks(2)
+    tracker = FaceTracker(fps=30)
+    for step in range(16):
+        x = 260 - 10 * step
+        tracker.update_with_detections(_seen([[100, 100, 180, 180], [x, 100, x + 80, 180]], [a, b]))
+    for _ in range(20):
+        d = tracker.update_with_detections(_seen([[100, 100, 185, 180]], [_blend(a, b)]))
+    assert len(d[d.detected]) == 1
+    looks = {t.track_id: t.appearance for t in tracker._tracks}
+    assert appearance_distance(looks[1], a)[0, 0] < 0.01 and appearance_distance(looks[2], b)[0, 0] < 0.01
+
+
+def test_a_face_hidden_behind_another_for_longer_than_max_gap_keeps_its_id():
+    """b walks over to a and stands in front of it for 1.8 s (a unseen, its expected place inside b's
+    face), then a steps out beside b with looks still half b's: a's track was kept alive as hidden and takes it. The
+    same absence with nobody in front ends the track after max_gap_s: a new id."""
+    a, b = _looks(1), _looks(2)
+    half_hidden = _blend(a, 0.6 * b)
+    for in_front in (True, False):
+        tracker = FaceTracker(TrackerConfig(max_gap_s=1.0, max_hidden_s=2.5), fps=30)
+        for step in range(20):  # b walks over to a
+            x = 300 - 10 * step
+            tracker.update_with_detections(_seen([[100, 100, 180, 180], [x, 100, x + 80, 180]], [a, b]))
+        for _ in range(54):
+            tracker.update_with_detections(_seen([[110, 100, 190, 180]], [b]) if in_front else _frame())
+        d = tracker.update_with_detections(_seen([[40, 100, 120, 180], [130, 100, 210, 180]], [half_hidden, b]))
+        assert (d.tracker_id[0] == 1) == in_front
+
+
+# --- the shown age (issue #50) -------------------------------------------------------------------
+
+def test_the_range_is_shown_until_it_is_narrow_then_one_age_that_stays():
+    """A track seen poorly at first (a small face) has a wide range: the label shows the range; once
+    good views narrow it below the rule's width, the single age goes on screen and stays there."""
+    from agecam.core.annotator import AgeAnnotator
+    from agecam.core.fusion import ShownAgeRule
+
+    calibration = AgeRangeCalibration(0.8, 1.0, 0.1, -1.3, 1.3)
+    track_range = TrackRangeCalibration(rho=0.5, q_low=-1.3, q_high=1.3)
+    fusion = TrackAgeFusion(age_range=calibration, track_range=track_range, shown_age=ShownAgeRule(max_width=10.0))
+    annotator = AgeAnnotator()
+    labels, shown = [], []
+    for quality in [0.25] * 5 + [1.0] * 20 + [0.2] * 5:
+        d = _estimate(fusion, 1, 40.0, quality)
+        shown.append(bool(d.age_shown[0]))
+        labels.append(annotator.age_text(d.age[0], d.age_low[0], d.age_high[0], d.age_shown[0]))
+    first = shown.index(True)
+    assert 5 <= first < 25 and all(shown[first:])  # the poor views at the end do not take it back
+    assert all("-" in label for label in labels[:first]) and labels[-1] == "40"
+    assert TrackAgeFusion(age_range=calibration, track_range=track_range).update_with_detections(
+        Detections(xyxy=[[0, 0, 9, 9]], tracker_id=[1], raw_age=[40.0], quality=[0.25])).age_shown[0]  # no rule: shown
+
+
+def test_the_fitted_width_keeps_the_shown_age_within_its_movement():
+    """On simulated tracks whose first views are poor, the fitted width holds the shown age's
+    movement after it is first shown to the rule's years on fresh tracks, and a looser width does not."""
+    from agecam.core.fusion import ShownAgeRule
+    from agecam.training.track_fusion import fit_shown_age, shown_movement
+
+    rng = np.random.default_rng(3)
+    calibration = AgeRangeCalibration(0.8, 3.0, 0.1, -1.3, 1.3)
+    track_range = TrackRangeCalibration(rho=0.3, q_low=-1.3, q_high=1.3)
+
+    def replays(count):
+        out = []
+        for _ in range(count):
+            true = rng.uniform(10, 70)
+            quality = np.clip(np.linspace(0.3, 1.0, 30) + rng.normal(0, 0.1, 30), 0.3, 1.0)
+            fusion = TrackAgeFusion(age_range=calibration, track_range=track_range)
+            ages, lows, highs = [], [], []
+            for q in quality:  # a model's estimates stay within its ages
+                d = _estimate(fusion, 1, float(np.clip(true + rng.normal(0, 3.0) / q, 1, 90)), q)
+                ages.append(d.age[0]), lows.append(d.age_low[0]), highs.append(d.age_high[0])
+            out.append({"age": np.array(ages), "low": np.array(lows), "high": np.array(highs)})
+        return out
+
+    rule = fit_shown_age(replays(800), max_move=4.0, share=0.95)
+    fresh = replays(800)
+    moves = [shown_movement(r, rule.max_width) or 0.0 for r in fresh]
+    assert isinstance(rule, ShownAgeRule) and 0 < rule.max_width
+    assert np.quantile(moves, 0.95) <= 4.75  # 4 years, give or take the sampling of a 95th percentile
+    looser = [shown_movement(r, rule.max_width * 2) or 0.0 for r in fresh]
+    assert np.quantile(looser, 0.95) > 6

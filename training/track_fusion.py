@@ -13,11 +13,14 @@ crop, aged by the model, measured by ``core.quality``.
   then the quality coefficients (least squares of the log absolute error, less the model's spread
   line, on the features), then the track range (``core.fusion``: ``rho`` as the share of the
   standardised errors' variance that is shared within a track, the quantiles split-conformally on
-  every prefix of every track).
+  every prefix of every track), then the shown-age rule (``core.fusion.ShownAgeRule``: the widest
+  range, on a half-year grid, up to which the shown age of 95% of the tracks moves by at most 4 years).
 - **Measure**, on test faces: single-view MAE against the track's fused age (the last one, and the
   one shown after 2 s), the range's coverage over every estimate of every track and by the number
   of views behind it, and how much the shown age still moves after 2 s (max - min). The same tracks
-  read the old way (the mean of the last 15 estimates) are reported beside it.
+  read the old way (the mean of the last 15 estimates) are reported beside it. Under the shown-age
+  rule: how far the single age moves from when it is first shown, on whole tracks and on their first
+  2 s (all, and those whose face is 24-40 px wide), and how long the range is shown first.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from agecam.core.age_range import AgeRangeCalibration
 from agecam.core.crop import CropConfig
 from agecam.core.detector import DetectorConfig, FaceDetector
 from agecam.core.detections import Detections
-from agecam.core.fusion import TrackAgeFusion, TrackRangeCalibration, fuse, relative_track_error, spread_of
+from agecam.core.fusion import (ShownAgeRule, TrackAgeFusion, TrackRangeCalibration, fuse, relative_track_error,
+                                 spread_of)
 from agecam.core.geometry import iou_matrix
 from agecam.core.quality import FEATURES, ViewQuality, quality_of, view_measures
 from agecam.training.split import DEFAULT_MANIFEST, effective_splits
@@ -46,6 +50,10 @@ log = logging.getLogger(__name__)
 FRAME = (640, 480)
 ESTIMATES_PER_S = 10.0  # refreshes a second at 30 fps, one every third frame
 SETTLE_S = 2.0  # the shown age's movement is measured after this long
+SHORT_S = 2.0  # a short track: the shown-age rule is measured on every track's first 2 s too
+SMALL_FACES = (24, 40)  # px: the short tracks of small faces are reported apart
+SHOWN_MAX_MOVE = 4.0  # years the single age may move once shown, on SHOWN_SHARE of the fit's tracks
+SHOWN_SHARE = 0.95
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,36 @@ def fit_track_range(tracks, age_range: AgeRangeCalibration | None, coverage: flo
     return TrackRangeCalibration(round(rho, 4), round(q_low, 4), round(q_high, 4), coverage, n)
 
 
+def first_shown(low: np.ndarray, high: np.ndarray, max_width: float) -> int | None:
+    """The index of the first estimate after which the range is at most ``max_width`` wide (None: never)."""
+    narrow = np.flatnonzero(high - low <= max_width)
+    return int(narrow[0]) if len(narrow) else None
+
+
+def shown_movement(shown: dict[str, np.ndarray], max_width: float) -> float | None:
+    """How far the single age moves from when it is first shown (``core.fusion.ShownAgeRule``), None
+    when it is never shown (the range stays on screen)."""
+    first = first_shown(shown["low"], shown["high"], max_width)
+    if first is None:
+        return None
+    return float(np.max(np.abs(shown["age"][first:] - shown["age"][first])))
+
+
+def fit_shown_age(replays: list[dict[str, np.ndarray]], max_move: float = SHOWN_MAX_MOVE,
+                  share: float = SHOWN_SHARE) -> ShownAgeRule:
+    """The widest range (half-year grid) up to which ``share`` of the tracks' single age moves by at
+    most ``max_move`` years once shown (at this width and every narrower one); a track that never
+    narrows that far moves by nothing shown."""
+    widest = max(float(np.max(r["high"] - r["low"])) for r in replays)
+    best = 0.5
+    for width in np.arange(0.5, math.ceil(widest) + 0.5, 0.5):
+        moves = [shown_movement(r, width) or 0.0 for r in replays]
+        if np.quantile(moves, share) > max_move:
+            break  # the first width that lets too much move: wider ones passing again would be chance
+        best = float(width)
+    return ShownAgeRule(best, max_move, share, len(replays))
+
+
 def replay(track: TrackViews, quality: ViewQuality, age_range, track_range) -> dict[str, np.ndarray]:
     """The track's shown age and range after each of its estimates, as the pipeline's
     ``core.fusion.TrackAgeFusion`` shows them, and the old way's age (the mean of the last 15)."""
@@ -237,6 +275,33 @@ def replay(track: TrackViews, quality: ViewQuality, age_range, track_range) -> d
         highs.append(float(d.age_high[0]))
         old.append(float(np.mean(track.estimates[max(0, n - 15):n])))
     return {"age": np.array(ages), "low": np.array(lows), "high": np.array(highs), "old": np.array(old)}
+
+
+def measure_shown_age(tracks: list[TrackViews], replays: list[dict], rule: ShownAgeRule) -> dict:
+    """The shown-age rule on the test tracks: the single age's movement from when it is first shown
+    (whole tracks; their first 2 s; the first 2 s of tracks whose face is 24-40 px), the share of
+    tracks that show it, the seconds before it shows, and the share of estimates showing the range."""
+    short = int(SHORT_S * ESTIMATES_PER_S)
+    groups: dict[str, list[dict]] = {"whole": [], "first_2s": [], "first_2s_faces_24_40px": []}
+    for track, shown in zip(tracks, replays):
+        groups["whole"].append(shown)
+        prefix = {name: values[:short] for name, values in shown.items()}
+        groups["first_2s"].append(prefix)
+        width = float(np.median(track.rendered["width"])) if len(track.rendered["width"]) else 0.0
+        if SMALL_FACES[0] <= width <= SMALL_FACES[1]:
+            groups["first_2s_faces_24_40px"].append(prefix)
+    result = {}
+    for name, group in groups.items():
+        moves = [m for m in (shown_movement(r, rule.max_width) for r in group) if m is not None]
+        firsts = [first_shown(r["low"], r["high"], rule.max_width) for r in group]
+        waits = [f / ESTIMATES_PER_S for f in firsts if f is not None]
+        range_share = [(f if f is not None else len(r["age"])) / max(len(r["age"]), 1) for f, r in zip(firsts, group)]
+        result[name] = {"tracks": len(group), "showing_the_age": round(len(moves) / max(len(group), 1), 3),
+                        "moves_p95": round(float(np.percentile(moves, 95)), 2) if moves else None,
+                        "moves_max": round(float(np.max(moves)), 2) if moves else None,
+                        "seconds_before_shown_median": round(float(np.median(waits)), 2) if waits else None,
+                        "range_shown_share": round(float(np.mean(range_share)), 3) if group else None}
+    return result
 
 
 def measure(tracks: list[TrackViews], quality: ViewQuality, age_range, track_range) -> dict:
@@ -310,12 +375,16 @@ def track_test(model: AgeModel, config: TrackTestConfig, detector_factory=make_d
     quality = fit_quality(fit_tracks, age_range)
     track_range = fit_track_range([(t.age, t.estimates, quality.relative_error(quality.features(t.measures)))
                                    for t in fit_tracks], age_range, config.coverage)
-    log.info("quality %s; range %s", quality.to_dict(), track_range.to_dict())
+    shown_age = fit_shown_age([replay(t, quality, age_range, track_range) for t in fit_tracks])
+    log.info("quality %s; range %s; shown age %s", quality.to_dict(), track_range.to_dict(), shown_age.to_dict())
     log.info("measure: %d test tracks", config.test_tracks)
     test_tracks = generate_tracks(model, _faces(config, "test", config.test_tracks, rng), config.views,
                                   config.seed + 1, detector_factory)
     result = measure(test_tracks, quality, age_range, track_range)
-    return {"quality": quality.to_dict(), "range": track_range.to_dict(), "test": result,
+    result["shown_age"] = measure_shown_age(test_tracks, [replay(t, quality, age_range, track_range)
+                                                          for t in test_tracks], shown_age)
+    return {"quality": quality.to_dict(), "range": track_range.to_dict(), "shown_age": shown_age.to_dict(),
+            "test": result,
             "config": {"fit_tracks": config.fit_tracks, "test_tracks": config.test_tracks, "views": config.views,
                        "seed": config.seed, "estimates_per_s": ESTIMATES_PER_S},
             "seconds": round(time.perf_counter() - started, 1)}
