@@ -2,7 +2,7 @@
 
 Example::
 
-    from agecam.core.hardware import machine
+    from .hardware import machine
     machine()  # {"cpu": "AMD EPYC", "cores": 2, "int8_kernels": "avx2"}
 """
 
