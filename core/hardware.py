@@ -2,7 +2,7 @@
 
 Example::
 
-    from .hardware import machine
+    from agecam.core.hardware import machine
     machine()  # {"cpu": "AMD EPYC", "cores": 2, "int8_kernels": "avx2"}
 """
 

@@ -5,9 +5,13 @@ worker prepares its pipeline once and takes videos from a queue until none is le
 outputs appear only when it was processed to its end, so an output that exists is complete: a
 second run of the same command skips the videos whose outputs are all there.
 
+Long (about 570 lines) because a batch's life is one piece: planning outputs, the workers and their
+queue, stop signals reaching them, and outputs kept whole or not at all share their state; Ray's
+actors (``ray_batch``) and the progress bars (``BatchObserver``) plug into it.
+
 Example::
 
-    from .batch import BatchOutputs, find_videos, plan_jobs, run_batch
+    from agecam.realtime.batch import BatchOutputs, find_videos, plan_jobs, run_batch
 
     jobs = plan_jobs(find_videos(["recordings/"]), BatchOutputs(video_dir=Path("annotated")))
     results = run_batch(jobs, make_cam, BatchConfig(workers=2))

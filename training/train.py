@@ -3,6 +3,10 @@
 A run keeps its working state in ``<out>.run/`` (last-epoch backup for ``--resume``, best
 checkpoint, CSV history) and, when done, writes ``<out>.keras`` (no optimizer, loadable on any
 backend), the model card ``<out>.json`` and the figures in ``assets/``.
+
+Long (about 600 lines) on purpose: like a keras.io example, a run reads top to bottom in one file,
+each step a function in the order it runs; the pieces with a job of their own (data, models,
+augmentation, resuming, the pretrained weights) are modules beside it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@ so no metric is ever typed by hand.
 
 ``python -m agecam.training.evaluation.report`` replaces the text between each pair of markers below (and those of
 ``training.evaluation.assurance_tables``) in each page of :data:`GENERATED_PAGES` (or the pages given).
+
+Long (about 560 lines) as a list of tables: one small function per generated table, each reading
+its card fields or saved benchmark; they share the loaders and the page rewriting at the end.
 """
 
 from __future__ import annotations
