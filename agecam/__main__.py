@@ -11,10 +11,10 @@ HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 def run() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
-    from agecam.stdout import StdoutUnavailable, flush_stdout, guard_stdout
+    from .stdout import StdoutUnavailable, flush_stdout, guard_stdout
 
     guard_stdout()
-    from agecam.cli import main
+    from .cli import main
 
     status = 0
     try:

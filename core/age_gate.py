@@ -30,13 +30,12 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
-from agecam.core.age_range import AgeRangeCalibration
-from agecam.core.config import AgeGateConfig
-from agecam.core.detections import Detections
+from .age_range import AgeRangeCalibration
+from .config import AgeGateConfig
+from .detections import Detections
 
 CONFIDENCE = 0.98  # each bound holds the true age on its side this often
 OVER, CHECK, UNDER, NO_VERDICT = 1, 0, -1, -2

@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agecam.core.config import RUNTIMES
-from agecam.core.model_card import read_card
-from agecam.core.paths import SHIPPED_MODELS
-from agecam.core.preprocess import preprocess_face
+from .config import RUNTIMES
+from .model_card import read_card
+from .paths import SHIPPED_MODELS
+from .preprocess import preprocess_face
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,17 @@ class KerasRunner:
 
     @classmethod
     def load(cls, path: Path) -> "KerasRunner":
-        import keras  # imported here: loading Keras takes seconds, and the ONNX path does not need it
+        try:
+            import keras  # imported here: loading Keras takes seconds, and the ONNX path does not need it
+        except ImportError:
+            raise ModelError(f"{path.name} runs on Keras, which is not installed (the ONNX runtime needs none): "
+                             "pip install 'agecam[train]'") from None
 
         try:
             keras_model = keras.saving.load_model(path, compile=False)
         except Exception as error:  # Keras raises many types for files that are not models
             raise ModelError(f"cannot load model {path}: {first_line(error)}") from error
-        from agecam.core.float16 import convert, is_float16
+        from .float16 import convert, is_float16
 
         stored_float16 = is_float16(keras_model)
         if stored_float16:  # stored in float16 to halve the file; run in float32
@@ -166,7 +170,7 @@ class AgeModel:
         card = _load_card(card_path) if card_path.is_file() else {}
         runner = None
         if runtime in ("auto", "int8"):
-            from agecam.core.onnx_runner import matching_int8_runner
+            from .onnx_runner import matching_int8_runner
 
             runner, why_not = matching_int8_runner(path, card, threads, need_parity=runtime == "auto")
             if runner is None and runtime == "int8":
@@ -177,7 +181,7 @@ class AgeModel:
                 log.warning("%s in int8 missed its parity rule: ages differ from the float model's by up to "
                             "%.2f years", path.name, card["int8"]["test"]["max_difference"])
         if runner is None and runtime != "keras":
-            from agecam.core.onnx_runner import matching_onnx_runner
+            from .onnx_runner import matching_onnx_runner
 
             runner, why_not = matching_onnx_runner(path, threads)
             if runner is None and runtime == "onnx":
@@ -191,7 +195,7 @@ class AgeModel:
     def alignment(self):
         """How the model's faces are cut (:class:`core.align.ChipAlignment`): None for a model trained on
         box crops (:func:`core.crop.crop_faces`)."""
-        from agecam.core.align import ChipAlignment
+        from .align import ChipAlignment
 
         return ChipAlignment.from_card(self.card)
 
@@ -202,21 +206,21 @@ class AgeModel:
         alignment = self.alignment
         if alignment is not None:
             return alignment.cut(frame_bgr, detections, self.input_size)
-        from agecam.core.crop import crop_faces
+        from .crop import crop_faces
 
         return crop_faces(frame_bgr, detections, crop)
 
     @property
     def age_range(self):
         """The model's calibrated age range (:class:`core.age_range.AgeRangeCalibration`), or None."""
-        from agecam.core.age_range import AgeRangeCalibration
+        from .age_range import AgeRangeCalibration
 
         return AgeRangeCalibration.from_card(self.card)
 
     @property
     def gate_bounds(self):
         """The model's one-sided 98% bounds for age-gate decisions (:mod:`core.age_gate`), or None."""
-        from agecam.core.age_gate import gate_bounds_from_card
+        from .age_gate import gate_bounds_from_card
 
         return gate_bounds_from_card(self.card)
 

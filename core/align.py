@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from agecam.core.detections import Detections
+from .detections import Detections
 
 # MediaPipe's keypoints the transform uses: right eye, left eye, nose tip, mouth centre. The ear
 # points are left out: they slide across the face as it turns.

@@ -11,19 +11,19 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from agecam.core.age_gate import AgeGate
-from agecam.core.age_model import AgeModel
-from agecam.core.appearance import describe_faces
-from agecam.core.annotator import AgeAnnotator, AnnotatorConfig
-from agecam.core.crop import CropConfig
-from agecam.core.detections import Detections
-from agecam.core.config import AgeGateConfig
-from agecam.core.detector import DetectorConfig, FaceDetector, non_max_suppression
-from agecam.core.estimator import AgeEstimator, EstimatorConfig
-from agecam.core.fusion import FusionConfig, ShownAgeRule, TrackAgeFusion, TrackRangeCalibration
-from agecam.core.quality import ViewQuality, quality_of
-from agecam.core.geometry import iou_matrix
-from agecam.core.tracker import FaceTracker, TrackerConfig
+from .age_gate import AgeGate
+from .age_model import AgeModel
+from .appearance import describe_faces
+from .annotator import AgeAnnotator, AnnotatorConfig
+from .crop import CropConfig
+from .detections import Detections
+from .config import AgeGateConfig
+from .detector import DetectorConfig, FaceDetector, non_max_suppression
+from .estimator import AgeEstimator, EstimatorConfig
+from .fusion import FusionConfig, ShownAgeRule, TrackAgeFusion, TrackRangeCalibration
+from .quality import ViewQuality, quality_of
+from .geometry import iou_matrix
+from .tracker import FaceTracker, TrackerConfig
 
 
 @dataclass
@@ -47,6 +47,30 @@ class AgeCamConfig:
     # own while this one is tracked, aged and written: measured, the pipeline otherwise keeps only
     # ~1.2 of 2 cores busy. A live source is never read ahead (it would add a frame of latency).
     look_ahead: bool = True
+
+    @classmethod
+    def from_settings(cls, model: str | None = None, runtime: str = "auto", detector_range: str | None = None,
+                      confidence: float | None = None, small_faces: bool | None = None,
+                      refresh_every: int | None = None, show_fps: bool = False, show_range: bool = False,
+                      blur_faces: bool = False, age_gate: int | None = None) -> "AgeCamConfig":
+        """The configuration from the settings a user picks (the command line's flags, the web pages'
+        controls), each onto its named field; None keeps the field's default. The one way the CLI, the
+        web app and the HTTP API build it.
+
+        >>> AgeCamConfig.from_settings(confidence=0.6, age_gate=18).gate.threshold
+        18
+        >>> AgeCamConfig.from_settings() == AgeCamConfig()
+        True
+        """
+        detector = DetectorConfig()
+        detector = replace(detector, **{k: v for k, v in (("range", detector_range), ("min_confidence", confidence))
+                                         if v is not None})
+        if small_faces is not None:  # the tiles of stills and streams and the searches around missed tracks
+            detector = replace(detector, tile_stills=small_faces, tile_streams=small_faces, search_missed=small_faces)
+        estimator = EstimatorConfig() if refresh_every is None else replace(EstimatorConfig(), refresh_every=refresh_every)
+        return cls(model=model, runtime=runtime, detector=detector, estimator=estimator,
+                   annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range, blur_faces=blur_faces),
+                   gate=AgeGateConfig(age_gate))
 
 
 class StageTimer:

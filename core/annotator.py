@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from agecam.core.age_gate import CHECK, OVER, UNDER, verdict_name
-from agecam.core.blur import hide_faces
-from agecam.core.detections import Detections
+from .age_gate import CHECK, OVER, UNDER, verdict_name
+from .blur import hide_faces
+from .detections import Detections
 
 # Distinct, colour-blind-friendly box colours (BGR), picked by track id.
 PALETTE = ((255, 178, 29), (0, 159, 255), (96, 196, 0), (204, 102, 255), (0, 215, 255), (255, 96, 96))

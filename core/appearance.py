@@ -23,7 +23,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from agecam.core.detections import APPEARANCE_SIZE, Detections
+from .detections import APPEARANCE_SIZE, Detections
 
 _PATCH = 16  # the face box is read at 16x16: enough for colour layout, cheap at any face size
 _GRID = 4

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from agecam.core.file_names import is_utf8
+from .file_names import is_utf8
 
 
 def make_output_folder(folder: str | os.PathLike, label: str = "output folder") -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from agecam.core.detections import Detections
+from .detections import Detections
 
 # Per detector range: (crop side / box width, how far the box centre lies below the crop centre,
 # as a fraction of the crop side).

@@ -6,7 +6,7 @@ UTKFace test MAE and a figure on faces of another source through the whole pipel
 unknown training data cannot be judged on FG-NET, which that network may have seen), else the MAE on
 :data:`CROSS_DATASET`; when a candidate has neither, on the test MAE alone.
 
-``python -m agecam.training.report`` applies it (:func:`mark_default`) and docs/models.md states
+``python -m agecam.training.evaluation.report`` applies it (:func:`mark_default`) and docs/models.md states
 the numbers behind the choice; the tools read the card's ``"default"`` flag.
 """
 
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agecam.core.age_model import combined_runtime, models_dir
-from agecam.core.estimator import EstimatorConfig
-from agecam.core.model_card import benchmark_runtime, write_card
+from .age_model import combined_runtime, models_dir
+from .estimator import EstimatorConfig
+from .model_card import benchmark_runtime, write_card
 
 # Real time as issue #5 defines it: headless with encoding, at the tools' default refresh rate.
 REALTIME_FPS = {3: 30.0, 5: 20.0}
@@ -32,7 +32,7 @@ def tool_runtimes(cards: dict[str, dict], folder: Path | None = None) -> dict[st
     """The runtime ``--runtime auto`` gives each shipped model: ``int8`` where its parity record
     holds, else ``onnx`` where a matching export is there, else ``keras``; an ensemble's is its
     members' (see :class:`core.age_model.EnsembleRunner`)."""
-    from agecam.core.onnx_runner import matching_int8_runner, matching_onnx_runner
+    from .onnx_runner import matching_int8_runner, matching_onnx_runner
 
     def runtime_of(path: Path) -> str:
         if matching_int8_runner(path, cards.get(path.stem, {}))[0]:

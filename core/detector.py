@@ -8,9 +8,9 @@ import threading
 import cv2
 import numpy as np
 
-from agecam.core.config import RANGES, DetectorConfig
-from agecam.core.detections import Detections
-from agecam.core.geometry import iou_matrix
+from .config import RANGES, DetectorConfig
+from .detections import Detections
+from .geometry import iou_matrix
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class FaceDetector:
     """
 
     def __init__(self, config: DetectorConfig = DetectorConfig()):
-        from agecam.core.mediapipe_loader import import_mediapipe
+        from .mediapipe_loader import import_mediapipe
 
         mp = import_mediapipe()  # imported here, not at start: it loads TensorFlow Lite
 

@@ -7,11 +7,11 @@ import numpy as np
 
 from contextlib import nullcontext
 
-from agecam.core.age_model import AgeModel
-from agecam.core.config import EstimatorConfig
-from agecam.core.crop import CropConfig
-from agecam.core.detections import Detections
-from agecam.core.quality import ViewQuality, quality_of
+from .age_model import AgeModel
+from .config import EstimatorConfig
+from .crop import CropConfig
+from .detections import Detections
+from .quality import ViewQuality, quality_of
 
 
 class AgeEstimator:

@@ -17,14 +17,14 @@ that is shared, the track's expected error relative to a single clean view is
 which is ``r`` for one view of relative error ``r`` and falls towards ``sqrt(rho)`` as good views
 accumulate: only poor views seen, the range stays wide. The range is ``[age + q_low s(age) g,
 age + q_high s(age) g]`` with ``s`` the model's spread line (``core.age_range``); ``rho``, ``q_low``
-and ``q_high`` are fitted on generated validation tracks (``training.track_fusion``) and kept in the
+and ``q_high`` are fitted on generated validation tracks (``training.evaluation.track_fusion``) and kept in the
 card (``tracks.range``). A model without them gets its single-view 80% range around the track's age.
 
 What goes on screen: a track's first estimates can lie far apart (a small face, a poor view), so its
 fused age moves by many years in its first second. The single age is shown only once the track's
 range is at most ``ShownAgeRule.max_width`` years wide, and from then on (it stays, so it does not
 flicker); before that ``age_shown`` is False and the range is drawn instead. ``max_width`` is fitted
-on generated validation tracks (``training.track_fusion``) as the widest range after which the shown
+on generated validation tracks (``training.evaluation.track_fusion``) as the widest range after which the shown
 age of 95% of tracks moves by at most ``max_move`` years, and kept in the card (``tracks.shown_age``).
 
 Example:
@@ -47,8 +47,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from agecam.core.age_range import AgeRangeCalibration, stored_dataclass
-from agecam.core.detections import Detections
+from .age_range import AgeRangeCalibration, stored_dataclass
+from .detections import Detections
 
 
 @dataclass(frozen=True)

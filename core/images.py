@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from agecam.core.preprocess import to_bgr
+from .preprocess import to_bgr
 
 
 # File name endings of the image types read (ImageLimits.formats): for scanning folders and naming outputs.

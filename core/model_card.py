@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from agecam.core.atomic import write_json_atomic
-from agecam.core.paths import ASSETS_DIR
+from .atomic import write_json_atomic
+from .paths import ASSETS_DIR
 
 # Version 2: cards carry "card_version" and "written_utc"; version 1 (no "card_version") had neither.
 CARD_VERSION = 2

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agecam.core.hardware import int8_kernels
+from .hardware import int8_kernels
 
 log = logging.getLogger(__name__)
 

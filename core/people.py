@@ -16,8 +16,8 @@ from collections import defaultdict
 import cv2
 import numpy as np
 
-from agecam.core.age_gate import verdict_name
-from agecam.core.blur import hide_faces
+from .age_gate import verdict_name
+from .blur import hide_faces
 
 PEOPLE_COLUMNS = ("track_id", "first_s", "last_s", "seconds_seen", "frames", "estimates", "age", "age_low",
                   "age_high", "quality", "age_gate")

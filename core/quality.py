@@ -17,7 +17,7 @@ The expected error of an estimate relative to a clean view's (:class:`ViewQualit
 found face of at least 100 px: ``log(100 / width)`` above 100 px is 0, ``|roll| / 30``, ``|yaw|``,
 ``|pitch|``, ``(1 - score)``, and how far the log sharpness falls below a sharp view's. The
 coefficients ``b`` are fitted per model on held-out faces rendered at many sizes, rotations, yaw
-warps, blurs and JPEG qualities (``training.track_fusion``, ``agecam track-test``) and kept in the
+warps, blurs and JPEG qualities (``training.evaluation.track_fusion``, ``agecam track-test``) and kept in the
 model's card (``tracks.quality``); without them every view counts alike.
 
 ``quality`` = 1 / relative error, capped at 1: 1 for a view as good as a clean one, 0.5 for one
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from agecam.core.detections import Detections
+from .detections import Detections
 
 FEATURES = ("small", "roll", "yaw", "pitch", "weak", "blurred")
 CLEAN_WIDTH = 100.0  # px: a face at least this wide loses nothing to size

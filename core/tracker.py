@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from agecam.core.appearance import appearance_distance
-from agecam.core.detections import Detections
-from agecam.core.geometry import iou_matrix, overlaps_another
+from .appearance import appearance_distance
+from .detections import Detections
+from .geometry import iou_matrix, overlaps_another
 
 
 @dataclass(frozen=True)

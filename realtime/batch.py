@@ -5,6 +5,10 @@ worker prepares its pipeline once and takes videos from a queue until none is le
 outputs appear only when it was processed to its end, so an output that exists is complete: a
 second run of the same command skips the videos whose outputs are all there.
 
+Long (about 570 lines) because a batch's life is one piece: planning outputs, the workers and their
+queue, stop signals reaching them, and outputs kept whole or not at all share their state; Ray's
+actors (``ray_batch``) and the progress bars (``BatchObserver``) plug into it.
+
 Example::
 
     from agecam.realtime.batch import BatchOutputs, find_videos, plan_jobs, run_batch
@@ -32,7 +36,7 @@ from typing import Callable, Sequence
 from agecam.core.atomic import atomic_path, make_output_folder, remove_stale_partials, write_text_atomic
 from agecam.core.file_names import name_text
 from agecam.core.hardware import cpu_cores
-from agecam.realtime.config import VIDEO_SUFFIXES, BatchConfig
+from .config import VIDEO_SUFFIXES, BatchConfig
 
 log = logging.getLogger(__name__)
 
@@ -260,8 +264,8 @@ class BatchObserver:
 def process_video(cam, job: VideoJob, settings: WorkSettings, progress=None, stop=None,
                   handle_signals: bool = False, worker: str = "") -> FileResult:
     """Run the prepared pipeline ``cam`` over one video; any failure is reported in the result."""
-    from agecam.realtime.runner import RunConfig, run
-    from agecam.realtime.sources import SourceError, VideoSource
+    from .runner import RunConfig, run
+    from .sources import SourceError, VideoSource
 
     started = time.perf_counter()
     config = RunConfig(show_window=False, output=job.output, csv=job.csv, jsonl=job.jsonl, people=job.people,
@@ -334,7 +338,7 @@ def run_unfinished(jobs: Sequence[VideoJob], overwrite: bool, observer: BatchObs
 
 
 def _run_here(jobs, make_cam, settings, observer):
-    from agecam.realtime.runner import StopRequests
+    from .runner import StopRequests
 
     with make_cam(settings.threads) as cam, StopRequests() as stops:
         for job in jobs:
@@ -452,7 +456,7 @@ class _Pool:
 
 
 def _run_in_processes(jobs, make_cam, workers, settings, observer):
-    from agecam.realtime.runner import StopRequests
+    from .runner import StopRequests
 
     # Spawned, not forked: the parent may hold threads (TensorFlow, MediaPipe) that fork would copy half-way.
     pool = _Pool(multiprocessing.get_context("spawn"), make_cam, settings)
@@ -551,7 +555,7 @@ def write_combined_jsonl(jobs: Sequence[VideoJob], results: Sequence[FileResult]
 def write_combined_people(jobs: Sequence[VideoJob], results: Sequence[FileResult], path: Path) -> int:
     """Join the people tables of the finished videos into ``path`` (in the jobs' order, each row led by
     its video), in one step; returns the number of videos in it."""
-    from agecam.realtime.people import combined_people_text, read_people_csv
+    from .people import combined_people_text, read_people_csv
 
     finished = {r.source for r in results if r.status in ("done", "skipped")}
     parts = [(name_text(job.source), read_people_csv(job.people)) for job in jobs

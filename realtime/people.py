@@ -19,7 +19,7 @@ import os
 from typing import Callable
 
 from agecam.core.people import PEOPLE_COLUMNS
-from agecam.realtime.sinks import AtomicTextSink
+from .sinks import AtomicTextSink
 
 
 def is_json_name(path: str | os.PathLike) -> bool:

@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from agecam.core.hardware import cpu_cores
-from agecam.realtime.batch import (BatchError, BatchObserver, FileResult, VideoJob, WorkSettings, ended_without_processing,
+from .batch import (BatchError, BatchObserver, FileResult, VideoJob, WorkSettings, ended_without_processing,
                             process_video, run_unfinished, throttled)
-from agecam.realtime.config import BatchConfig
+from .config import BatchConfig
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run_on_ray(jobs: Sequence[VideoJob], make_cam: Callable, config: RayConfig =
         import ray
     except ImportError:
         raise BatchError("--ray needs Ray: pip install 'agecam[ray]'") from None
-    from agecam.realtime.runner import StopRequests
+    from .runner import StopRequests
 
     def run_todo(todo, observer):
         check_reachable(config.address)

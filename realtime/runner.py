@@ -18,9 +18,10 @@ import numpy as np
 from agecam.core.analyzer import AgeCam
 from agecam.core.file_names import name_text
 from agecam.core.people import TrackLog
-from agecam.realtime.people import PeopleSink
-from agecam.realtime.sinks import CsvSink, JsonlSink, VideoSink
-from agecam.realtime.sources import VideoSource
+from agecam.core.stream import StreamSession
+from .people import PeopleSink
+from .sinks import CsvSink, JsonlSink, VideoSink
+from .sources import VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -129,64 +130,54 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
     exactly the frames processed, unless ``config.keep_partial`` is False and the source was not read
     to its end: then no output is kept.
     """
-    tracks = TrackLog(1 / source.fps, keep_faces=config.report is not None and config.report_faces,
-                      blur_faces=cam.annotator.config.blur_faces)
+    session = StreamSession(cam, source.fps, keep_faces=config.report is not None and config.report_faces)
     stage_seconds: dict[str, list[float]] = defaultdict(list)
     inferences = faces = 0
-    frames, started, fps_shown = 0, time.perf_counter(), None
+    started = time.perf_counter()
     interrupted = stopped = complete = False
 
-    def people() -> list[dict]:  # asked when the outputs are finished: every frame processed counts
-        return tracks.people(cam.age_range, cam.gate)
-
-    def numbers() -> dict:  # the report's figures of the run, asked then too
+    def numbers() -> dict:  # the report's figures of the run, asked when the outputs are finished
         seconds = time.perf_counter() - started
         gate = {"age gate": cam.gate.threshold} if cam.gate is not None else {}
-        return {"source": name_text(config.video_name or str(source.target)), "frames": frames, "seconds": round(seconds, 1),
-                "fps": round(frames / seconds, 1) if seconds > 0 else 0, "people": len(tracks.frames),
-                "model": cam.model.name, **gate}
+        return {"source": name_text(config.video_name or str(source.target)), "frames": session.frames,
+                "seconds": round(seconds, 1), "fps": round(session.frames / seconds, 1) if seconds > 0 else 0,
+                "people": len(session.log.frames), "model": cam.model.name, **gate}
 
     if config.show_window:
         # A plain window (no Qt toolbar) that the user may resize.
         cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         cv2.resizeWindow(WINDOW, source.width, source.height)
-    outputs = _Outputs(config, source, people, numbers, lambda: tracks.faces,
+    outputs = _Outputs(config, source, session.people, numbers, lambda: session.log.faces,
                        cam.gate.threshold if cam.gate is not None else None)
     with outputs, StopRequests(config.handle_signals) as stops:
         try:
             # A new stream for the pipeline: no tracks yet, its time limits at the source's frame rate.
             for result in cam.stream(source, source.fps):
                 frame, detections = result.frame, result.detections
-                tick = time.perf_counter()
                 needs_picture = outputs.video is not None or config.show_window
-                shown = cam.annotate(frame.image, detections, fps_shown) if needs_picture else None
                 # Live frames are dropped when processing lags, so their time is the capture clock.
                 if source.live:
                     time_s = frame.captured_at - started
                 else:  # the file's own clock where it has one (variable frame rate), else index / fps
                     time_s = frame.media_time if frame.media_time is not None else frame.index / source.fps
-                tracks.add(detections, time_s, frame.image)
+                shown = session.record(frame.image, detections, time_s, draw=needs_picture)
                 if outputs.video is not None:
                     encode_started = time.perf_counter()
                     outputs.video.write(shown, owned=True)  # a fresh annotated copy each frame
                     result.timings["encode"] = time.perf_counter() - encode_started
                 for table in outputs.tables:
                     table.write(frame.index, time_s, detections)
-                frames += 1
                 faces += len(detections)
                 inferences += result.faces_inferred
                 result.timings["capture_to_output"] = time.perf_counter() - frame.captured_at
                 for stage, seconds in result.timings.items():
                     stage_seconds[stage].append(seconds)
-                elapsed = time.perf_counter() - tick + sum(v for k, v in result.timings.items()
-                                                          if k in ("detect", "track", "crop", "infer", "smooth"))
-                fps_shown = 1 / elapsed if fps_shown is None else 0.9 * fps_shown + 0.1 / max(elapsed, 1e-6)
                 if progress is not None:
-                    progress(frames)
+                    progress(session.frames)
                 if config.show_window and _show(shown, frame.index, config.snapshot_dir):
                     stopped = True
                     break
-                if config.max_frames and frames >= config.max_frames:
+                if config.max_frames and session.frames >= config.max_frames:
                     complete = True  # as far as asked
                     break
                 if stops.requested or (stop is not None and stop()):  # after the frame in hand
@@ -201,8 +192,9 @@ def run(cam: AgeCam, source: VideoSource, config: RunConfig, progress=None, stop
             outputs.keep = config.keep_partial or complete
             if config.show_window:
                 cv2.destroyAllWindows()
-    return RunSummary(frames, time.perf_counter() - started, track_summary(people()), tracks, interrupted, stopped,
-                      source.failed, dict(stage_seconds), inferences, faces, source.reconnects, complete)
+    return RunSummary(session.frames, time.perf_counter() - started, track_summary(session.people()), session.log,
+                      interrupted, stopped, source.failed, dict(stage_seconds), inferences, faces, source.reconnects,
+                      complete)
 
 
 class _Outputs:
@@ -228,7 +220,7 @@ class _Outputs:
             if config.people is not None:
                 self.people = PeopleSink(config.people, people_rows)
             if config.report is not None:
-                from agecam.realtime.run_report import ReportSink
+                from .run_report import ReportSink
 
                 self.report = ReportSink(config.report, people_rows, numbers, gate,
                                          faces if config.report_faces else None)

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse
 
 from agecam.core.analyzer import AgeCam
 from agecam.core.images import ImageError, ImageLimits, decode_image
-from agecam.realtime.stills import StillResult
+from .stills import StillResult
 
 log = logging.getLogger(__name__)
 

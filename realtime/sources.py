@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agecam.realtime.config import StreamConfig
+from .config import StreamConfig
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from agecam.core.atomic import atomic_path
 from agecam.core.detections import Detections
 from agecam.core.file_names import name_text
 from agecam.core.images import IMAGE_SUFFIXES, ImageError, read_image_file
-from agecam.realtime.batch import first_of_each, is_pattern
-from agecam.realtime.sinks import AtomicTextSink
+from .batch import first_of_each, is_pattern
+from .sinks import AtomicTextSink
 
 STILLS_CSV_COLUMNS = ("path", "face", "x", "y", "w", "h", "score", "age", "age_low", "age_high", "age_gate",
                       "quality")

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agecam.realtime.sinks import VideoSink
+from .sinks import VideoSink
 
 
 @dataclass(frozen=True)

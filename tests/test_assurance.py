@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from agecam.core.age_range import AgeRangeCalibration
-from agecam.training.assurance import (MIN_CELL, assurance_report, bootstrap_interval, cells, error_by_cell,
+from agecam.training.evaluation.assurance import (MIN_CELL, assurance_report, bootstrap_interval, cells, error_by_cell,
                                        gate_target, group_assurance, rate)
 from conftest import run_agecam
 

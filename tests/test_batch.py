@@ -347,7 +347,7 @@ def test_batch_benchmark_reports_each_worker_count(tmp_path, tiny_model_path):
     assert all(r["fps"] > 0 and r["wall_s"] > 0 for r in report["rows"])
     assert report["command"].startswith("agecam benchmark --batch") and report["cpu_cores"] >= 1
 
-    from agecam.training.report import batch_throughput_table
+    from agecam.training.evaluation.report import batch_throughput_table
 
     table = batch_throughput_table(report)
     assert "| processes | 2 |" in table and "agecam benchmark --batch" in table

@@ -8,7 +8,7 @@ import pytest
 from conftest import run_agecam
 from agecam.core.age_model import AgeModel, available_models
 from agecam.core.hardware import machine
-from agecam.realtime.benchmark import STAGES, BenchmarkConfig, benchmark_faces, run_benchmark
+from agecam.realtime.measure.benchmark import STAGES, BenchmarkConfig, benchmark_faces, run_benchmark
 from agecam.training.split import held_out_faces
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,7 @@ def _fake_peer(tmp_path, body: str):
 
 def test_the_peer_runs_on_the_same_clips_and_its_ratio_is_reported(tiny_model_path, tmp_path):
     """With --peer the peer's runner gets each clip agecam read; its fps and the ratio come back."""
-    from agecam.realtime.benchmark import PEER_RUNNER
+    from agecam.realtime.measure.benchmark import PEER_RUNNER
 
     seen = tmp_path / "seen.txt"
     peer = _fake_peer(tmp_path, f'echo "$1 $2" >> {seen}\n'

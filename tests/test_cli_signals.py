@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from agecam.cli import Interrupts
+from agecam.commands.errors import Interrupts
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_nothing_native_prints_after_the_interrupted_line():
     import sys
 
     script = ("import os, sys, click\n"
-              "from agecam.cli import exit_interrupted\n"
+              "from agecam.commands.errors import exit_interrupted\n"
               "try:\n"
               "    exit_interrupted(quiet=True)\n"
               "finally:\n"

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_agecam
 from agecam.core.age_model import AgeModel, EnsembleRunner, ModelError, available_models, resolve_model_path
-from agecam.training.report import load_cards, models_table, tool_runtimes
+from agecam.training.evaluation.report import load_cards, models_table, tool_runtimes
 
 
 class ConstantRunner:

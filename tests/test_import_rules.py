@@ -1,7 +1,9 @@
 """The packages' import directions (the design card): ``agecam.core`` imports none of ours;
 ``agecam.realtime``, ``agecam.training`` and ``agecam.webapp`` import ``agecam.core`` only; the command
-line (``agecam.cli`` and the rest of ``agecam/``) may import them all. Our code is imported only
-under the one top-level name ``agecam``."""
+line (``agecam.cli``, ``agecam.commands`` and the rest of ``agecam/``) may import them all. Our code is
+imported only under the one top-level name ``agecam``: within a folder relatively (``from .tracker
+import FaceTracker`` in core/), across folders as ``agecam.core.x``. Read from the files, as a static
+tool or an editor reads them, without installing anything."""
 
 import ast
 
@@ -24,14 +26,30 @@ def _package_of(module: str) -> str:
     return parts[0]
 
 
+def _package_name(path) -> str:
+    """The installed package a file of the checkout belongs to: core/x.py -> agecam.core,
+    webapp/views/x.py -> agecam.webapp.views, agecam/commands/x.py -> agecam.commands."""
+    folder = path.parent.relative_to(REPO).parts
+    return ".".join(folder) if folder[:1] == ("agecam",) else ".".join(("agecam",) + folder)
+
+
+def _absolute(node, path) -> str | None:
+    """The absolute module of an ``ImportFrom`` (``from .x import y`` in core/ -> ``agecam.core.x``)."""
+    if node.level == 0:
+        return node.module
+    base = _package_name(path).split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imported_packages(path):
-    """Our packages that a file imports, anywhere in it (function-level imports too)."""
+    """Our packages that a file imports, anywhere in it (function-level imports too), relative
+    imports resolved as an installed agecam resolves them."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             found |= {_package_of(alias.name) for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            module = node.module
+        elif isinstance(node, ast.ImportFrom) and (module := _absolute(node, path)):
             if module == "agecam":  # from agecam import core
                 found |= {_package_of(f"agecam.{alias.name}") for alias in node.names}
             else:
@@ -59,10 +77,28 @@ def test_package_imports_follow_the_design(package):
 
 def test_the_rule_sees_a_violation(tmp_path):
     stray = tmp_path / "stray.py"
-    stray.write_text("def f():\n    from agecam.training.report import load_cards\n    from agecam import webapp\n")
+    stray.write_text("def f():\n    from agecam.training.evaluation.report import load_cards\n    from agecam import webapp\n")
     assert _imported_packages(stray) == {"training", "webapp"}
+    inside = REPO / "core" / "stray.py"  # not written: only its place in the tree is read
+    assert _absolute(ast.parse("from .tracker import FaceTracker").body[0], inside) == "agecam.core.tracker"
+    assert _absolute(ast.parse("from ..realtime import runner").body[0], inside) == "agecam.realtime"
     stray.write_text("from core.paths import REPO_ROOT\n")
     assert _bare_imports(stray) == {"core.paths"}
+
+
+def test_within_a_folder_imports_are_relative():
+    """The file tree is the import tree: a module of the same folder is imported as ``.name``."""
+    absolute = []
+    for package in sorted(SUBPACKAGES) + ["agecam"]:
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path == REPO / "webapp" / "app.py":  # run by Streamlit as a script, outside any package
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    parts = node.module.split(".")
+                    if parts[:-1] == _package_name(path).split(".") and (path.parent / f"{parts[-1]}.py").is_file():
+                        absolute.append(f"{path.relative_to(REPO)}: from {node.module}")
+    assert not absolute
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
@@ -109,6 +145,7 @@ def test_cli_defaults_are_the_configs_own_and_loading_the_cli_loads_no_native_li
 def test_the_card_module_only_reads_and_writes_cards():
     """No import cycle: ``core.model_card`` needs only the atomic writer and the layout."""
     tree = ast.parse((REPO / "core" / "model_card.py").read_text())
-    ours = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
-            and node.module.startswith("agecam")}
+    card = REPO / "core" / "model_card.py"
+    ours = {_absolute(node, card) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+            and (_absolute(node, card) or "").startswith("agecam")}
     assert ours == {"agecam.core.atomic", "agecam.core.paths"}

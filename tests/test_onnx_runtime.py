@@ -95,7 +95,7 @@ SHIPPED = [name for name in TRAINED if (models_dir() / f"{name}.onnx").is_file()
 def test_shipped_export_matches_its_keras_model_on_the_test_split(name, utk_dir):
     """Issue #5's parity bound: within 0.1 year of the Keras model on every test-split face."""
     from agecam.training.data import load_arrays, scan_folder
-    from agecam.training.evaluate import predict_in_batches
+    from agecam.training.evaluation.evaluate import predict_in_batches
     from agecam.training.split import read_manifest
 
     onnx_model = AgeModel.load(name, runtime="onnx")  # also fails if the export is stale
@@ -256,7 +256,7 @@ def test_shipped_int8_parity_record_is_what_the_test_split_gives(name, utk_full_
     """The card's parity numbers are reproduced on the test split, and auto's choice follows its rule."""
     from agecam.core.model_card import read_card
     from agecam.training.data import load_arrays, scan_folder
-    from agecam.training.evaluate import predict_in_batches
+    from agecam.training.evaluation.evaluate import predict_in_batches
     from agecam.training.split import effective_splits
 
     record = read_card(models_dir() / f"{name}.json")["int8"]

@@ -10,7 +10,7 @@ import pytest
 from agecam.training.perturb import (HARSH_PERTURBATIONS, ROBUSTNESS_SUITE, PhotometricConfig, clahe, colour_cast,
                                      faded_print, film_grain, gaussian_blur, greyscale, margin,
                                      random_photometric, rotation)
-from agecam.training.photos import LabelError, fgnet_label, labelled_photos, read_label_csv, utkface_label
+from agecam.training.evaluation.photos import LabelError, fgnet_label, labelled_photos, read_label_csv, utkface_label
 from conftest import REPO, run_agecam
 
 
@@ -189,7 +189,7 @@ def test_evaluate_photos_runs_the_pipeline_on_labelled_photos(tmp_path, test_spl
 
 
 def test_monochrome_photos_include_tinted_scans_and_not_colour_faces(astronaut_png):
-    from agecam.training.photos import is_monochrome
+    from agecam.training.evaluation.photos import is_monochrome
 
     colour = cv2.imread(str(astronaut_png))
     grey = cv2.cvtColor(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from agecam.training.photos import (LabelError, distance_to_group, group_report, labelled_photos, parse_group)
+from agecam.training.evaluation.photos import (LabelError, distance_to_group, group_report, labelled_photos, parse_group)
 from conftest import REPO, run_agecam
 
 FAIRFACE_DEV = REPO.parent / "shared" / "data" / "fairface-dev"
@@ -85,7 +85,7 @@ def test_evaluate_photos_scores_groups_through_the_cli(tmp_path, astronaut_bgr):
 
 def test_the_report_and_the_default_rule_read_group_records():
     from agecam.core.default_model import selection_scores
-    from agecam.training.report import age_group_table, cross_dataset_table
+    from agecam.training.evaluation.report import age_group_table, cross_dataset_table
 
     groups = {"n": 270, "inside": 0.4, "distance": 4.0, "signed_distance": -1.0, "median_predicted": 30.0,
               "by_group": {"0-2": {"n": 30, "inside": 0.5, "distance": 1.0, "signed_distance": 1.0,

@@ -100,7 +100,7 @@ def test_track_test_fits_records_and_the_pipeline_reads_it(tmp_path, tiny_model_
 def test_a_crossing_clip_through_the_real_cli_keeps_every_id(tmp_path, utk_dir):
     """Pairs of held-out faces walk towards each other and pass, one hiding the other: every face
     keeps one id (the field test's crossing case, one seed, through `agecam video --csv`)."""
-    from agecam.realtime.field_test import track_coverage
+    from agecam.realtime.measure.field_test import track_coverage
     from agecam.realtime.synthetic import SceneConfig, render_scene, write_scene
     from agecam.training.split import held_out_faces
 
@@ -123,7 +123,7 @@ def test_repeated_crossings_through_the_real_cli_keep_one_id_per_face(tmp_path, 
     test's for seed 3, where one face used to come back from behind its partner as a new person."""
 
     from agecam.core.analyzer import AgeCam, AgeCamConfig
-    from agecam.realtime.field_test import detectable_faces, people_counted, track_coverage
+    from agecam.realtime.measure.field_test import detectable_faces, people_counted, track_coverage
     from agecam.realtime.synthetic import SceneConfig, render_scene, write_scene
     from agecam.training.split import held_out_faces
 

@@ -2,7 +2,7 @@ import json
 
 from conftest import REPO
 from agecam.core.age_model import default_model_name
-from agecam.training.report import (GENERATED_PAGES, BEGIN, END, age_bands_table, default_model_text, generated_sections, load_cards,
+from agecam.training.evaluation.report import (GENERATED_PAGES, BEGIN, END, age_bands_table, default_model_text, generated_sections, load_cards,
                              mark_default, models_table, performance_table, pick_default, report_inputs, update_readme)
 
 
@@ -14,7 +14,7 @@ def test_readme_sections_are_the_ones_generated_from_cards_and_benchmarks():
         for page in pages:
             text = texts[page]
             shown = text[text.index(begin) + len(begin): text.index(end)].strip()
-            assert shown == body.strip(), "run: python -m agecam.training.report"
+            assert shown == body.strip(), "run: python -m agecam.training.evaluation.report"
 
 
 def test_shipped_default_follows_the_rule():
@@ -139,7 +139,7 @@ def test_model_cards_round_trip_with_a_version_and_bad_cards_fail_in_one_line(tm
 
 
 def test_track_ages_table_reads_the_cards_and_judges_the_targets():
-    from agecam.training.report import track_ages_table
+    from agecam.training.evaluation.report import track_ages_table
 
     assert "agecam track-test" in track_ages_table({"cnn": {}})
     test = {"tracks": 10, "view_mae": 7.0, "track_mae": 5.5, "unweighted_mean_mae": 6.0, "old_track_mae": 6.5,

@@ -93,7 +93,7 @@ def test_agecam_image_finds_a_small_face_by_default(tmp_path, tiny_model_path):
 def test_video_small_faces_keep_one_track_each_and_coasted_rows_are_marked(tmp_path, test_split_faces,
                                                                            tiny_model_path, utk_dir):
     """5 faces of 80 px drifting with brief occlusions: each face's main track covers >= 95% of frames."""
-    from agecam.realtime.field_test import ClipCase, track_coverage
+    from agecam.realtime.measure.field_test import ClipCase, track_coverage
     from agecam.realtime.synthetic import render_scene, write_scene
     from agecam.training.split import effective_splits
     from conftest import MANIFEST
@@ -119,8 +119,8 @@ def test_video_small_faces_keep_one_track_each_and_coasted_rows_are_marked(tmp_p
 def test_field_test_command_writes_what_the_readme_table_reads(tmp_path, tiny_model_path, utk_dir):
     import json
 
-    from agecam.realtime.field_test import FieldTestConfig
-    from agecam.training.report import field_test_table
+    from agecam.realtime.measure.field_test import FieldTestConfig
+    from agecam.training.evaluation.report import field_test_table
 
     saved = tmp_path / "field-test.json"
     result = run_agecam("field-test", "--seeds", "0", "--frames", "30", "--stills", "6", "--empty-stills", "3",
@@ -234,7 +234,7 @@ def test_age_images_streams_one_result_per_image_and_never_overwrites(tmp_path, 
 
 
 def test_crossing_scenes_overlap_in_pairs_and_coverage_leaves_overlapped_frames_out():
-    from agecam.realtime.field_test import track_coverage
+    from agecam.realtime.measure.field_test import track_coverage
     from agecam.realtime.synthetic import face_paths
 
     config = SceneConfig(frames=240, face_size=100, crossing=True)

@@ -153,7 +153,7 @@ def test_the_track_range_narrows_with_good_views_but_not_with_poor_ones():
 def test_track_range_coverage_holds_on_simulated_tracks_with_shared_errors():
     """Views of one face share part of their error: a range that assumed independence would cover
     far less than 80% on long tracks. Fitted rho and quantiles hold it on fresh tracks."""
-    from agecam.training.track_fusion import fit_track_range
+    from agecam.training.evaluation.track_fusion import fit_track_range
 
     rng = np.random.default_rng(1)
     calibration = AgeRangeCalibration(0.8, 2.0, 0.0, -1.3, 1.3)
@@ -330,7 +330,7 @@ def test_the_fitted_width_keeps_the_shown_age_within_its_movement():
     """On simulated tracks whose first views are poor, the fitted width holds the shown age's
     movement after it is first shown to the rule's years on fresh tracks, and a looser width does not."""
     from agecam.core.fusion import ShownAgeRule
-    from agecam.training.track_fusion import fit_shown_age, shown_movement
+    from agecam.training.evaluation.track_fusion import fit_shown_age, shown_movement
 
     rng = np.random.default_rng(3)
     calibration = AgeRangeCalibration(0.8, 3.0, 0.1, -1.3, 1.3)

@@ -219,7 +219,7 @@ def test_assurance_figures_shown_on_the_performance_page_and_beside_the_gate(mod
     """The card's age-assurance record (issue #46) is what the pages show: the performance page's table
     and, beside the age-gate control, the gate's measured rates for the chosen age."""
     from agecam.core.age_range import AgeRangeCalibration
-    from agecam.training.assurance import assurance_report
+    from agecam.training.evaluation.assurance import assurance_report
 
     rng = np.random.default_rng(3)
     true = rng.uniform(1, 80, 400)

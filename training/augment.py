@@ -8,8 +8,8 @@ import cv2
 import keras
 import numpy as np
 
-from agecam.training.degrade import DegradeConfig, degrade_face
-from agecam.training.perturb import PhotometricConfig, random_photometric
+from .degrade import DegradeConfig, degrade_face
+from .perturb import PhotometricConfig, random_photometric
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from agecam.core.config import DetectorConfig
 from agecam.core.detections import Detections
 from agecam.core.preprocess import preprocess_face
 # The border the detector sees a crop in: the same as for extra faces and the template's fit.
-from agecam.training.extra_faces import PAD_FRACTION, centre_face, pad_photo
+from .extra_faces import PAD_FRACTION, centre_face, pad_photo
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def cache_key(paths, alignment: ChipAlignment, size: int) -> str:
 def load_aligned_chips(records, alignment: ChipAlignment, size: int, cache_dir: Path | None = None,
                        progress=None) -> AlignedChips:
     """Aligned ``size`` px chips of ``records`` (objects with ``.path``; unreadable files skipped)."""
-    from agecam.training.data import read_image
+    from .data import read_image
 
     cache = None
     if cache_dir is not None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from agecam.core.detector import DetectorConfig, FaceDetector
 from agecam.core.paths import UTKFACE_CROP_PART1
-from agecam.training.data import read_image, scan_folder
+from .data import read_image, scan_folder
 
 PAD_FRACTION = 0.5  # black border around each crop, so the detector sees the face in context
 

@@ -102,7 +102,7 @@ def load_arrays(
     is resized.
     """
     if alignment is not None:
-        from agecam.training.chips import load_aligned_chips
+        from .chips import load_aligned_chips
 
         chips = load_aligned_chips(records, alignment, size, cache_dir, progress)
         if report is not None and len(chips.kept) < len(records):

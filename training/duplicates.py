@@ -58,7 +58,7 @@ def fingerprint(image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fingerprint_images(paths: list[Path]) -> Fingerprints:
     """Fingerprints of image files; an unreadable one is marked invalid and groups with nothing."""
-    from agecam.training.data import read_image
+    from .data import read_image
 
     prints = Fingerprints(np.zeros((len(paths), 8), np.uint8),
                           np.zeros((len(paths), THUMB_SIDE, THUMB_SIDE), np.uint8), np.ones(len(paths), bool))
@@ -121,7 +121,7 @@ def nearest_other_distance(hashes: np.ndarray, chunk: int = 256) -> np.ndarray:
 def _main() -> None:
     import sys
 
-    from agecam.training.data import scan_folder
+    from .data import scan_folder
 
     records = scan_folder(sys.argv[1]).records
     prints = fingerprint_images([r.path for r in records])

@@ -17,9 +17,9 @@ from pathlib import Path
 from agecam.core.age_model import AgeModel, EnsembleRunner, ModelError, models_dir
 from agecam.core.model_card import write_card
 from agecam.core.onnx_runner import file_sha256
-from agecam.training.evaluate import EvaluateConfig, evaluate
-from agecam.training.split import DEFAULT_MANIFEST
-from agecam.training.train import repo_relative
+from .evaluation.evaluate import EvaluateConfig, evaluate
+from .split import DEFAULT_MANIFEST
+from .train import repo_relative
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from agecam.core.atomic import atomic_path
 from agecam.core.onnx_runner import SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
-from agecam.training.onnx_graph import fold_into_conv, optimize_graph
+from .onnx_graph import fold_into_conv, optimize_graph
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from agecam.core.images import IMAGE_SUFFIXES
 from agecam.core.preprocess import preprocess_face
-from agecam.training.data import DataError, FaceRecord, read_image
+from .data import DataError, FaceRecord, read_image
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def _common_base(records: list[FaceRecord]) -> Path:
 def near_duplicates_of(faces: ExtraFaces, reference_paths: list[Path]) -> np.ndarray:
     """Which extra faces are near-duplicates (``training.duplicates`` rule) of a reference image,
     e.g. a UTKFace validation or test face: such a face must not be trained on."""
-    from agecam.training.duplicates import DuplicateConfig, Fingerprints, fingerprint, fingerprint_images, hamming_distances
+    from .duplicates import DuplicateConfig, Fingerprints, fingerprint, fingerprint_images, hamming_distances
 
     config = DuplicateConfig()
     ref = fingerprint_images(reference_paths)

@@ -28,16 +28,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from agecam.core.align import ChipAlignment, similarity_transform
+from agecam.core.align import ChipAlignment
 from agecam.core.atomic import write_text_atomic
 from agecam.core.config import DetectorConfig
 from agecam.core.crop import CropConfig, crop_faces
 from agecam.core.detector import FaceDetector
 from agecam.core.preprocess import preprocess_face
-from agecam.training.data import read_image, scan_folder
-from agecam.training.extra_faces import centre_face
-from agecam.training.pretrained import DLIB_AGE_BINS, SOURCES, locate, pretrained_folder
-from agecam.training.split import DEFAULT_MANIFEST, read_manifest
+from .data import read_image, scan_folder
+from .extra_faces import centre_face
+from .pretrained import DLIB_AGE_BINS, SOURCES, locate, pretrained_folder
+from .split import DEFAULT_MANIFEST, read_manifest
 
 log = logging.getLogger(__name__)
 

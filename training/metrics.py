@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from agecam.training.split import AGE_BANDS, age_band
+from .split import AGE_BANDS, age_band
 
 
 def regression_metrics(y_true, y_pred) -> dict:

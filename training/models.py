@@ -22,7 +22,7 @@ import numpy as np
 from keras import layers
 
 from agecam.core.age_model import first_line
-from agecam.training.arch_defaults import ARCHITECTURES
+from .arch_defaults import ARCHITECTURES
 
 log = logging.getLogger(__name__)
 

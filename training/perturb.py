@@ -27,7 +27,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from agecam.training.degrade import jpeg_roundtrip, render_at_width
+from .degrade import jpeg_roundtrip, render_at_width
 
 
 def _u8(image: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import zipfile

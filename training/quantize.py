@@ -30,10 +30,10 @@ from agecam.core.atomic import atomic_path
 from agecam.core.model_card import read_card, update_card
 from agecam.core.hardware import int8_kernels
 from agecam.core.onnx_runner import INT8_SUFFIX, SOURCE_DIGEST_KEY, OnnxRunner, file_sha256
-from agecam.training.data import load_arrays, scan_folder
-from agecam.training.evaluate import predict_in_batches
-from agecam.training.onnx_graph import fold_into_conv, optimize_graph, widen_float16
-from agecam.training.split import DEFAULT_MANIFEST, effective_splits
+from .data import load_arrays, scan_folder
+from .evaluation.evaluate import predict_in_batches
+from .onnx_graph import fold_into_conv, optimize_graph, widen_float16
+from .split import DEFAULT_MANIFEST, effective_splits
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def quantize_model(name: str, config: QuantizeConfig, command: str = "") -> dict
     """Write ``NAME.int8.onnx`` beside the shipped model ``name`` and its parity record into the card."""
     import onnx
 
-    from agecam.training.export_onnx import set_metadata
+    from .export_onnx import set_metadata
 
     keras_path = resolve_model_path(name)
     if keras_path.suffix != ".keras":

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agecam.core.atomic import atomic_path
-from agecam.training.data import FaceRecord
+from .data import FaceRecord
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def held_out_faces(data: str | Path, count: int, manifest: str | Path = DEFAULT_
     fewer when the folder or the manifest has fewer. For generated scenes: benchmarks, field tests."""
     import cv2
 
-    from agecam.training.data import scan_folder
+    from .data import scan_folder
 
     if not Path(data).is_dir():
         return []

@@ -3,6 +3,10 @@
 A run keeps its working state in ``<out>.run/`` (last-epoch backup for ``--resume``, best
 checkpoint, CSV history) and, when done, writes ``<out>.keras`` (no optimizer, loadable on any
 backend), the model card ``<out>.json`` and the figures in ``assets/``.
+
+Long (about 600 lines) on purpose: like a keras.io example, a run reads top to bottom in one file,
+each step a function in the order it runs; the pieces with a job of their own (data, models,
+augmentation, resuming, the pretrained weights) are modules beside it.
 """
 
 from __future__ import annotations
@@ -31,16 +35,16 @@ from agecam.core.atomic import atomic_path, write_text_atomic
 from agecam.core.hardware import bfloat16_matmul, cpu_model
 from agecam.core.model_card import read_card, write_card
 from agecam.core.paths import ASSETS_DIR, REPO_ROOT, SHIPPED_MODELS
-from agecam.training.arch_defaults import ARCH_DEFAULTS, DTYPE_POLICIES, resolve_precision
-from agecam.training.augment import AugmentConfig, AugmentedFaces
-from agecam.training.data import DataError, load_arrays, scan_folder
-from agecam.training.extra_faces import ExtraFaces, age_balance_weights, load_extra_faces, near_duplicates_of, scan_age_folders
-from agecam.training.evaluate import metrics_report, predict_in_batches
-from agecam.training.models import build_model, distribution_losses, head_of, resolve_weights, training_view
-from agecam.training.plots import write_model_figures
-from agecam.training.pretrained import IMAGENET, SOURCES, load_pretrained, require_imagenet_resnet50
-from agecam.training.resume import check_resumable, default_run_dir
-from agecam.training.split import (DEFAULT_MANIFEST, SplitConfig, SplitResult, read_manifest, read_manifest_groups, split_records,
+from .arch_defaults import ARCH_DEFAULTS, DTYPE_POLICIES, resolve_precision
+from .augment import AugmentConfig, AugmentedFaces
+from .data import DataError, load_arrays, scan_folder
+from .extra_faces import ExtraFaces, age_balance_weights, load_extra_faces, near_duplicates_of, scan_age_folders
+from .evaluation.evaluate import metrics_report, predict_in_batches
+from .models import build_model, distribution_losses, head_of, resolve_weights, training_view
+from .plots import write_model_figures
+from .pretrained import IMAGENET, SOURCES, load_pretrained, require_imagenet_resnet50
+from .resume import check_resumable, default_run_dir
+from .split import (DEFAULT_MANIFEST, SplitConfig, SplitResult, read_manifest, read_manifest_groups, split_records,
                             write_manifest)
 
 log = logging.getLogger(__name__)
@@ -341,7 +345,7 @@ def load_extra_source(folder: Path, config: TrainConfig, parts, alignment=None) 
 def duplicate_groups(records, manifest_path: Path) -> np.ndarray:
     """Near-duplicate group id per record: from the manifest's ``group`` column when it lists every
     record, else by fingerprinting every image (about a minute for 22k faces)."""
-    from agecam.training.duplicates import fingerprint_images, group_near_duplicates
+    from .duplicates import fingerprint_images, group_near_duplicates
 
     listed = read_manifest_groups(manifest_path) if Path(manifest_path).is_file() else {}
     if records and all(r.name in listed for r in records):

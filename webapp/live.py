@@ -7,7 +7,6 @@ its counters sit behind one lock; the page reads them with :meth:`LiveSession.sn
 from __future__ import annotations
 
 import threading
-import time
 import weakref
 from dataclasses import replace
 
@@ -15,10 +14,7 @@ import numpy as np
 
 from agecam.core.age_model import AgeModel
 from agecam.core.analyzer import AgeCam, AgeCamConfig
-from agecam.core.annotator import AnnotatorConfig
-from agecam.core.config import AgeGateConfig
-from agecam.core.detector import DetectorConfig
-from agecam.core.people import TrackLog
+from agecam.core.stream import StreamSession
 
 
 class LiveSession:
@@ -32,39 +28,27 @@ class LiveSession:
 
     def __init__(self, model: AgeModel, confidence: float = 0.5, show_fps: bool = True, show_range: bool = False,
                  gate: int | None = None, blur_faces: bool = False):
-        config = AgeCamConfig(detector=DetectorConfig(min_confidence=confidence),
-                              annotator=AnnotatorConfig(show_fps=show_fps, show_range=show_range,
-                                                        blur_faces=blur_faces),
-                              gate=AgeGateConfig(gate))
+        config = AgeCamConfig.from_settings(confidence=confidence, show_fps=show_fps, show_range=show_range,
+                                            blur_faces=blur_faces, age_gate=gate)
         self._cam = AgeCam(config, model=model)  # ModelError: an age gate the model has no bounds for
         # Each AgeCam holds a MediaPipe graph (threads and ~20 MB): release it when the session is
         # closed, or at the latest when Streamlit drops the session's state.
         self._release = weakref.finalize(self, self._cam.close)
         self._lock = threading.Lock()
-        self._frames = 0
-        self._ages: dict[int, float] = {}
-        self._fps: float | None = None
-        self._last: float | None = None
-        self._log = TrackLog()  # everyone seen since the stream started
-        self._started: float | None = None
+        # The stream's loop, shared with the window and headless runs (core.stream): people, rate.
+        self._stream = StreamSession(self._cam).start()
+        self._ages: dict[int, str] = {}  # what each face's label shows: its age, or its range while wide
         self._in_view: set[int] = set()
 
     def annotate(self, image_bgr: np.ndarray) -> np.ndarray:
         with self._lock:  # tracking is stateful: one frame at a time, in order
             if not self._release.alive:  # closed: a frame still in flight passes through as it is
                 return image_bgr
-            faces = self._cam.get(image_bgr)
-            now = time.perf_counter()
-            if self._last is not None:
-                rate = 1.0 / max(now - self._last, 1e-6)
-                self._fps = rate if self._fps is None else 0.9 * self._fps + 0.1 * rate
-            self._last = now
-            self._started = now if self._started is None else self._started
-            self._log.add(faces, now - self._started)
+            out, faces = self._stream.push(image_bgr)
             self._in_view = {int(t) for t in faces.tracker_id}
-            out = self._cam.annotate(image_bgr, faces, self._fps)
-            self._frames += 1
-            self._ages = {int(t): float(a) for t, a in zip(faces.tracker_id, faces.age) if np.isfinite(a)}
+            self._ages = {int(t): self._cam.annotator.age_text(a, low, high, shown) for t, a, low, high, shown
+                          in zip(faces.tracker_id, faces.age, faces.age_low, faces.age_high, faces.age_shown)
+                          if np.isfinite(a)}
         return out
 
     def configure(self, confidence: float, show_fps: bool, show_range: bool = False, gate: int | None = None,
@@ -89,17 +73,18 @@ class LiveSession:
         out.pts, out.time_base = frame.pts, frame.time_base
         return out
 
-    def snapshot(self) -> tuple[int, dict[int, float], float | None]:
-        """Frames annotated so far, the current ages by track id, and the processing rate."""
+    def snapshot(self) -> tuple[int, dict[int, str], float | None]:
+        """Frames annotated so far, what each face in view shows by track id (``34``, or ``29-44`` while
+        its range is wide: ``core.fusion.ShownAgeRule``), and the processing rate."""
         with self._lock:
-            return self._frames, dict(self._ages), self._fps
+            return self._stream.frames, dict(self._ages), self._stream.rate
 
     def people(self) -> tuple[list[dict], list[dict]]:
         """``(in view, seen)``: the people on the latest frame and everyone seen since the stream
         started, as ``core.people`` rows (age from all of a track's estimates, range, verdict)."""
         with self._lock:
-            seen = self._log.people(self._cam.age_range, self._cam.gate)
-            return [p for p in seen if p["track_id"] in self._in_view], seen
+            seen = self._stream.people()
+            return [p for p in seen if p["track_id"] in self._in_view], list(seen)
 
     def close(self) -> None:
         """Release the detector; later frames pass through unannotated. Safe to call twice."""

@@ -78,7 +78,7 @@ if not context.state.playing:
                    "check the browser's site permissions, or use the Image prediction page.")
 while context.state.playing:
     frames, ages, fps = session.snapshot()
-    shown = ", ".join(f"#{track} {age:.0f}" for track, age in sorted(ages.items())) or "no face in view"
+    shown = ", ".join(f"#{track} {age}" for track, age in sorted(ages.items())) or "no face in view"
     rate = f" · {fps:.1f} fps" if fps else ""
     status.markdown(f"Frames annotated: **{frames}**{rate} · Ages: **{shown}**")
     current, seen = session.people()

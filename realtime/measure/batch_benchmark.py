@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from agecam.realtime.batch import BatchOutputs, FileResult, plan_jobs, run_batch
-from agecam.realtime.benchmark import FaceSource, benchmark_faces
+from ..batch import BatchOutputs, FileResult, plan_jobs, run_batch
+from .benchmark import FaceSource, benchmark_faces
 from agecam.core.hardware import cpu_cores, machine
-from agecam.realtime.config import BatchConfig
-from agecam.realtime.synthetic import SceneConfig, write_scene
+from ..config import BatchConfig
+from ..synthetic import SceneConfig, write_scene
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def run_batch_benchmark(config: BatchBenchmarkConfig, make_cam: Callable) -> dic
         for workers in config.workers:
             rows.append(_timed("processes", workers, clips, Path(folder) / f"out-{workers}", make_cam))
         if config.ray:
-            from agecam.realtime.ray_batch import RayConfig, run_on_ray
+            from ..ray_batch import RayConfig, run_on_ray
 
             workers = max(config.workers)
 

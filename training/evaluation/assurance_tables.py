@@ -1,6 +1,6 @@
 """The age-assurance tables of ``docs/age-assurance.md``, written from the model cards' ``assurance``
 records (``agecam evaluate --assurance --record``) and ``cross_dataset.fairface-dev.assurance``
-(``agecam evaluate-photos ../shared/data/fairface-dev --record``); ``training.report`` places them."""
+(``agecam evaluate-photos ../shared/data/fairface-dev --record``); ``training.evaluation.report`` places them."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def by_sex_table(cards: dict[str, dict], model: str | None) -> str:
 
 
 def fairface_table(cards: dict[str, dict]) -> str:
-    """Per model and gender, what FairFace's age groups allow (``training.assurance.group_assurance``)."""
+    """Per model and gender, what FairFace's age groups allow (``training.evaluation.assurance.group_assurance``)."""
     rows = [(name, source, record["assurance"]) for name, card in cards.items()
             for source, record in card.get("cross_dataset", {}).items() if "assurance" in record]
     if not rows:

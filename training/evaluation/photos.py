@@ -29,8 +29,8 @@ import numpy as np
 
 from agecam.core.images import IMAGE_SUFFIXES, ImageError, read_image_file
 from agecam.core.utkface import parse_name
-from agecam.training.evaluate import mean_signed_error
-from agecam.training.metrics import metrics_by_age_band, regression_metrics
+from .evaluate import mean_signed_error
+from ..metrics import metrics_by_age_band, regression_metrics
 
 LABEL_KINDS = ("auto", "utkface", "fgnet", "groups")
 # A folder's age-group labels (FairFace's layout): a list of {"filename", "age": "20-29" | "70+", "gender"}.
@@ -224,7 +224,7 @@ def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
     seconds = time.perf_counter() - started  # reading, detecting, cropping and ageing, as `agecam image`
     read = len(photos) - len(unreadable)
     if photos and photos[0].group is not None:  # age groups: no exact ages to take errors from
-        from agecam.training.assurance import group_assurance
+        from .assurance import group_assurance
 
         return {"photos": len(photos), "unreadable": len(unreadable), "found": len(predicted),
                 "found_rate": len(predicted) / read if read else float("nan"), "labels": "age groups",
@@ -243,7 +243,7 @@ def evaluate_photos(cam, photos: list[LabelledPhoto], progress=None) -> dict:
               "missed": missed, "seconds_per_photo": seconds / len(photos) if photos else float("nan")}
     bounds = cam.model.gate_bounds
     if bounds is not None and len(truth):
-        from agecam.training.evaluate import gate_report
+        from .evaluate import gate_report
 
         result["age_gate"] = gate_report(bounds, truth, guess)
     if any(person is not None for person in persons):
@@ -280,8 +280,8 @@ def _by_colour(truth, guess, monochrome) -> dict:
 
 def _with_bias(by_age: dict, truth, guess, low, high) -> dict:
     """``metrics_by_age_band`` plus each band's bias and, with ranges, their coverage."""
-    from agecam.training.evaluate import coverage_by_band
-    from agecam.training.split import age_band
+    from .evaluate import coverage_by_band
+    from ..split import age_band
 
     bands = np.array([age_band(age) for age in truth])
     coverage = coverage_by_band(truth, low, high) if len(low) and np.isfinite(low).all() else {}
@@ -296,7 +296,7 @@ def _with_bias(by_age: dict, truth, guess, low, high) -> dict:
 def record_in_card(model, source: str, result: dict) -> dict:
     """Write ``result``'s summary (no per-photo lists) into ``model``'s card as ``cross_dataset[source]``."""
     from agecam.core.model_card import update_card
-    from agecam.training.assess import card_path_of
+    from .assess import card_path_of
 
     summary = {key: value for key, value in result.items() if key not in ("missed", "model")}
     return update_card(card_path_of(model), lambda card: card.update(

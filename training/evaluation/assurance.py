@@ -199,7 +199,7 @@ def record_in_card(model, key: str, report: dict) -> dict:
     """Write ``report`` (with the gate-at-18 target's verdict, when it has gates) into ``model``'s card
     as ``assurance[key]`` (``utkface-test``, ``fairface-dev``)."""
     from agecam.core.model_card import update_card
-    from agecam.training.assess import card_path_of
+    from .assess import card_path_of
 
     if "gates" in report:
         report = {**report, "target_gate_18": gate_target(report)}

@@ -18,7 +18,7 @@ faces left out of test, see ``training.split``):
   share sent to check);
 - the degraded evaluation: each test face re-rendered at effective widths 32/48/64/96 px with
   JPEG quality 50 (``training.degrade``), MAE and bias per width;
-- the robustness suite (``training.robustness``) on the test split: MAE and bias per perturbation.
+- the robustness suite (``training.evaluation.robustness``) on the test split: MAE and bias per perturbation.
 
 The card gains ``metrics.test_part1``, ``age_range``, ``degraded`` and ``robustness``; ``metrics.val`` and
 ``metrics.test`` are replaced by this pass's numbers, and ``assessed`` records when and how.
@@ -38,11 +38,11 @@ from agecam.core.age_model import AgeModel, ModelError
 from agecam.core.age_gate import CONFIDENCE, fit_gate_bounds
 from agecam.core.age_range import AgeRangeCalibration
 from agecam.core.model_card import update_card
-from agecam.training.data import load_arrays, scan_folder
-from agecam.training.evaluate import (degraded_metrics, degraded_predictions, gate_report, metrics_report,
+from ..data import load_arrays, scan_folder
+from .evaluate import (degraded_metrics, degraded_predictions, gate_report, metrics_report,
                                       predict_in_batches, range_report)
-from agecam.training.robustness import robustness_report
-from agecam.training.split import DEFAULT_MANIFEST, effective_splits
+from .robustness import robustness_report
+from ..split import DEFAULT_MANIFEST, effective_splits
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class AssessConfig:
 def camera_renderings(images: np.ndarray, seed: int) -> np.ndarray:
     """Each uint8 face once through the training augmentation's photometric and degradation changes
     (seeded; no flip, shift, zoom or rotation: the crop stays the pipeline's)."""
-    from agecam.training.augment import AugmentConfig, camera_rendering
+    from ..augment import AugmentConfig, camera_rendering
 
     config = AugmentConfig()
     rng = np.random.default_rng(seed)
@@ -110,7 +110,7 @@ def assess(model: AgeModel, config: AssessConfig, command: str | None = None) ->
         metrics["test_part1"] = metrics_report(y_test[in_part1], test_pred[in_part1])
         sets["test_part1"] = in_part1
     card["metrics"] = metrics
-    from agecam.training.train import target_status  # Keras is loaded already to run the model
+    from ..train import target_status  # Keras is loaded already to run the model
 
     target = target_status(card.get("architecture", ""), metrics.get("test_part1", metrics["test"])["mae"])
     if target is not None:

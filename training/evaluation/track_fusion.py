@@ -43,7 +43,7 @@ from agecam.core.fusion import (ShownAgeRule, TrackAgeFusion, TrackRangeCalibrat
                                  spread_of)
 from agecam.core.geometry import iou_matrix
 from agecam.core.quality import FEATURES, ViewQuality, quality_of, view_measures
-from agecam.training.split import DEFAULT_MANIFEST, effective_splits
+from ..split import DEFAULT_MANIFEST, effective_splits
 
 log = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ def measure(tracks: list[TrackViews], quality: ViewQuality, age_range, track_ran
 
 
 def _faces(config: TrackTestConfig, split: str, count: int, rng: np.random.Generator) -> list[tuple[np.ndarray, float]]:
-    from agecam.training.data import scan_folder
+    from ..data import scan_folder
 
     splits = effective_splits(config.manifest)
     records = [r for r in scan_folder(config.data).records if splits.get(r.name) == split]
@@ -393,7 +393,7 @@ def track_test(model: AgeModel, config: TrackTestConfig, detector_factory=make_d
 def record_in_card(model: AgeModel, result: dict) -> dict:
     """Store ``result`` in the model's card as ``tracks`` (read by ``core.quality`` and ``core.fusion``)."""
     from agecam.core.model_card import update_card
-    from agecam.training.assess import card_path_of
+    from .assess import card_path_of
 
     def change(card: dict) -> None:
         card["tracks"] = result

@@ -28,9 +28,9 @@ import numpy as np
 
 from agecam.core.analyzer import AgeCam
 from agecam.core.geometry import overlaps_another
-from agecam.realtime.runner import RunConfig, run
-from agecam.realtime.sources import VideoSource
-from agecam.realtime.synthetic import SceneConfig, background, render_scene, write_scene
+from ..runner import RunConfig, run
+from ..sources import VideoSource
+from ..synthetic import SceneConfig, background, render_scene, write_scene
 
 log = logging.getLogger(__name__)
 

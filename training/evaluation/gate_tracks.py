@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from agecam.core.age_model import AgeModel, ModelError
-from agecam.training.data import load_arrays, scan_folder
-from agecam.training.evaluate import gate_report, predict_in_batches
-from agecam.training.split import DEFAULT_MANIFEST, effective_splits
+from ..data import load_arrays, scan_folder
+from .evaluate import gate_report, predict_in_batches
+from ..split import DEFAULT_MANIFEST, effective_splits
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class GateTrackConfig:
 
 def track_ages(model: AgeModel, images: np.ndarray, views: int, seed: int, batch_size: int = 64) -> np.ndarray:
     """``(faces, views)`` estimates: each uint8 face rendered ``views`` times (seeded), all aged."""
-    from agecam.training.augment import AugmentConfig, camera_rendering
+    from ..augment import AugmentConfig, camera_rendering
 
     config, rng = AugmentConfig(), np.random.default_rng(seed)
     rendered = np.stack([camera_rendering(np.asarray(image, np.uint8), rng, config)
@@ -67,7 +67,7 @@ def gate_on_tracks(model: AgeModel, config: GateTrackConfig) -> dict:
 def record_in_card(model: AgeModel, result: dict) -> dict:
     """Store ``result`` in ``model``'s card as ``age_range.gate.tracks``."""
     from agecam.core.model_card import update_card
-    from agecam.training.assess import card_path_of
+    from .assess import card_path_of
 
     def change(card: dict) -> None:
         card.setdefault("age_range", {}).setdefault("gate", {})["tracks"] = result

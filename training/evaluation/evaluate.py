@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from agecam.core.age_model import AgeModel
-from agecam.training.data import DataError, ScanReport, load_arrays, scan_folder
-from agecam.training.metrics import metrics_by_age_band, regression_metrics
-from agecam.training.split import effective_splits
+from ..data import DataError, ScanReport, load_arrays, scan_folder
+from ..metrics import metrics_by_age_band, regression_metrics
+from ..split import effective_splits
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ class EvaluateConfig:
     manifest: Path | None = None
     batch_size: int = 64
     degrade: tuple[int, ...] = ()  # effective face widths for the degraded evaluation (training.degrade)
-    robustness: bool = False  # also run the robustness suite (training.robustness)
+    robustness: bool = False  # also run the robustness suite (training.evaluation.robustness)
     figures: Path | None = None  # also draw the model's figures (training.plots) into this folder
-    assurance: bool = False  # also the age-assurance figures by sex and race (training.assurance)
+    assurance: bool = False  # also the age-assurance figures by sex and race (training.evaluation.assurance)
     record: bool = False  # write the age-assurance figures into the model's card (assurance.DATA-SPLIT)
 
 
@@ -60,7 +60,7 @@ def degraded_predictions(model: AgeModel, images: np.ndarray, widths, batch_size
                          progress=None) -> dict[int, np.ndarray]:
     """Ages per effective face width, each face re-rendered there with JPEG quality 50
     (:func:`training.degrade.render_at_width`); ``progress(done, total)`` over all widths' faces."""
-    from agecam.training.degrade import render_at_width
+    from ..degrade import render_at_width
 
     out = {}
     for step, width in enumerate(widths):
@@ -73,7 +73,7 @@ def degraded_predictions(model: AgeModel, images: np.ndarray, widths, batch_size
 
 def degraded_metrics(ages: np.ndarray, predictions: dict[int, np.ndarray]) -> dict:
     """MAE and bias per width from :func:`degraded_predictions`."""
-    from agecam.training.degrade import EVAL_JPEG_QUALITY
+    from ..degrade import EVAL_JPEG_QUALITY
 
     return {str(width): {"n": int(len(ages)), "mae": regression_metrics(ages, predicted)["mae"],
                          "bias": mean_signed_error(ages, predicted), "jpeg_quality": EVAL_JPEG_QUALITY}
@@ -89,7 +89,7 @@ def degraded_report(model: AgeModel, images: np.ndarray, ages: np.ndarray, width
 def coverage_by_band(y_true, low, high) -> dict:
     """Per age band of the true age: ``{"n", "coverage"}`` of the ranges ``[low, high]``."""
     from agecam.core.age_range import coverage_of
-    from agecam.training.split import AGE_BANDS, age_band
+    from ..split import AGE_BANDS, age_band
 
     y_true = np.asarray(y_true, np.float64)
     low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
@@ -155,7 +155,7 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=Non
         result["degraded"] = degraded_report(model, images, ages, config.degrade, config.batch_size,
                                              stage("degraded"))
     if config.robustness:
-        from agecam.training.robustness import robustness_report
+        from .robustness import robustness_report
 
         result["robustness"] = robustness_report(model, images, ages, config.batch_size, stage("robustness"))
     from agecam.core.age_range import AgeRangeCalibration
@@ -164,16 +164,16 @@ def evaluate(config: EvaluateConfig, model: AgeModel | None = None, progress=Non
     if calibration is not None:
         result["age_range"] = range_report(calibration, ages, predicted)
     if config.assurance:
-        from agecam.training.assurance import assurance_report
+        from .assurance import assurance_report
 
         result["assurance"] = assurance_report(ages, predicted, [r.gender for r in kept], [r.race for r in kept],
                                                model.gate_bounds)
         if config.record:
-            from agecam.training.assurance import record_in_card
+            from .assurance import record_in_card
 
             record_in_card(model, f"{Path(config.data).resolve().name}-{config.split or 'all'}", result["assurance"])
     if config.figures is not None:
-        from agecam.training.plots import write_model_figures
+        from ..plots import write_model_figures
 
         subset = f"{config.split} split" if config.split else Path(config.data).name
         card, stages = model.card, None
