@@ -100,20 +100,29 @@ def test_track_test_fits_records_and_the_pipeline_reads_it(tmp_path, tiny_model_
 def test_a_crossing_clip_through_the_real_cli_keeps_every_id(tmp_path, utk_dir):
     """Pairs of held-out faces walk towards each other and pass, one hiding the other: every face
     keeps one id (the field test's crossing case, one seed, through `agecam video --csv`)."""
-    from agecam.realtime.measure.field_test import track_coverage
-    from agecam.realtime.synthetic import SceneConfig, render_scene, write_scene
+    from agecam.realtime.synthetic import SceneConfig
     from agecam.training.split import held_out_faces
 
     faces = held_out_faces(utk_dir, 12)[4:8]
-    scene = SceneConfig(frames=300, face_size=100, seed=1, crossing=True)
+    _, coverage, tracks = _crossings_through_the_cli(tmp_path, faces, SceneConfig(frames=300, face_size=100, seed=1,
+                                                                                  crossing=True))
+    assert min(coverage) >= 0.95 and max(tracks) <= 2, (coverage, tracks)
+
+
+def _crossings_through_the_cli(tmp_path, faces, scene):
+    """``scene`` written as a clip and run through `agecam video --csv`: the CSV's rows, and per face
+    its main track's coverage and its number of tracks (``realtime.measure.field_test``)."""
+    from agecam.realtime.measure.field_test import track_coverage
+    from agecam.realtime.synthetic import render_scene, write_scene
+
     clip = write_scene(tmp_path / "crossing.mp4", faces, scene)
     table = tmp_path / "faces.csv"
-    done = run_agecam("video", clip, "--no-window", "--csv", table, timeout=600)
+    done = run_agecam("video", clip, "--no-window", "--csv", table, timeout=900)
     assert done.returncode == 0, done.stderr
     with open(table, newline="") as handle:
         rows = list(csv.DictReader(handle))
     coverage, tracks, _ = track_coverage([boxes for _, boxes in render_scene(faces, scene)], rows)
-    assert min(coverage) >= 0.95 and max(tracks) <= 2, (coverage, tracks)
+    return rows, coverage, tracks
 
 
 def test_repeated_crossings_through_the_real_cli_keep_one_id_per_face(tmp_path, utk_dir):
@@ -121,23 +130,16 @@ def test_repeated_crossings_through_the_real_cli_keep_one_id_per_face(tmp_path, 
     hiding the other for about a second each time; through `agecam video --csv` every face keeps one
     id on at least 97% of its clear frames, and a run counts four people. The faces are the field
     test's for seed 3, where one face used to come back from behind its partner as a new person."""
-
     from agecam.core.analyzer import AgeCam, AgeCamConfig
-    from agecam.realtime.measure.field_test import detectable_faces, people_counted, track_coverage
-    from agecam.realtime.synthetic import SceneConfig, render_scene, write_scene
+    from agecam.realtime.measure.field_test import detectable_faces, people_counted
+    from agecam.realtime.synthetic import SceneConfig
     from agecam.training.split import held_out_faces
 
     with AgeCam(AgeCamConfig()) as cam:
         offered = detectable_faces(cam, held_out_faces(utk_dir, 200))
     faces = [offered[i] for i in np.random.default_rng(3).permutation(len(offered))[:4]]
     scene = SceneConfig(frames=600, face_size=140, seed=3, crossing=True, pass_every_s=5.0)
-    clip = write_scene(tmp_path / "crossings.mp4", faces, scene)
-    table = tmp_path / "faces.csv"
-    done = run_agecam("video", clip, "--no-window", "--csv", table, timeout=900)
-    assert done.returncode == 0, done.stderr
-    with open(table, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    coverage, tracks, _ = track_coverage([boxes for _, boxes in render_scene(faces, scene)], rows)
+    rows, coverage, tracks = _crossings_through_the_cli(tmp_path, faces, scene)
     assert min(coverage) >= 0.97 and tracks == [1, 1, 1, 1], (coverage, tracks)
     assert people_counted(rows, scene.fps) == 4
     assert {row["age_shown"] for row in rows} <= {"0", "1"} and any(row["age_shown"] == "1" for row in rows)
