@@ -70,10 +70,12 @@ def test_video_headless_outputs(tmp_path, three_face_clip, tiny_model_path):
     first = rows[0]
     assert float(first["w"]) > 50 and float(first["h"]) > 50 and float(first["age"]) > 0
     # The tiny model has no calibration: the range columns are there, and empty.
-    assert CSV_COLUMNS[-5:-3] == ("age_low", "age_high") and first["age_low"] == first["age_high"] == ""
-    assert CSV_COLUMNS[-3] == "detected" and {r["detected"] for r in rows} <= {"0", "1"} and first["detected"] == "1"
-    assert CSV_COLUMNS[-2:] == ("age_gate", "quality") and {r["age_gate"] for r in rows} == {""}  # no gate asked
+    assert CSV_COLUMNS[-6:-4] == ("age_low", "age_high") and first["age_low"] == first["age_high"] == ""
+    assert CSV_COLUMNS[-4] == "detected" and {r["detected"] for r in rows} <= {"0", "1"} and first["detected"] == "1"
+    assert CSV_COLUMNS[-3:-1] == ("age_gate", "quality") and {r["age_gate"] for r in rows} == {""}  # no gate asked
     assert all(0 < float(r["quality"]) <= 1 for r in rows if r["quality"])  # on the frames with an estimate
+    # A model without a fitted shown-age rule shows its age from the first estimate (#50).
+    assert CSV_COLUMNS[-1] == "age_shown" and {r["age_shown"] for r in rows if r["age"]} == {"1"}
     assert float(rows[-1]["time_s"]) == pytest.approx(int(rows[-1]["frame"]) / config.fps, abs=1e-3)
 
 
