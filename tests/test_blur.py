@@ -49,7 +49,7 @@ def test_a_hidden_face_is_not_matched_by_the_appearance_descriptor(detector, dem
     box = detector.detect(frame).xyxy[0]
     hidden = frame.copy()
     hide_faces(hidden, [box])
-    distance = float(appearance_distance(face_descriptor(frame, box)[None], face_descriptor(hidden, box)[None])[0])
+    distance = float(appearance_distance(face_descriptor(frame, box)[None], face_descriptor(hidden, box)[None])[0, 0])
     assert distance > TrackerConfig().max_reid_distance
 
 
