@@ -25,7 +25,8 @@ fused age moves by many years in its first second. The single age is shown only 
 range is at most ``ShownAgeRule.max_width`` years wide, and from then on (it stays, so it does not
 flicker); before that ``age_shown`` is False and the range is drawn instead. ``max_width`` is fitted
 on generated validation tracks (``training.evaluation.track_fusion``) as the widest range after which the shown
-age of 95% of tracks moves by at most ``max_move`` years, and kept in the card (``tracks.shown_age``).
+age of 95% of tracks moves by at most ``max_move`` years, on whole tracks and on the first 2 s of small faces'
+tracks alike (where a face is seen least well), and kept in the card (``tracks.shown_age``).
 
 Example:
 
@@ -87,6 +88,7 @@ class ShownAgeRule:
     max_move: float = 4.0  # years the shown age may move afterwards, on ``share`` of the fit's tracks
     share: float = 0.95
     n: int = 0  # validation tracks it was fitted on
+    n_short_small: int = 0  # of them, small faces' tracks whose first 2 s had to pass too (0: not checked)
 
     @classmethod
     def from_card(cls, card: dict) -> "ShownAgeRule | None":

@@ -356,3 +356,25 @@ def test_the_fitted_width_keeps_the_shown_age_within_its_movement():
     assert np.quantile(moves, 0.95) <= 4.75  # 4 years, give or take the sampling of a 95th percentile
     looser = [shown_movement(r, rule.max_width * 2) or 0.0 for r in fresh]
     assert np.quantile(looser, 0.95) > 6
+
+
+    # short tracks of small faces (noisier estimates, 2 s): fitted with them, the width is narrower and
+    # holds the movement there too; fitted on whole tracks alone, it lets the small faces' age swing
+    def noisy_replays(count, noise):
+        out = []
+        for _ in range(count):
+            true = rng.uniform(10, 70)
+            quality = np.clip(np.linspace(0.3, 0.6, 20) + rng.normal(0, 0.1, 20), 0.3, 1.0)
+            fusion = TrackAgeFusion(age_range=calibration, track_range=track_range)
+            ages, lows, highs = [], [], []
+            for q in quality:
+                d = _estimate(fusion, 1, float(np.clip(true + rng.normal(0, noise) / q, 1, 90)), q)
+                ages.append(d.age[0]), lows.append(d.age_low[0]), highs.append(d.age_high[0])
+            out.append({"age": np.array(ages), "low": np.array(lows), "high": np.array(highs)})
+        return out
+
+    both = fit_shown_age({"whole": replays(800), "first_2s_faces_24_40px": noisy_replays(400, 6.0)})
+    assert both.max_width < rule.max_width and both.n == 800 and both.n_short_small == 400
+    fresh_small = noisy_replays(400, 6.0)
+    assert np.quantile([shown_movement(r, both.max_width) or 0.0 for r in fresh_small], 0.95) <= 4.75
+    assert np.quantile([shown_movement(r, rule.max_width) or 0.0 for r in fresh_small], 0.95) > 4.75

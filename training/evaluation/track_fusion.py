@@ -14,7 +14,8 @@ crop, aged by the model, measured by ``core.quality``.
   line, on the features), then the track range (``core.fusion``: ``rho`` as the share of the
   standardised errors' variance that is shared within a track, the quantiles split-conformally on
   every prefix of every track), then the shown-age rule (``core.fusion.ShownAgeRule``: the widest
-  range, on a half-year grid, up to which the shown age of 95% of the tracks moves by at most 4 years).
+  range, on a half-year grid, up to which the shown age of 95% of the tracks moves by at most 4 years,
+  both over whole tracks and over the first 2 s of the tracks whose face is 24-40 px wide).
 - **Measure**, on test faces: single-view MAE against the track's fused age (the last one, and the
   one shown after 2 s), the range's coverage over every estimate of every track and by the number
   of views behind it, and how much the shown age still moves after 2 s (max - min). The same tracks
@@ -51,7 +52,8 @@ FRAME = (640, 480)
 ESTIMATES_PER_S = 10.0  # refreshes a second at 30 fps, one every third frame
 SETTLE_S = 2.0  # the shown age's movement is measured after this long
 SHORT_S = 2.0  # a short track: the shown-age rule is measured on every track's first 2 s too
-SMALL_FACES = (24, 40)  # px: the short tracks of small faces are reported apart
+SMALL_FACES = (24, 40)  # px: the short tracks of small faces are reported apart, and the shown-age rule must hold there
+SMALL_GROUP = "first_2s_faces_24_40px"
 SHOWN_MAX_MOVE = 4.0  # years the single age may move once shown, on SHOWN_SHARE of the fit's tracks
 SHOWN_SHARE = 0.95
 
@@ -246,19 +248,39 @@ def shown_movement(shown: dict[str, np.ndarray], max_width: float) -> float | No
     return float(np.max(np.abs(shown["age"][first:] - shown["age"][first])))
 
 
-def fit_shown_age(replays: list[dict[str, np.ndarray]], max_move: float = SHOWN_MAX_MOVE,
-                  share: float = SHOWN_SHARE) -> ShownAgeRule:
+def fit_shown_age(groups: dict[str, list[dict[str, np.ndarray]]] | list[dict[str, np.ndarray]],
+                  max_move: float = SHOWN_MAX_MOVE, share: float = SHOWN_SHARE) -> ShownAgeRule:
     """The widest range (half-year grid) up to which ``share`` of the tracks' single age moves by at
-    most ``max_move`` years once shown (at this width and every narrower one); a track that never
-    narrows that far moves by nothing shown."""
+    most ``max_move`` years once shown (at this width and every narrower one), in every group of
+    tracks (``shown_age_groups``: whole tracks, and the short tracks of small faces, whose estimates
+    scatter most; a list is one group); a track that never narrows that far moves by nothing shown."""
+    if not isinstance(groups, dict):
+        groups = {"whole": list(groups)}
+    replays = [r for group in groups.values() for r in group]
     widest = max(float(np.max(r["high"] - r["low"])) for r in replays)
     best = 0.5
     for width in np.arange(0.5, math.ceil(widest) + 0.5, 0.5):
-        moves = [shown_movement(r, width) or 0.0 for r in replays]
-        if np.quantile(moves, share) > max_move:
+        moves = [[shown_movement(r, width) or 0.0 for r in group] for group in groups.values() if group]
+        if any(np.quantile(group, share) > max_move for group in moves):
             break  # the first width that lets too much move: wider ones passing again would be chance
         best = float(width)
-    return ShownAgeRule(best, max_move, share, len(replays))
+    small = groups.get(SMALL_GROUP, [])
+    return ShownAgeRule(best, max_move, share, len(groups.get("whole", replays)), len(small))
+
+
+def shown_age_groups(tracks: list[TrackViews], replays: list[dict]) -> dict[str, list[dict]]:
+    """The replays grouped as the shown-age rule is fitted and measured: whole tracks, their first 2 s,
+    and the first 2 s of the tracks whose face is 24-40 px wide (its median width)."""
+    short = int(SHORT_S * ESTIMATES_PER_S)
+    groups: dict[str, list[dict]] = {"whole": [], "first_2s": [], SMALL_GROUP: []}
+    for track, shown in zip(tracks, replays):
+        groups["whole"].append(shown)
+        prefix = {name: values[:short] for name, values in shown.items()}
+        groups["first_2s"].append(prefix)
+        width = float(np.median(track.rendered["width"])) if len(track.rendered["width"]) else 0.0
+        if SMALL_FACES[0] <= width <= SMALL_FACES[1]:
+            groups[SMALL_GROUP].append(prefix)
+    return groups
 
 
 def replay(track: TrackViews, quality: ViewQuality, age_range, track_range) -> dict[str, np.ndarray]:
@@ -281,15 +303,7 @@ def measure_shown_age(tracks: list[TrackViews], replays: list[dict], rule: Shown
     """The shown-age rule on the test tracks: the single age's movement from when it is first shown
     (whole tracks; their first 2 s; the first 2 s of tracks whose face is 24-40 px), the share of
     tracks that show it, the seconds before it shows, and the share of estimates showing the range."""
-    short = int(SHORT_S * ESTIMATES_PER_S)
-    groups: dict[str, list[dict]] = {"whole": [], "first_2s": [], "first_2s_faces_24_40px": []}
-    for track, shown in zip(tracks, replays):
-        groups["whole"].append(shown)
-        prefix = {name: values[:short] for name, values in shown.items()}
-        groups["first_2s"].append(prefix)
-        width = float(np.median(track.rendered["width"])) if len(track.rendered["width"]) else 0.0
-        if SMALL_FACES[0] <= width <= SMALL_FACES[1]:
-            groups["first_2s_faces_24_40px"].append(prefix)
+    groups = shown_age_groups(tracks, replays)
     result = {}
     for name, group in groups.items():
         moves = [m for m in (shown_movement(r, rule.max_width) for r in group) if m is not None]
@@ -375,7 +389,9 @@ def track_test(model: AgeModel, config: TrackTestConfig, detector_factory=make_d
     quality = fit_quality(fit_tracks, age_range)
     track_range = fit_track_range([(t.age, t.estimates, quality.relative_error(quality.features(t.measures)))
                                    for t in fit_tracks], age_range, config.coverage)
-    shown_age = fit_shown_age([replay(t, quality, age_range, track_range) for t in fit_tracks])
+    groups = shown_age_groups(fit_tracks, [replay(t, quality, age_range, track_range) for t in fit_tracks])
+    # the first 2 s of every track is implied by the whole track (a prefix moves no more than it)
+    shown_age = fit_shown_age({name: groups[name] for name in ("whole", SMALL_GROUP)})
     log.info("quality %s; range %s; shown age %s", quality.to_dict(), track_range.to_dict(), shown_age.to_dict())
     log.info("measure: %d test tracks", config.test_tracks)
     test_tracks = generate_tracks(model, _faces(config, "test", config.test_tracks, rng), config.views,
