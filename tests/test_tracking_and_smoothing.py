@@ -336,15 +336,15 @@ def test_the_fitted_width_keeps_the_shown_age_within_its_movement():
     calibration = AgeRangeCalibration(0.8, 3.0, 0.1, -1.3, 1.3)
     track_range = TrackRangeCalibration(rho=0.3, q_low=-1.3, q_high=1.3)
 
-    def replays(count):
+    def replays(count, views=30, best_quality=1.0, noise=3.0):
         out = []
         for _ in range(count):
             true = rng.uniform(10, 70)
-            quality = np.clip(np.linspace(0.3, 1.0, 30) + rng.normal(0, 0.1, 30), 0.3, 1.0)
+            quality = np.clip(np.linspace(0.3, best_quality, views) + rng.normal(0, 0.1, views), 0.3, 1.0)
             fusion = TrackAgeFusion(age_range=calibration, track_range=track_range)
             ages, lows, highs = [], [], []
             for q in quality:  # a model's estimates stay within its ages
-                d = _estimate(fusion, 1, float(np.clip(true + rng.normal(0, 3.0) / q, 1, 90)), q)
+                d = _estimate(fusion, 1, float(np.clip(true + rng.normal(0, noise) / q, 1, 90)), q)
                 ages.append(d.age[0]), lows.append(d.age_low[0]), highs.append(d.age_high[0])
             out.append({"age": np.array(ages), "low": np.array(lows), "high": np.array(highs)})
         return out
@@ -357,21 +357,10 @@ def test_the_fitted_width_keeps_the_shown_age_within_its_movement():
     looser = [shown_movement(r, rule.max_width * 2) or 0.0 for r in fresh]
     assert np.quantile(looser, 0.95) > 6
 
-
     # short tracks of small faces (noisier estimates, 2 s): fitted with them, the width is narrower and
     # holds the movement there too; fitted on whole tracks alone, it lets the small faces' age swing
-    def noisy_replays(count, noise):
-        out = []
-        for _ in range(count):
-            true = rng.uniform(10, 70)
-            quality = np.clip(np.linspace(0.3, 0.6, 20) + rng.normal(0, 0.1, 20), 0.3, 1.0)
-            fusion = TrackAgeFusion(age_range=calibration, track_range=track_range)
-            ages, lows, highs = [], [], []
-            for q in quality:
-                d = _estimate(fusion, 1, float(np.clip(true + rng.normal(0, noise) / q, 1, 90)), q)
-                ages.append(d.age[0]), lows.append(d.age_low[0]), highs.append(d.age_high[0])
-            out.append({"age": np.array(ages), "low": np.array(lows), "high": np.array(highs)})
-        return out
+    def noisy_replays(count, noise):  # 2 s of views no better than fair
+        return replays(count, views=20, best_quality=0.6, noise=noise)
 
     both = fit_shown_age({"whole": replays(800), "first_2s_faces_24_40px": noisy_replays(400, 6.0)})
     assert both.max_width < rule.max_width and both.n == 800 and both.n_short_small == 400
