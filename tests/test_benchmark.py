@@ -8,7 +8,7 @@ import pytest
 from conftest import run_agecam
 from agecam.core.age_model import AgeModel, available_models
 from agecam.core.hardware import machine
-from agecam.realtime.measure.benchmark import STAGES, BenchmarkConfig, benchmark_faces, run_benchmark
+from agecam.realtime.measure.benchmark import STAGES, BenchmarkConfig, benchmark_faces, faces_origin, run_benchmark
 from agecam.training.split import held_out_faces
 
 pytestmark = pytest.mark.slow
@@ -39,6 +39,7 @@ def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir, 
         assert row["fps"] == pytest.approx(30 / row["seconds"], rel=0.02)
         assert row["max_frames_to_first_age"] <= 3
         assert row["max_smoothing_bias_years"] < 1.0
+    assert result["faces_origin"] == "held-out"  # the real faces were used, and the result says so
     assert result["peak_memory_mb"] > 0
     assert result["machine"] == machine()  # speed figures carry the machine they were measured on
     shipped = {row["model"]: row["input_size"] for row in result["models"]}
@@ -50,9 +51,31 @@ def test_benchmark_accounts_for_every_frame_and_stage(tiny_model_path, utk_dir, 
 
 
 def test_benchmark_faces_without_data_are_generated():
-    faces = benchmark_faces(5, None)
-    assert len(faces) == 5 and all(f.ndim == 3 for f in faces)
-    assert len(benchmark_faces(3, lambda n: faces[:1])) == 3  # too few real faces: generated ones
+    faces, origin = benchmark_faces(5, None)
+    assert origin == "generated" and len(faces) == 5 and all(f.ndim == 3 for f in faces)
+    fallback, origin = benchmark_faces(3, lambda n: faces[:1])  # too few real faces: generated ones
+    assert origin == "generated" and len(fallback) == 3
+    assert benchmark_faces(1, lambda n: faces[:1])[1] == "held-out"
+    assert faces_origin({"held-out"}) == "held-out" and faces_origin({"held-out", "generated"}) == "mixed"
+
+
+def test_benchmark_says_which_faces_it_timed(tiny_model_path, tmp_path):
+    # Too few real faces (as in a worktree without ../shared beside it): astronaut faces are timed,
+    # and the output must say so, since they time differently.
+    import cv2
+
+    from agecam.realtime.synthetic import astronaut_face
+
+    few = tmp_path / "one-face"
+    few.mkdir()
+    assert cv2.imwrite(str(few / "30_1_0_20170109150557335.jpg.chip.jpg"), astronaut_face())
+    result = run_agecam("benchmark", "--faces", "2", "--frames", "10", "--repeats", "1", "--model", tiny_model_path,
+                        "--data", few)
+    assert result.returncode == 0, result.stderr
+    assert f"faces: generated astronaut variants (no or too few faces in {few};" in result.stdout
+    missing = run_agecam("benchmark", "--faces", "1", "--model", tiny_model_path, "--data", tmp_path / "nope")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].endswith(f"--data {tmp_path / 'nope'}: no such folder")
 
 
 def test_benchmark_cli_json_and_bad_options(tiny_model_path):

@@ -25,7 +25,8 @@ from .options import DETECTOR, ESTIMATOR, cam_config, model_option, save_and_pri
 @click.option("--repeats", type=click.IntRange(1, 20), default=3, show_default=True,
               help="Runs per face count; the run with the median fps is reported.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Folder of UTKFace crops for the faces [../shared/data/utkface-crop-part1 if present].")
+              help="Folder of UTKFace crops for the clips' faces [../shared/data/utkface-crop-part1 beside the "
+                   "checkout; generated astronaut faces where it is missing].")
 @small_faces_option
 @click.option("--batch", is_flag=True,
               help="Measure batch throughput instead: --clips generated clips (--frames each, the first --faces "
@@ -76,6 +77,8 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
                       f"(got {faces!r}, {worker_counts!r}, {size!r})")
     if min(counts) < 1 or max(counts) > 12 or width < 160 or height < 120 or min(workers) < 1:
         raise Failure("face counts must be 1..12, worker counts 1 or more, and the size at least 160x120")
+    if data is not None and not data.is_dir():
+        raise Failure(f"--data {data}: no such folder")
     folder = data if data is not None else UTKFACE_CROP_PART1
     if batch:
         _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces, counts[0], frames, width, height,
@@ -98,6 +101,7 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
         return
     click.echo(f"model {result['model']} ({result['runtime']}), {result['size']}, {result['frames']} frames per clip, "
                f"detector {result['detector_range']}, refresh every {result['refresh_every']} frames")
+    click.echo(FACES_ORIGIN[result["faces_origin"]].format(folder=folder))
     click.echo("faces    fps  " + "  ".join(f"{s:>13}" for s in STAGES) + "   inf/frame")
     for row in result["pipeline"]:
         cells = "  ".join(f"{row['stages'][s]['median_ms'] or 0:6.2f}/{row['stages'][s]['p95_ms'] or 0:6.2f}"
@@ -117,6 +121,15 @@ def benchmark(faces, frames, model, runtime, size, detector_range, refresh_every
         click.echo(f"model {m['model']} ({m['runtime']}, {m['input_size']} px): {m['batch1_faces_per_s']} faces/s at batch 1, "
                    f"{m.get('batch8_faces_per_s', '-')} at batch 8")
     click.echo(f"peak memory {result['peak_memory_mb']} MB")
+
+
+# What the clips' faces were (realtime.measure.benchmark.benchmark_faces): they time differently.
+FACES_ORIGIN = {
+    "held-out": "faces: held-out test faces from {folder}",
+    "generated": ("faces: generated astronaut variants (no or too few faces in {folder}; "
+                  "pass --data FOLDER to use real ones)"),
+    "mixed": "faces: some clips held-out faces from {folder}, some generated astronaut variants (too few faces there)",
+}
 
 
 def _benchmark_photos(folder: Path, option: str) -> tuple[Path, ...]:
@@ -203,6 +216,7 @@ def _batch_benchmark(model, runtime, detector_range, refresh_every, small_faces,
         return
     click.echo(f"model {result['model']} ({result['runtime']}): {result['clips']} clips of {result['frames_per_clip']} "
                f"frames, {result['size']}, {result['faces_per_clip']} faces; {result['cpu_cores']} CPU cores")
+    click.echo(FACES_ORIGIN[result["faces_origin"]].format(folder=folder))
     click.echo("engine        workers   frames   wall s     fps   per-video fps")
     for row in result["rows"]:
         click.echo(f"{row['engine']:<13} {row['workers']:>7} {row['frames']:>8} {row['wall_s']:>8.1f} {row['fps']:>7.1f}"

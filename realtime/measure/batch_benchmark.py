@@ -46,7 +46,7 @@ def run_batch_benchmark(config: BatchBenchmarkConfig, make_cam: Callable) -> dic
         model, runtime = cam.model.name, cam.model.runtime
     rows = []
     with tempfile.TemporaryDirectory(prefix="agecam-batch-") as folder:
-        clips = _write_clips(Path(folder) / "clips", config)
+        clips, origin = _write_clips(Path(folder) / "clips", config)
         for workers in config.workers:
             rows.append(_timed("processes", workers, clips, Path(folder) / f"out-{workers}", make_cam))
         if config.ray:
@@ -59,16 +59,17 @@ def run_batch_benchmark(config: BatchBenchmarkConfig, make_cam: Callable) -> dic
 
             rows.append(_timed("ray (local)", workers, clips, Path(folder) / "out-ray", make_cam, on_ray))
     return {"clips": config.clips, "frames_per_clip": config.frames, "size": f"{config.width}x{config.height}",
-            "faces_per_clip": config.faces, "cpu_cores": cpu_cores(), "machine": machine(), "model": model, "runtime": runtime,
-            "rows": rows}
+            "faces_per_clip": config.faces, "faces_origin": origin, "cpu_cores": cpu_cores(), "machine": machine(),
+            "model": model, "runtime": runtime, "rows": rows}
 
 
-def _write_clips(folder: Path, config: BatchBenchmarkConfig) -> list[Path]:
+def _write_clips(folder: Path, config: BatchBenchmarkConfig) -> tuple[list[Path], str]:
+    """The generated clips, and where their faces came from (``benchmark_faces``)."""
     folder.mkdir()
-    faces = benchmark_faces(config.faces, config.faces_for)
+    faces, origin = benchmark_faces(config.faces, config.faces_for)
     return [write_scene(folder / f"clip{i:02d}.mp4", faces, SceneConfig(width=config.width, height=config.height,
                                                                        frames=config.frames, seed=i))
-            for i in range(config.clips)]
+            for i in range(config.clips)], origin
 
 
 def _timed(engine: str, workers: int, clips: list[Path], out: Path, make_cam, runner=None) -> dict:

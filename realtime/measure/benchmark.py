@@ -91,10 +91,16 @@ def generated_faces(count: int) -> list[np.ndarray]:
     return [cv2.convertScaleAbs(variants[i % 2], alpha=1.0 - 0.08 * (i // 2), beta=6 * i) for i in range(count)]
 
 
-def benchmark_faces(count: int, faces_for: FaceSource | None) -> list[np.ndarray]:
-    """``count`` distinct faces from ``faces_for`` when it has that many, else generated ones."""
+def benchmark_faces(count: int, faces_for: FaceSource | None) -> tuple[list[np.ndarray], str]:
+    """``count`` distinct faces from ``faces_for`` when it has that many, else generated ones,
+    with where they came from: ``"held-out"`` or ``"generated"`` (they time differently, so results say)."""
     faces = faces_for(count) if faces_for is not None else []
-    return faces if len(faces) == count else generated_faces(count)
+    return (faces, "held-out") if len(faces) == count else (generated_faces(count), "generated")
+
+
+def faces_origin(origins: set[str]) -> str:
+    """One word for a run's faces: ``held-out``, ``generated``, or ``mixed`` when its clips differ."""
+    return origins.pop() if len(origins) == 1 else "mixed"
 
 
 def _stats(samples: list[float]) -> dict:
@@ -169,10 +175,11 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
 
     cam_config = replace(config.cam, model=config.model, runtime=config.runtime,
                          estimator=EstimatorConfig(config.refresh_every))
-    results = []
+    results, origins = [], set()
     with tempfile.TemporaryDirectory(prefix="agecam-bench-") as tmp, AgeCam(cam_config) as cam:
         for count in config.faces:
-            faces = benchmark_faces(count, config.faces_for)
+            faces, origin = benchmark_faces(count, config.faces_for)
+            origins.add(origin)
             runs = sorted((run_pipeline(cam, faces, config, Path(tmp)) for _ in range(config.repeats)),
                           key=lambda r: r["fps"])
             row = {**runs[len(runs) // 2], "fps_runs": [r["fps"] for r in runs]}
@@ -187,7 +194,9 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
                 log.info("%d faces: peer %.1f fps, agecam %.2fx", count, row["peer"]["fps"], row["peer_ratio"] or 0)
             results.append(row)
         # Live latency: 3 faces played at 30 fps like a camera; frames are dropped if processing lags.
-        live = run_pipeline(cam, benchmark_faces(config.latency_faces, config.faces_for), config, Path(tmp), realtime=True)
+        live_faces, origin = benchmark_faces(config.latency_faces, config.faces_for)
+        origins.add(origin)
+        live = run_pipeline(cam, live_faces, config, Path(tmp), realtime=True)
         live.pop("clip")
         latency = {"faces": config.latency_faces, "frames_captured": config.frames, "frames_shown": live["frames"],
                    "capture_to_output_ms": live["capture_to_output"]}
@@ -209,6 +218,8 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
         "runtime": runtime,
         "size": f"{config.width}x{config.height}",
         "frames": config.frames,
+        # The clips' faces: held-out photos, or astronaut variants when none were found (absent in older runs).
+        "faces_origin": faces_origin(origins),
         "refresh_every": config.refresh_every,
         "detector_range": cam_config.detector.range,
         # Tiles and region search for small faces (core.detector); absent in runs saved before them.
